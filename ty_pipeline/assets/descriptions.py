@@ -1,0 +1,127 @@
+"""The `job_descriptions` asset: full description text for the partition's postings."""
+
+
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import dagster as dg
+
+from ty_pipeline.assets.postings import utcnow
+from ty_pipeline.domain.description_status import DescriptionStatus
+from ty_pipeline.fetching.descriptions import fetch_description
+from ty_pipeline.fetching.sample import SampleSource
+from ty_pipeline.partitions import berlin_today, daily_partitions, partition_date
+from ty_pipeline.progress import Progress
+from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
+from ty_pipeline.resources.job_sources import JobSourcesResource
+from ty_pipeline.resources.jobsuche import JobsucheResource
+from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.descriptions_store import (
+    PendingDescription,
+    pending_descriptions,
+    save_description,
+)
+
+
+class DescriptionsConfig(dg.Config):
+    max_postings: int | None = None  # cap for one run (newest first); the rest stays pending
+
+
+DESCRIPTIONS_CHECK = "no_failed_fetches"
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="ingestion",
+    kinds={"python", "sql"},
+    deps=["postings"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            DESCRIPTIONS_CHECK,
+            asset="job_descriptions",
+            description="No description fetch of this run failed (failures are retried once on the next run).",
+        )
+    ],
+    description=(
+        "Full description text per posting: Jobsuche `/pc/v4/jobdetails/{base64(refnr)}` (JSON, no HTML "
+        "scraping) and Deutsche Bank `jobhtml`, HTML cleaned to text. Partner-hosted postings get status "
+        "`external_partner`; postings the source no longer has are invalidated; two failures and a posting "
+        "is not retried again (`gave_up`)."
+    ),
+)
+def job_descriptions(
+    context: dg.AssetExecutionContext,
+    config: DescriptionsConfig,
+    warehouse: WarehouseResource,
+    jobsuche: JobsucheResource,
+    deutsche_bank: DeutscheBankResource,
+    job_sources: JobSourcesResource,
+) -> dg.MaterializeResult:
+    day = partition_date(context)
+    engine = warehouse.get_engine()
+    todo = pending_descriptions(engine, day, limit=config.max_postings)
+    left_out = len(pending_descriptions(engine, day)) - len(todo) if config.max_postings else 0
+    context.log.info(f"{len(todo)} postings of {day} need a description")
+
+    aa_client = jobsuche.get_client()
+    db_client = deutsche_bank.get_client()
+    sample = SampleSource(Path(job_sources.sample_dir), berlin_today())
+    delays = {"arbeitsagentur": jobsuche.detail_delay_s, "deutsche_bank": deutsche_bank.detail_delay_s}
+
+    def work(posting: PendingDescription):  # type: ignore[no-untyped-def]
+        outcome = fetch_description(posting, jobsuche=aa_client, deutsche_bank=db_client, sample=sample)
+        if posting.origin != "sample" and delays.get(posting.source):
+            time.sleep(delays[posting.source])  # politeness per worker
+        return posting, outcome
+
+    counts: Counter[str] = Counter()
+    by_source: Counter[str] = Counter()
+    failures: list[str] = []
+    progress = Progress("descriptions", len(todo), context.log.info)
+    started = time.monotonic()
+    workers = max(1, max(jobsuche.detail_workers, deutsche_bank.detail_workers))
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="descriptions") as pool:
+            futures = [pool.submit(work, p) for p in todo]
+            for future in as_completed(futures):
+                posting, outcome = future.result()
+                # Saved one by one from this thread: a crash later loses nothing already fetched.
+                save_description(engine, posting, outcome, utcnow())
+                counts[str(outcome.status)] += 1
+                by_source[f"{posting.source}:{outcome.status}"] += 1
+                if outcome.status in (DescriptionStatus.FAILED, DescriptionStatus.GAVE_UP):
+                    failures.append(f"{posting.source} {posting.external_id}: {outcome.error}")
+                progress.step()
+    finally:
+        aa_client.close()
+        db_client.close()
+
+    for message in failures[:20]:
+        context.log.warning(f"description fetch failed: {message}")
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "processed": len(todo),
+        "ok": counts[DescriptionStatus.OK],
+        "too_short": counts[DescriptionStatus.TOO_SHORT],
+        "external_partner": counts[DescriptionStatus.EXTERNAL_PARTNER],
+        "not_found_invalidated": counts[DescriptionStatus.NOT_FOUND],
+        "failed_will_retry": counts[DescriptionStatus.FAILED],
+        "gave_up": counts[DescriptionStatus.GAVE_UP],
+        "pending_left_out": left_out,
+        "seconds": round(time.monotonic() - started, 2),
+        "by_source_and_status": dg.MetadataValue.json(dict(sorted(by_source.items()))),
+    }
+    if todo and len(failures) == len(todo):
+        raise dg.Failure(
+            description=f"Every description fetch for {day} failed; first: {failures[0]}",
+            metadata=metadata,
+            allow_retries=False,
+        )
+    check = dg.AssetCheckResult(
+        check_name=DESCRIPTIONS_CHECK,
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"failed": len(failures), "examples": dg.MetadataValue.md("\n".join(failures[:5]) or "none")},
+    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])

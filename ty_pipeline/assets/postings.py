@@ -1,0 +1,178 @@
+"""The `postings` asset: one day's postings from Jobsuche and Deutsche Bank, upserted into the warehouse."""
+
+
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+from sqlalchemy import func, select
+
+from ty_pipeline.domain.invalidation import StaleRules
+from ty_pipeline.domain.posting_record import Source
+from ty_pipeline.fetching.deutsche_bank import fetch_deutsche_bank
+from ty_pipeline.fetching.jobsuche import fetch_jobsuche
+from ty_pipeline.fetching.result import SourceFetch
+from ty_pipeline.fetching.sample import SampleSource
+from ty_pipeline.partitions import berlin_today, daily_partitions, partition_date
+from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
+from ty_pipeline.resources.job_sources import JobSourcesResource, parse_sources
+from ty_pipeline.resources.jobsuche import JobsucheResource
+from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.postings_store import (
+    sweep_stale_arbeitsagentur,
+    sweep_stale_deutsche_bank,
+    touch_seen,
+    upsert_postings,
+)
+from ty_pipeline.warehouse.schema import postings as postings_table
+
+
+class PostingsConfig(dg.Config):
+    sources: list[str] | None = None  # overrides TY_SOURCES for this run, e.g. ["deutsche_bank"]
+
+
+def utcnow() -> datetime:
+    """Naive UTC: stored the same way in SQLite and PostgreSQL, so comparisons work on both."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+FETCH_COMPLETE_CHECK = "fetch_complete"
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="ingestion",
+    kinds={"python", "sql"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            FETCH_COMPLETE_CHECK,
+            asset="postings",
+            description="Every configured source answered every query of this partition.",
+        )
+    ],
+    description=(
+        "Postings published on the partition day (Europe/Berlin) from the Jobsuche API (16 per-state "
+        "queries) and the Deutsche Bank careers API, upserted by (source, external_id). Known postings "
+        "seen again are marked alive; stale ones are invalidated with a reason."
+    ),
+)
+def postings(
+    context: dg.AssetExecutionContext,
+    config: PostingsConfig,
+    warehouse: WarehouseResource,
+    jobsuche: JobsucheResource,
+    deutsche_bank: DeutscheBankResource,
+    job_sources: JobSourcesResource,
+) -> dg.MaterializeResult:
+    day = partition_date(context)
+    today = berlin_today()
+    sources = parse_sources(config.sources) if config.sources else job_sources.sources()
+    context.log.info(f"Fetching postings published on {day} from {', '.join(sources)}")
+    fetches: list[SourceFetch] = []
+    for source in sources:
+        if source == "arbeitsagentur":
+            client = jobsuche.get_client()
+            try:
+                fetches.append(
+                    fetch_jobsuche(
+                        client, day, today=today, page_size=jobsuche.page_size,
+                        page_delay_s=jobsuche.page_delay_s, log=context.log.info,
+                    )
+                )
+            finally:
+                client.close()
+        elif source == "deutsche_bank":
+            client_db = deutsche_bank.get_client()
+            try:
+                fetches.append(
+                    fetch_deutsche_bank(
+                        client_db, day, page_size=deutsche_bank.page_size,
+                        country_ids=deutsche_bank.country_ids, max_items=deutsche_bank.max_items,
+                        page_delay_s=deutsche_bank.page_delay_s, log=context.log.info,
+                    )
+                )
+            finally:
+                client_db.close()
+        elif source == "sample":
+            for fetch in SampleSource(Path(job_sources.sample_dir), today).fetch(day):
+                fetch.source = f"sample:{fetch.source}"
+                fetches.append(fetch)
+
+    engine = warehouse.get_engine()
+    now = utcnow()
+    records = [r for f in fetches for r in f.records]
+    stats = upsert_postings(engine, records, partition_date=day, now=now)
+    touched, touch_resurrected = touch_seen(engine, [k for f in fetches for k in f.seen_elsewhere], now=now)
+
+    rules = StaleRules()
+    sweep_aa = sweep_stale_arbeitsagentur(engine, now=now, rules=rules)
+    db_fetch = next((f for f in fetches if f.source == str(Source.DEUTSCHE_BANK)), None)
+    sweep_db_note = "Deutsche Bank not fetched in this run"
+    sweep_db_count = 0
+    if db_fetch is not None and db_fetch.complete:
+        sweep_db = sweep_stale_deutsche_bank(engine, now=now, rules=rules)
+        sweep_db_count = sweep_db.invalidated
+        sweep_db_note = sweep_db.skipped_reason or "ran"
+        if sweep_db.skipped_reason:
+            context.log.warning(sweep_db.skipped_reason)
+    elif db_fetch is not None:
+        sweep_db_note = "skipped: the Deutsche Bank listing was incomplete"
+
+    with engine.connect() as conn:
+        partition_rows = conn.execute(
+            select(func.count()).select_from(postings_table).where(postings_table.c.partition_date == day)
+        ).scalar_one()
+
+    errors = [e for f in fetches for e in f.errors] + (stats.error_messages or [])
+    for message in errors:
+        context.log.error(message)
+    per_state: dict[str, dict[str, int]] = {}
+    for f in fetches:
+        kept_by_state = Counter(r.state or "unknown" for r in f.records)
+        per_state[f.source] = dict(sorted(kept_by_state.items()))
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "sources": ", ".join(sources),
+        "new": stats.new,
+        "updated": stats.changed,
+        "unchanged": stats.unchanged,
+        "resurrected": stats.resurrected + touch_resurrected,
+        "seen_in_other_partitions": touched,
+        "duplicates_dropped": sum(f.duplicates for f in fetches),
+        "malformed_items": sum(f.malformed for f in fetches),
+        "errors": len(errors) + stats.errors,
+        "stale_invalidated_arbeitsagentur": sweep_aa.invalidated,
+        "stale_invalidated_deutsche_bank": sweep_db_count,
+        "deutsche_bank_sweep": sweep_db_note,
+        "kept_per_source_and_state": dg.MetadataValue.json(per_state),
+        "dagster/row_count": partition_rows,
+    }
+    for f in fetches:
+        metadata[f"fetched_{f.source}"] = f.fetched
+        metadata[f"kept_{f.source}"] = f.kept
+        metadata[f"reported_total_{f.source}"] = f.reported_total
+        if f.window_truncated:
+            metadata[f"window_truncated_{f.source}"] = f.window_truncated
+        if f.per_state:
+            metadata[f"per_state_{f.source}"] = dg.MetadataValue.json(f.per_state)
+    if errors:
+        metadata["error_messages"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in errors[:20]))
+
+    if errors and not records and all(f.errors for f in fetches):
+        # Nothing arrived at all: that is a failed partition, not an empty day.
+        raise dg.Failure(
+            description=f"All posting sources failed for {day}: " + "; ".join(errors[:5]),
+            metadata=metadata,
+            allow_retries=False,
+        )
+    context.log.info(
+        f"{day}: {stats.new} new, {stats.changed} updated, {stats.unchanged} unchanged, "
+        f"{stats.resurrected + touch_resurrected} resurrected, {len(errors)} errors"
+    )
+    check = dg.AssetCheckResult(
+        check_name=FETCH_COMPLETE_CHECK,
+        passed=not errors,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"errors": len(errors), "first_errors": dg.MetadataValue.md("\n".join(errors[:5]) or "none")},
+    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])

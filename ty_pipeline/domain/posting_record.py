@@ -1,0 +1,70 @@
+"""The source-independent shape of one fetched posting, before it is written to the warehouse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+
+class Source(StrEnum):
+    ARBEITSAGENTUR = "arbeitsagentur"
+    DEUTSCHE_BANK = "deutsche_bank"
+
+
+class Origin(StrEnum):
+    """Where a row came from: the live API or the offline sample files shipped in `data/sample`."""
+
+    API = "api"
+    SAMPLE = "sample"
+
+
+@dataclass(frozen=True)
+class PostingRecord:
+    source: Source
+    external_id: str
+    title: str | None
+    employer: str | None = None
+    beruf: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+    state: str | None = None
+    country: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    external_url: str | None = None
+    partner_url: str | None = None
+    published_date: date | None = None
+    first_published_date: date | None = None
+    origin: Origin = Origin.API
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def content_hash(self) -> str:
+        """Hash of everything a reader can see, so a re-fetch can tell "changed" from "seen again"."""
+        payload = asdict(self)
+        payload["raw"] = self.raw
+        text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def parse_iso_date(value: Any) -> date | None:
+    """Dates arrive as `YYYY-MM-DD`, sometimes with a time part; anything else is treated as absent."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def clean_str(value: Any) -> str | None:
+    """Strings from the APIs: strip them, and read the `KEINE_ANGABE(N)` enums as absent."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text or text.upper() in {"KEINE_ANGABE", "KEINE_ANGABEN"}:
+        return None
+    return text

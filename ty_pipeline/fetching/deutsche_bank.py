@@ -1,0 +1,69 @@
+"""Fetch the Deutsche Bank listing (it has no date filter) and keep the partition day's postings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import date
+
+from ty_pipeline.domain.deutsche_bank_format import normalize_db_item
+from ty_pipeline.domain.jobsuche_format import MalformedResponse
+from ty_pipeline.domain.posting_record import Source
+from ty_pipeline.fetching.result import SourceFetch
+from ty_pipeline.resources.deutsche_bank import DeutscheBankClient
+from ty_pipeline.resources.http_retry import SourceError
+
+
+def fetch_deutsche_bank(
+    client: DeutscheBankClient,
+    partition_date: date,
+    *,
+    page_size: int = 100,
+    country_ids: list[str] | None = None,
+    max_items: int = 5000,
+    page_delay_s: float = 0.3,
+    log: Callable[[str], None] = lambda _m: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SourceFetch:
+    """Page through every listed posting. All of them count as "seen" (the listing is complete), so
+    Deutsche Bank's stale sweep can run after a successful fetch."""
+    result = SourceFetch(source=str(Source.DEUTSCHE_BANK))
+    seen: set[str] = set()
+    first = 1
+    try:
+        while first <= max_items:
+            page = client.search(first, page_size, country_ids)
+            if first == 1 and page.total is not None:
+                result.reported_total = page.total
+            if not page.items:
+                break
+            for item in page.items:
+                result.fetched += 1
+                try:
+                    record = normalize_db_item(item)
+                except MalformedResponse as exc:
+                    result.malformed += 1
+                    log(f"Deutsche Bank: skipped unreadable item: {exc}")
+                    continue
+                if record.external_id in seen:
+                    result.duplicates += 1
+                    continue
+                seen.add(record.external_id)
+                if record.published_date == partition_date:
+                    result.records.append(record)
+                else:
+                    result.seen_elsewhere.append((record.source, record.external_id))
+            first += len(page.items)
+            if len(page.items) < page_size or (page.total is not None and first > page.total):
+                break
+            if page_delay_s:
+                sleep(page_delay_s)
+        else:
+            result.errors.append(f"Deutsche Bank: stopped at the safety cap of {max_items} items")
+    except (SourceError, MalformedResponse) as exc:
+        result.errors.append(f"Deutsche Bank search at FirstItem={first}: {exc}")
+        log(f"Deutsche Bank search failed at FirstItem={first}: {exc}")
+        return result
+    result.complete = not result.errors
+    log(f"Deutsche Bank: {result.fetched} listed, {result.kept} published on {partition_date}")
+    return result

@@ -1,0 +1,108 @@
+"""Fetch one day's Jobsuche postings: 16 per-state queries, paged, de-duplicated, filtered by date."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import date
+
+from ty_pipeline.domain.jobsuche_format import MalformedResponse, item_refnr, normalize_search_item
+from ty_pipeline.domain.posting_record import Source
+from ty_pipeline.domain.states import STATES, wo_for_state
+from ty_pipeline.fetching.result import SourceFetch
+from ty_pipeline.resources.http_retry import SourceError
+from ty_pipeline.resources.jobsuche import JobsucheClient, SearchWindowExceeded
+
+RESULT_WINDOW = 10_000  # page*size beyond this answers 400 (wire_formats §1.3)
+MAX_DAYS_BACK = 100  # `veroeffentlichtseit` accepts 0-100
+ANGEBOTSART_ARBEIT = 1  # regular employment; without it course providers' listings appear
+
+
+def days_back_for(partition_date: date, today: date) -> int:
+    """`veroeffentlichtseit` that covers the partition date; one extra day absorbs clock/zone skew."""
+    return min((today - partition_date).days + 1, MAX_DAYS_BACK)
+
+
+def fetch_jobsuche(
+    client: JobsucheClient,
+    partition_date: date,
+    *,
+    today: date,
+    states: tuple[str, ...] = STATES,
+    page_size: int = 100,
+    page_delay_s: float = 0.2,
+    log: Callable[[str], None] = lambda _m: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SourceFetch:
+    result = SourceFetch(source=str(Source.ARBEITSAGENTUR))
+    days = (today - partition_date).days
+    if days < 0:
+        result.errors.append(f"partition {partition_date} is in the future (today is {today})")
+        return result
+    if days > MAX_DAYS_BACK:
+        result.errors.append(
+            f"partition {partition_date} is {days} days back; Jobsuche only searches the last {MAX_DAYS_BACK} days"
+        )
+        return result
+    since = days_back_for(partition_date, today)
+    seen: set[str] = set()
+    complete = True
+    for state in states:
+        counts = {"fetched": 0, "kept": 0, "reported_total": 0, "duplicates": 0}
+        result.per_state[state] = counts
+        page = 1
+        try:
+            while True:
+                params = {
+                    "wo": wo_for_state(state), "page": page, "size": page_size,
+                    "veroeffentlichtseit": since, "angebotsart": ANGEBOTSART_ARBEIT,
+                }
+                try:
+                    search = client.search(params)
+                except SearchWindowExceeded:
+                    log(f"Jobsuche {state}: 10,000-result window reached at page {page}")
+                    break
+                if page == 1 and search.total is not None:
+                    counts["reported_total"] = search.total
+                    if search.total > RESULT_WINDOW:
+                        result.window_truncated += search.total - RESULT_WINDOW
+                        log(f"Jobsuche {state}: {search.total} results, only {RESULT_WINDOW} are readable")
+                if not search.items:
+                    break
+                for item in search.items:
+                    counts["fetched"] += 1
+                    refnr = item_refnr(item)
+                    if refnr is None:
+                        result.malformed += 1
+                        continue
+                    if refnr in seen:
+                        counts["duplicates"] += 1
+                        continue
+                    seen.add(refnr)
+                    try:
+                        record = normalize_search_item(item, state_hint=state)
+                    except MalformedResponse as exc:
+                        result.malformed += 1
+                        log(f"Jobsuche {state}: skipped unreadable item {refnr}: {exc}")
+                        continue
+                    if record.published_date == partition_date:
+                        result.records.append(record)
+                        counts["kept"] += 1
+                    else:
+                        result.seen_elsewhere.append((record.source, record.external_id))
+                total = search.total if search.total is not None else float("inf")
+                if counts["fetched"] >= total or page * page_size >= RESULT_WINDOW:
+                    break
+                page += 1
+                if page_delay_s:
+                    sleep(page_delay_s)
+        except (SourceError, MalformedResponse) as exc:
+            complete = False
+            result.errors.append(f"Jobsuche {state} page {page}: {exc}")
+            log(f"Jobsuche {state} failed at page {page}: {exc}")
+        result.fetched += counts["fetched"]
+        result.duplicates += counts["duplicates"]
+        result.reported_total += counts["reported_total"]
+        log(f"Jobsuche {state}: {counts['fetched']} fetched, {counts['kept']} published on {partition_date}")
+    result.complete = complete
+    return result

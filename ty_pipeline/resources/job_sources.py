@@ -1,0 +1,31 @@
+"""Which posting sources the `postings` asset fetches (`TY_SOURCES`), and the sample source's files."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+
+from ty_pipeline.fetching.sample import DEFAULT_SAMPLE_DIR
+
+KNOWN_SOURCES = ("arbeitsagentur", "deutsche_bank", "sample")
+DEFAULT_SOURCES = "arbeitsagentur,deutsche_bank"
+
+
+def parse_sources(value: str | list[str]) -> list[str]:
+    """`arbeitsagentur,deutsche_bank` -> list; unknown names are an error, not silently ignored."""
+    items = value.split(",") if isinstance(value, str) else value
+    names = [s.strip().lower() for s in items if s and s.strip()]
+    unknown = sorted(set(names) - set(KNOWN_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown posting source(s) {unknown}; choose from {', '.join(KNOWN_SOURCES)}")
+    if not names:
+        raise ValueError(f"no posting source configured; choose from {', '.join(KNOWN_SOURCES)}")
+    return list(dict.fromkeys(names))
+
+
+class JobSourcesResource(dg.ConfigurableResource):
+    enabled: str = Field(default=DEFAULT_SOURCES, description="comma list: arbeitsagentur, deutsche_bank, sample")
+    sample_dir: str = Field(default=str(DEFAULT_SAMPLE_DIR), description="directory of the sample source files")
+
+    def sources(self) -> list[str]:
+        return parse_sources(self.enabled)

@@ -1,0 +1,87 @@
+"""Reads and writes of `job_descriptions`: what still needs a description, and each outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ty_pipeline.domain.description_status import MAX_DESCRIPTION_ATTEMPTS, DescriptionStatus
+from ty_pipeline.domain.invalidation import InvalidationReason
+from ty_pipeline.warehouse.postings_store import invalidate_posting
+from ty_pipeline.warehouse.schema import job_descriptions, postings
+
+
+@dataclass(frozen=True)
+class PendingDescription:
+    posting_id: int
+    source: str
+    external_id: str
+    origin: str
+    partner_url: str | None
+    attempts: int
+
+
+def pending_descriptions(engine: Engine, partition_date: date, limit: int | None = None) -> list[PendingDescription]:
+    """Valid postings of the partition without a final description outcome, newest first.
+
+    Newest first because half of all postings are gone within four days (domain_facts §1.2).
+    """
+    jd = job_descriptions
+    query = (
+        select(
+            postings.c.posting_id, postings.c.source, postings.c.external_id, postings.c.origin,
+            postings.c.partner_url, jd.c.attempts,
+        )
+        .select_from(postings.outerjoin(jd, jd.c.posting_id == postings.c.posting_id))
+        .where(
+            postings.c.partition_date == partition_date,
+            postings.c.invalidated.is_(False),
+            or_(
+                jd.c.posting_id.is_(None),
+                and_(jd.c.status == str(DescriptionStatus.FAILED), jd.c.attempts < MAX_DESCRIPTION_ATTEMPTS),
+            ),
+        )
+        .order_by(postings.c.published_date.desc(), postings.c.posting_id.desc())
+    )
+    if limit:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        return [
+            PendingDescription(r.posting_id, r.source, r.external_id, r.origin, r.partner_url, r.attempts or 0)
+            for r in conn.execute(query)
+        ]
+
+
+@dataclass(frozen=True)
+class DescriptionOutcome:
+    status: DescriptionStatus
+    description: str | None = None
+    partner_url: str | None = None
+    http_status: int | None = None
+    error: str | None = None
+
+
+def save_description(engine: Engine, pending: PendingDescription, outcome: DescriptionOutcome, now: datetime) -> None:
+    """Write one outcome (own transaction, so a crash later loses nothing already fetched)."""
+    row = {
+        "posting_id": pending.posting_id,
+        "status": str(outcome.status),
+        "description": outcome.description,
+        "partner_url": outcome.partner_url,
+        "attempts": pending.attempts + 1,
+        "http_status": outcome.http_status,
+        "last_error": outcome.error,
+        "fetched_at": now,
+    }
+    insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(job_descriptions)
+    stmt = insert.values(row)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["posting_id"], set_={k: getattr(stmt.excluded, k) for k in row if k != "posting_id"}
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt)
+        if outcome.status == DescriptionStatus.NOT_FOUND:
+            invalidate_posting(conn, pending.posting_id, InvalidationReason.NOT_FOUND_AT_SOURCE, now)

@@ -1,0 +1,218 @@
+"""Writes and sweeps of the `postings` table: upserts, re-sightings and stale invalidation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ty_pipeline.domain.invalidation import (
+    InvalidationReason,
+    StaleRules,
+    aa_cutoffs,
+    db_cutoff,
+    db_sweep_allowed,
+)
+from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source
+from ty_pipeline.warehouse.schema import postings
+
+# Columns a re-fetch refreshes. `first_seen_at` and `partition_date` are deliberately absent.
+_REFRESHED = (
+    "origin", "title", "employer", "beruf", "city", "postal_code", "state", "country", "latitude",
+    "longitude", "external_url", "partner_url", "published_date", "first_published_date",
+    "last_seen_at", "content_hash", "raw_json",
+)
+
+
+@dataclass
+class UpsertStats:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    resurrected: int = 0
+    errors: int = 0
+    error_messages: list[str] | None = None
+
+    def add_error(self, message: str, count: int) -> None:
+        self.errors += count
+        self.error_messages = [*(self.error_messages or []), message][:10]
+
+
+def _insert(engine: Engine):  # type: ignore[no-untyped-def]
+    return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(postings)
+
+
+def _row(record: PostingRecord, partition_date: date, now: datetime) -> dict:
+    return {
+        "source": str(record.source),
+        "external_id": record.external_id,
+        "origin": str(record.origin),
+        "title": record.title,
+        "employer": record.employer,
+        "beruf": record.beruf,
+        "city": record.city,
+        "postal_code": record.postal_code,
+        "state": record.state,
+        "country": record.country,
+        "latitude": record.latitude,
+        "longitude": record.longitude,
+        "external_url": record.external_url,
+        "partner_url": record.partner_url,
+        "published_date": record.published_date,
+        "first_published_date": record.first_published_date,
+        "partition_date": partition_date,
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "content_hash": record.content_hash(),
+        "raw_json": json.dumps(record.raw, ensure_ascii=False, sort_keys=True),
+        "invalidated": False,
+        "invalidated_reason": None,
+        "invalidated_at": None,
+    }
+
+
+def upsert_postings(
+    engine: Engine,
+    records: Sequence[PostingRecord],
+    *,
+    partition_date: date,
+    now: datetime,
+    chunk_size: int = 500,
+) -> UpsertStats:
+    """Insert new postings, refresh known ones, revalidate invalidated ones that were seen again.
+
+    Each chunk is its own transaction: a failing chunk is rolled back and counted, the rest still lands.
+    """
+    stats = UpsertStats()
+    for start in range(0, len(records), chunk_size):
+        chunk = records[start : start + chunk_size]
+        try:
+            with engine.begin() as conn:
+                before = _existing_state(conn, chunk)
+                rows = [_row(r, partition_date, now) for r in chunk]
+                stmt = _insert(engine).values(rows)
+                excluded = stmt.excluded
+                set_ = {name: getattr(excluded, name) for name in _REFRESHED}
+                set_.update(invalidated=False, invalidated_reason=None, invalidated_at=None)
+                conn.execute(stmt.on_conflict_do_update(index_elements=["source", "external_id"], set_=set_))
+            for row in rows:
+                previous = before.get((row["source"], row["external_id"]))
+                if previous is None:
+                    stats.new += 1
+                    continue
+                old_hash, was_invalidated = previous
+                if was_invalidated:
+                    stats.resurrected += 1
+                if old_hash == row["content_hash"]:
+                    stats.unchanged += 1
+                else:
+                    stats.changed += 1
+        except Exception as exc:  # keep the rest of the night's rows; the asset fails at the end
+            stats.add_error(f"upsert of {len(chunk)} postings failed: {exc}", len(chunk))
+    return stats
+
+
+def _existing_state(conn, chunk: Sequence[PostingRecord]) -> dict[tuple[str, str], tuple[str | None, bool]]:  # type: ignore[no-untyped-def]
+    found: dict[tuple[str, str], tuple[str | None, bool]] = {}
+    by_source: dict[str, list[str]] = {}
+    for r in chunk:
+        by_source.setdefault(str(r.source), []).append(r.external_id)
+    for source, ids in by_source.items():
+        rows = conn.execute(
+            select(postings.c.external_id, postings.c.content_hash, postings.c.invalidated).where(
+                postings.c.source == source, postings.c.external_id.in_(ids)
+            )
+        )
+        for ext_id, chash, invalidated in rows:
+            found[(source, ext_id)] = (chash, bool(invalidated))
+    return found
+
+
+def touch_seen(
+    engine: Engine, keys: Iterable[tuple[str, str]], *, now: datetime, chunk_size: int = 500
+) -> tuple[int, int]:
+    """Mark known postings seen in a listing (outside this partition) as alive. Returns (touched, resurrected)."""
+    by_source: dict[str, list[str]] = {}
+    for source, ext_id in keys:
+        by_source.setdefault(source, []).append(ext_id)
+    touched = resurrected = 0
+    with engine.begin() as conn:
+        for source, ids in by_source.items():
+            for start in range(0, len(ids), chunk_size):
+                part = ids[start : start + chunk_size]
+                where = and_(postings.c.source == source, postings.c.external_id.in_(part))
+                resurrected += conn.execute(
+                    update(postings)
+                    .where(where, postings.c.invalidated.is_(True))
+                    .values(invalidated=False, invalidated_reason=None, invalidated_at=None)
+                ).rowcount
+                touched += conn.execute(update(postings).where(where).values(last_seen_at=now)).rowcount
+    return touched, resurrected
+
+
+@dataclass
+class SweepResult:
+    invalidated: int = 0
+    skipped_reason: str | None = None
+
+
+def sweep_stale_arbeitsagentur(engine: Engine, *, now: datetime, rules: StaleRules) -> SweepResult:
+    """Jobsuche postings first seen over 30 days ago and unseen for 7 are gone (domain_facts §9)."""
+    first_before, last_before = aa_cutoffs(now, rules)
+    with engine.begin() as conn:
+        count = conn.execute(
+            update(postings)
+            .where(
+                postings.c.source == str(Source.ARBEITSAGENTUR),
+                postings.c.origin == str(Origin.API),
+                postings.c.invalidated.is_(False),
+                postings.c.first_seen_at < first_before,
+                postings.c.last_seen_at < last_before,
+            )
+            .values(invalidated=True, invalidated_reason=str(InvalidationReason.STALE_UNSEEN), invalidated_at=now)
+        ).rowcount
+    return SweepResult(invalidated=count)
+
+
+def sweep_stale_deutsche_bank(engine: Engine, *, now: datetime, rules: StaleRules) -> SweepResult:
+    """Deutsche Bank postings not listed for 2 days are removed, unless that would hit over half of them.
+
+    Call only after a complete listing of the Deutsche Bank API in this run: otherwise "unseen" means
+    "not fetched", not "removed".
+    """
+    cutoff = db_cutoff(now, rules)
+    base = and_(
+        postings.c.source == str(Source.DEUTSCHE_BANK),
+        postings.c.origin == str(Origin.API),
+        postings.c.invalidated.is_(False),
+    )
+    with engine.begin() as conn:
+        active = conn.execute(select(func.count()).select_from(postings).where(base)).scalar_one()
+        candidates = conn.execute(
+            select(func.count()).select_from(postings).where(base, postings.c.last_seen_at < cutoff)
+        ).scalar_one()
+        if not db_sweep_allowed(candidates, active, rules):
+            return SweepResult(
+                skipped_reason=f"{candidates} of {active} active Deutsche Bank postings look removed; "
+                f"more than {rules.db_max_share:.0%} suggests an API problem, so none were invalidated"
+            )
+        count = conn.execute(
+            update(postings)
+            .where(base, postings.c.last_seen_at < cutoff)
+            .values(
+                invalidated=True, invalidated_reason=str(InvalidationReason.REMOVED_FROM_SOURCE), invalidated_at=now
+            )
+        ).rowcount
+    return SweepResult(invalidated=count)
+
+
+def invalidate_posting(conn, posting_id: int, reason: InvalidationReason, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    conn.execute(
+        update(postings)
+        .where(postings.c.posting_id == posting_id)
+        .values(invalidated=True, invalidated_reason=str(reason), invalidated_at=now)
+    )

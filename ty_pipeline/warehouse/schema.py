@@ -1,0 +1,224 @@
+"""Warehouse tables (SQLAlchemy Core), one schema for SQLite and PostgreSQL.
+
+Each asset owns its table(s); the `postings_enriched` view joins them for readers (contract.md).
+Unique keys are real constraints and writes are upserts. Enrichment tables keep the reader-facing
+value (summary, skill list, score, ...) NULL unless that enrichment succeeded, so a failure can never
+surface as a fake value in the view.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
+
+metadata = MetaData()
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("posting_id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("origin", String(16), nullable=False, server_default="api"),
+    Column("title", Text),
+    Column("employer", Text),
+    Column("beruf", Text),  # the BERUFENET label Jobsuche attaches (`hauptberuf` / `beruf`)
+    Column("city", Text),
+    Column("postal_code", String(16)),
+    Column("state", String(64)),
+    Column("country", String(64)),
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("external_url", Text),
+    Column("partner_url", Text),
+    Column("published_date", Date),  # current publication date as last seen
+    Column("first_published_date", Date),
+    # The partition the posting belongs to: its publication date when we first saw it. Never moved,
+    # so re-publications do not make a posting jump between partitions.
+    Column("partition_date", Date, nullable=False),
+    Column("first_seen_at", DateTime, nullable=False),
+    Column("last_seen_at", DateTime, nullable=False),
+    Column("content_hash", String(32)),
+    Column("raw_json", Text),
+    Column("invalidated", Boolean, nullable=False, server_default=false()),
+    Column("invalidated_reason", String(64)),
+    Column("invalidated_at", DateTime),
+    UniqueConstraint("source", "external_id", name="uq_postings_source_external_id"),
+)
+Index("ix_postings_partition_date", postings.c.partition_date)
+Index("ix_postings_source_last_seen", postings.c.source, postings.c.last_seen_at)
+
+job_descriptions = Table(
+    "job_descriptions",
+    metadata,
+    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("description", Text),  # NULL unless status is ok / too_short
+    Column("partner_url", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("http_status", Integer),
+    Column("last_error", Text),
+    Column("fetched_at", DateTime, nullable=False),
+)
+Index("ix_job_descriptions_status", job_descriptions.c.status)
+
+posting_summaries = Table(
+    "posting_summaries",
+    metadata,
+    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("summary", Text),  # rendered text; NULL unless grading passed
+    Column("fields_json", Text),
+    Column("grades_json", Text),
+    Column("models", Text),
+    Column("prompt_version", String(32)),
+    Column("input_hash", String(64)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+skill_keywords = Table(
+    "skill_keywords",
+    metadata,
+    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("skills_json", Text),  # JSON array of distinct skill names; NULL unless status ok
+    Column("model", String(128)),
+    Column("prompt_version", String(32)),
+    Column("input_hash", String(64)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+ihl_scores = Table(
+    "ihl_scores",
+    metadata,
+    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("ihl_score", Integer),  # 0-10; NULL unless status ok
+    Column("ihl_category", String(32)),
+    Column("details_json", Text),
+    Column("models", Text),
+    Column("prompt_version", String(32)),
+    Column("input_hash", String(64)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+berufenet_mappings = Table(
+    "berufenet_mappings",
+    metadata,
+    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
+    Column("title_key", Text),
+    Column("status", String(32), nullable=False),
+    Column("berufenet_id", String(32)),
+    Column("berufenet_name", Text),
+    Column("kldb", String(5)),
+    Column("qualification_level", Integer),
+    Column("score", Float),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# Content-addressed vectors shared by posting texts and catalog names (float32 bytes).
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("text_hash", String(64), primary_key=True),
+    Column("model", String(255), primary_key=True),
+    Column("dim", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Column("text", Text),
+    Column("created_at", DateTime, nullable=False),
+)
+
+posting_embeddings = Table(
+    "posting_embeddings",
+    metadata,
+    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
+    Column("text_hash", String(64), nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("is_current", Boolean, nullable=False, server_default=true()),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+demand_snapshots = Table(
+    "demand_snapshots",
+    metadata,
+    Column("snapshot_id", Integer, primary_key=True, autoincrement=True),
+    Column("snapshot_date", Date, nullable=False),
+    Column("state", String(64), nullable=False),
+    Column("domain_code", String(2), nullable=False),
+    Column("berufenet_id", String(32)),  # NULL on domain rows
+    Column("berufenet_name", Text),
+    Column("total_postings", Integer, nullable=False),
+    Column("fresh_7d", Integer, nullable=False),
+    Column("fresh_14d", Integer, nullable=False),
+    Column("national_avg", Float),
+    Column("demand_ratio", Float),
+    Column("computed_at", DateTime, nullable=False),
+)
+Index("ix_demand_snapshots_date", demand_snapshots.c.snapshot_date)
+
+# The read side of the contract. Plain SQL that both SQLite and PostgreSQL accept.
+POSTINGS_ENRICHED_SQL = """
+CREATE VIEW postings_enriched AS
+SELECT
+    p.posting_id,
+    p.source,
+    p.external_id,
+    p.title,
+    p.partition_date,
+    p.state,
+    p.city,
+    p.invalidated,
+    p.invalidated_reason,
+    p.employer,
+    p.external_url,
+    p.partner_url,
+    p.published_date,
+    p.first_seen_at,
+    p.last_seen_at,
+    jd.description AS job_description,
+    jd.status AS description_status,
+    ps.summary,
+    sk.skills_json AS skill_keywords,
+    ih.ihl_score,
+    ih.ihl_category,
+    bm.berufenet_id,
+    bm.berufenet_name,
+    bm.kldb,
+    bm.qualification_level,
+    bm.status AS berufenet_status,
+    CASE WHEN EXISTS (
+        SELECT 1 FROM posting_embeddings pe
+        JOIN embeddings e ON e.text_hash = pe.text_hash AND e.model = pe.model
+        WHERE pe.posting_id = p.posting_id AND pe.is_current = TRUE
+    ) THEN TRUE ELSE FALSE END AS has_embedding
+FROM postings p
+LEFT JOIN job_descriptions jd ON jd.posting_id = p.posting_id
+LEFT JOIN posting_summaries ps ON ps.posting_id = p.posting_id
+LEFT JOIN skill_keywords sk ON sk.posting_id = p.posting_id
+LEFT JOIN ihl_scores ih ON ih.posting_id = p.posting_id
+LEFT JOIN berufenet_mappings bm ON bm.posting_id = p.posting_id
+"""
+
+VIEWS: dict[str, str] = {"postings_enriched": POSTINGS_ENRICHED_SQL}
