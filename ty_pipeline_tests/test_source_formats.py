@@ -7,7 +7,11 @@ from datetime import date
 
 import pytest
 
-from ty_pipeline.domain.deutsche_bank_format import city_from_workday_url, normalize_db_item, parse_search_response
+from ty_pipeline.domain.deutsche_bank_format import (
+    city_from_workday_url,
+    normalize_db_item,
+    parse_search_response,
+)
 from ty_pipeline.domain.html_text import clean_description, html_to_text
 from ty_pipeline.domain.jobsuche_format import (
     MalformedResponse,

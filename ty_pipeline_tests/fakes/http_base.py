@@ -8,6 +8,7 @@ assert on ordering and overlap instead of on wall-clock durations.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -42,7 +43,7 @@ class Response:
     drop_connection: bool = False  # close the socket without any answer
 
     @classmethod
-    def json_body(cls, payload: Any, status: int = 200, **kw: Any) -> "Response":
+    def json_body(cls, payload: Any, status: int = 200, **kw: Any) -> Response:
         return cls(status=status, body=json.dumps(payload, ensure_ascii=False), **kw)
 
 
@@ -78,10 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
         if resp.drop_connection:
             req.ended = time.monotonic()
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         payload = resp.body
         if not isinstance(payload, (bytes, str)):
@@ -123,7 +122,7 @@ class LoopbackServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "LoopbackServer":
+    def start(self) -> LoopbackServer:
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         httpd.daemon_threads = True
         httpd.fake = self  # type: ignore[attr-defined]
