@@ -32,5 +32,4 @@ setup(
             "ruff>=0.6",
         ],
     },
-    entry_points={"console_scripts": ["ty-pipeline=ty_pipeline.cli:main"]},
 )

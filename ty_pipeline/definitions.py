@@ -6,12 +6,17 @@ import dagster as dg
 
 from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.postings import postings
+from ty_pipeline.automation.jobs import build_jobs
+from ty_pipeline.automation.schedules import build_nightly_schedule
+from ty_pipeline.automation.sensors import build_new_fetch_sensor
 from ty_pipeline.resources.deutsche_bank import DEFAULT_DB_BASE_URL, DeutscheBankResource
 from ty_pipeline.resources.job_sources import DEFAULT_SOURCES, JobSourcesResource
 from ty_pipeline.resources.jobsuche import DEFAULT_AA_BASE_URL, JobsucheResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.settings import env_or
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL
+
+DAILY_ASSETS = [postings, job_descriptions]
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
@@ -23,7 +28,16 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
-defs = dg.Definitions(
-    assets=[postings, job_descriptions],
-    resources=build_resources(),
-)
+def build_defs() -> dg.Definitions:
+    daily_keys = [key for asset in DAILY_ASSETS for key in asset.keys]
+    nightly_job, enrich_job = build_jobs(daily_keys)
+    return dg.Definitions(
+        assets=DAILY_ASSETS,
+        jobs=[nightly_job, enrich_job],
+        schedules=[build_nightly_schedule(nightly_job)],
+        sensors=[build_new_fetch_sensor([k for k in daily_keys if k != dg.AssetKey("postings")])],
+        resources=build_resources(),
+    )
+
+
+defs = build_defs()

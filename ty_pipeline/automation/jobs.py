@@ -1,0 +1,31 @@
+"""Jobs over the daily-partitioned assets: the whole nightly pipeline, and enrichment after a fetch."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ty_pipeline.partitions import daily_partitions
+
+NIGHTLY_JOB_NAME = "nightly_pipeline"
+ENRICHMENT_JOB_NAME = "enrich_partition"
+
+
+def build_jobs(daily_asset_keys: list[dg.AssetKey]) -> tuple[dg.UnresolvedAssetJobDefinition, ...]:
+    """`nightly_pipeline` = every daily asset; `enrich_partition` = all of them except `postings`."""
+    everything = dg.AssetSelection.assets(*daily_asset_keys)
+    nightly = dg.define_asset_job(
+        NIGHTLY_JOB_NAME,
+        selection=everything,
+        partitions_def=daily_partitions,
+        description="Fetch the day's postings and run every enrichment for that partition.",
+        # A whole night must never run for 19 hours again; run monitoring enforces this tag.
+        tags={"dagster/max_runtime": str(8 * 3600)},
+    )
+    enrich = dg.define_asset_job(
+        ENRICHMENT_JOB_NAME,
+        selection=everything - dg.AssetSelection.assets("postings"),
+        partitions_def=daily_partitions,
+        description="Everything downstream of `postings` for one partition (requested by the new-fetch sensor).",
+        tags={"dagster/max_runtime": str(8 * 3600)},
+    )
+    return nightly, enrich

@@ -1,0 +1,17 @@
+"""The nightly schedule: late evening in Berlin, the day's partition of the whole pipeline."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+def build_nightly_schedule(nightly_job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    # 23:30 Berlin: the day is nearly over, and today's partition exists because the partitions
+    # definition has end_offset=1. Built from the partitioned job, so each tick targets that day.
+    return dg.build_schedule_from_partitioned_job(
+        nightly_job,
+        hour_of_day=23,
+        minute_of_hour=30,
+        name="nightly_pipeline_schedule",
+        description="Every night at 23:30 Europe/Berlin: fetch and enrich the day's postings.",
+    )

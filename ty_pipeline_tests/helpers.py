@@ -1,0 +1,36 @@
+"""Builders shared by tests: resources pointed at fakes and a warehouse, with test-friendly pacing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
+from ty_pipeline.resources.job_sources import JobSourcesResource
+from ty_pipeline.resources.jobsuche import JobsucheResource
+from ty_pipeline.resources.warehouse import WarehouseResource
+
+UNUSED_URL = "http://127.0.0.1:9"  # discard port: any call here fails fast with "connection refused"
+
+
+def resources_for(
+    warehouse_url: str,
+    *,
+    aa_url: str = UNUSED_URL,
+    db_url: str = UNUSED_URL,
+    sources: str = "arbeitsagentur,deutsche_bank",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Resources as `definitions.build_resources` makes them, minus politeness delays and long backoffs."""
+    return {
+        "warehouse": WarehouseResource(url=warehouse_url),
+        "jobsuche": JobsucheResource(
+            base_url=aa_url, page_delay_s=0, detail_delay_s=0, backoff_base_s=0.01, max_retries=2,
+            timeout_s=overrides.pop("aa_timeout_s", 5.0),
+        ),
+        "deutsche_bank": DeutscheBankResource(
+            base_url=db_url, page_delay_s=0, detail_delay_s=0, backoff_base_s=0.01, max_retries=2,
+            page_size=overrides.pop("db_page_size", 100),
+        ),
+        "job_sources": JobSourcesResource(enabled=sources),
+        **overrides,
+    }
