@@ -150,15 +150,27 @@ embeddings = Table(
     Column("created_at", DateTime, nullable=False),
 )
 
+# Which vector a posting is embedded with. One row per (posting, model, text) ever embedded: when a
+# posting's text changes, the old row stays as history with is_current false. At most one current row
+# per (posting, model) is a real constraint (partial unique index), not a convention.
 posting_embeddings = Table(
     "posting_embeddings",
     metadata,
     Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
-    Column("text_hash", String(64), nullable=False),
-    Column("model", String(255), nullable=False),
+    Column("model", String(255), primary_key=True),
+    Column("text_hash", String(64), primary_key=True),
     Column("is_current", Boolean, nullable=False, server_default=true()),
     Column("updated_at", DateTime, nullable=False),
 )
+Index(
+    "uq_posting_embeddings_current",
+    posting_embeddings.c.posting_id,
+    posting_embeddings.c.model,
+    unique=True,
+    sqlite_where=posting_embeddings.c.is_current,
+    postgresql_where=posting_embeddings.c.is_current,
+)
+Index("ix_posting_embeddings_hash", posting_embeddings.c.text_hash, posting_embeddings.c.model)
 
 demand_snapshots = Table(
     "demand_snapshots",
@@ -177,6 +189,27 @@ demand_snapshots = Table(
     Column("computed_at", DateTime, nullable=False),
 )
 Index("ix_demand_snapshots_date", demand_snapshots.c.snapshot_date)
+# One row per (date, state, domain) and per (date, state, domain, profession). NULL berufenet_id marks
+# domain rows, and NULLs never collide in a plain unique key, so each level gets its own partial index.
+Index(
+    "uq_demand_snapshots_domain",
+    demand_snapshots.c.snapshot_date,
+    demand_snapshots.c.state,
+    demand_snapshots.c.domain_code,
+    unique=True,
+    sqlite_where=demand_snapshots.c.berufenet_id.is_(None),
+    postgresql_where=demand_snapshots.c.berufenet_id.is_(None),
+)
+Index(
+    "uq_demand_snapshots_profession",
+    demand_snapshots.c.snapshot_date,
+    demand_snapshots.c.state,
+    demand_snapshots.c.domain_code,
+    demand_snapshots.c.berufenet_id,
+    unique=True,
+    sqlite_where=demand_snapshots.c.berufenet_id.isnot(None),
+    postgresql_where=demand_snapshots.c.berufenet_id.isnot(None),
+)
 
 # The read side of the contract. Plain SQL that both SQLite and PostgreSQL accept.
 POSTINGS_ENRICHED_SQL = """

@@ -1,0 +1,95 @@
+"""The `demand_snapshots` asset: demand per state x KldB domain and per state x profession on a date."""
+
+
+import time
+
+import dagster as dg
+
+from ty_pipeline.assets.postings import utcnow
+from ty_pipeline.domain.demand import MIN_POSTINGS_PER_PROFESSION, compute_snapshot, consistency_problems
+from ty_pipeline.partitions import daily_partitions, partition_date
+from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.demand_store import (
+    active_counts,
+    active_mapped_postings,
+    load_snapshot,
+    replace_snapshot,
+)
+
+SNAPSHOT_CHECK = "snapshot_sums_consistent"
+# The table `berufenet_mappings` is read directly; the lead adds it to `deps` once that asset exists.
+INTENDED_DEPS = ["postings", "berufenet_mappings"]
+
+
+class DemandConfig(dg.Config):
+    min_postings_per_profession: int = MIN_POSTINGS_PER_PROFESSION  # nationwide, for a profession row
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="market",
+    kinds={"python", "sql"},
+    deps=["postings"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            SNAPSHOT_CHECK,
+            asset="demand_snapshots",
+            description=(
+                "Per state and domain, profession rows sum to at most the domain row; per state, domain rows "
+                "sum to the mapped active postings counted independently in SQL."
+            ),
+        )
+    ],
+    description=(
+        "Active postings on the partition date (published by then, not invalidated by then) with a KldB "
+        "mapping and a state, counted per state x 2-digit KldB domain and per state x profession (professions "
+        "with enough postings nationwide), with 7/14-day freshness by publication date and the ratio to the "
+        "mean over all 16 Länder. Re-materializing a date replaces that date's rows only."
+    ),
+)
+def demand_snapshots(
+    context: dg.AssetExecutionContext, config: DemandConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    day = partition_date(context)
+    engine = warehouse.get_engine()
+    started = time.monotonic()
+    snapshot = compute_snapshot(
+        active_mapped_postings(engine, day), day, min_postings_per_profession=config.min_postings_per_profession
+    )
+    written = replace_snapshot(engine, day, snapshot.rows, utcnow())
+    active, mapped_by_state = active_counts(engine, day)
+    stored = load_snapshot(engine, day)
+    problems = consistency_problems(stored, mapped_by_state)
+    for problem in problems[:20]:
+        context.log.error(problem)
+
+    domain_rows, profession_rows = snapshot.domain_rows, snapshot.profession_rows
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "rows_written": written,
+        "domain_rows": len(domain_rows),
+        "profession_rows": len(profession_rows),
+        "states": len({r.state for r in snapshot.rows}),
+        "domains": len({r.domain_code for r in domain_rows}),
+        "professions": len({r.berufenet_id for r in profession_rows}),
+        "active_postings": active,
+        "mapped_active_postings": snapshot.counted,
+        "excluded_without_state": snapshot.without_state,
+        "excluded_bad_kldb": snapshot.bad_kldb,
+        "min_postings_per_profession": config.min_postings_per_profession,
+        "seconds": round(time.monotonic() - started, 2),
+        "dagster/row_count": written,
+    }
+    context.log.info(
+        f"{day}: {len(domain_rows)} domain rows, {len(profession_rows)} profession rows from "
+        f"{snapshot.counted} mapped of {active} active postings"
+    )
+    check = dg.AssetCheckResult(
+        check_name=SNAPSHOT_CHECK,
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "problems": len(problems),
+            "first_problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:10]) or "none"),
+        },
+    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])

