@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ty_pipeline.partitions import daily_partitions
-
 NIGHTLY_JOB_NAME = "nightly_pipeline"
 ENRICHMENT_JOB_NAME = "enrich_partition"
 
@@ -16,7 +14,6 @@ def build_jobs(daily_asset_keys: list[dg.AssetKey]) -> tuple[dg.UnresolvedAssetJ
     nightly = dg.define_asset_job(
         NIGHTLY_JOB_NAME,
         selection=everything,
-        partitions_def=daily_partitions,
         description="Fetch the day's postings and run every enrichment for that partition.",
         # A whole night must never run for 19 hours again; run monitoring enforces this tag.
         tags={"dagster/max_runtime": str(8 * 3600)},
@@ -24,7 +21,6 @@ def build_jobs(daily_asset_keys: list[dg.AssetKey]) -> tuple[dg.UnresolvedAssetJ
     enrich = dg.define_asset_job(
         ENRICHMENT_JOB_NAME,
         selection=everything - dg.AssetSelection.assets("postings"),
-        partitions_def=daily_partitions,
         description="Everything downstream of `postings` for one partition (requested by the new-fetch sensor).",
         tags={"dagster/max_runtime": str(8 * 3600)},
     )
