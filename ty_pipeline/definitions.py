@@ -41,7 +41,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
-def build_defs() -> dg.Definitions:
+def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
+    """The code location; tests pass their own resources (fakes, temporary warehouses)."""
     daily_keys = [key for asset in DAILY_ASSETS for key in asset.keys]
     nightly_job, enrich_job = build_jobs(daily_keys)
     return dg.Definitions(
@@ -49,7 +50,7 @@ def build_defs() -> dg.Definitions:
         jobs=[nightly_job, enrich_job],
         schedules=[build_nightly_schedule(nightly_job)],
         sensors=[build_new_fetch_sensor([k for k in daily_keys if k != dg.AssetKey("postings")])],
-        resources=build_resources(),
+        resources=resources if resources is not None else build_resources(),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ty_pipeline.automation.jobs import ENRICHMENT_JOB_NAME
+from ty_pipeline.automation.jobs import ENRICHMENT_JOB_NAME, NIGHTLY_JOB_NAME
 
 POSTINGS_KEY = dg.AssetKey("postings")
 MAX_EVENTS_PER_TICK = 200
@@ -25,8 +25,10 @@ def _new_count(record: dg.EventLogRecord) -> int:
 def _run_covered_enrichment(instance: dg.DagsterInstance, run_id: str, enrichment_keys: set[dg.AssetKey]) -> bool:
     """True when the run that fetched also materialized the enrichments (e.g. the nightly schedule)."""
     run = instance.get_run_by_id(run_id)
-    if run is None or run.asset_selection is None:
+    if run is None:
         return False
+    if not run.asset_selection:  # empty or None: the whole job ran, not a subset of it
+        return run.job_name == NIGHTLY_JOB_NAME
     return enrichment_keys <= set(run.asset_selection)
 
 
