@@ -16,9 +16,10 @@ setup(
         "dagster-postgres==0.29.27",
         "pandas>=2.2,<4",
         "requests>=2.31,<3",
-        "sqlalchemy>=2.0,<3",
-        "psycopg2-binary>=2.9,<3",  # dagster-postgres
-        "psycopg[binary]>=3.1,<4",  # SQLAlchemy 2.1 default driver for postgresql:// URLs
+        # 2.1 makes postgresql:// mean psycopg 3, which breaks dagster-postgres (NOTIFY with a bound
+        # parameter); 2.0 keeps psycopg2 as the driver for both the instance and the warehouse.
+        "sqlalchemy>=2.0,<2.1",
+        "psycopg2-binary>=2.9,<3",
         "pydantic>=2.5,<3",
         "numpy>=1.26,<3",
         # Install torch==2.13.0 (CPU) before this, see README: otherwise pip pulls a CUDA build.
