@@ -25,7 +25,7 @@ def resources_for(
         "warehouse": WarehouseResource(url=warehouse_url),
         "jobsuche": JobsucheResource(
             base_url=aa_url, page_delay_s=0, detail_delay_s=0, backoff_base_s=0.01, max_retries=2,
-            timeout_s=overrides.pop("aa_timeout_s", 5.0),
+            timeout_s=overrides.pop("aa_timeout_s", 5.0), page_size=overrides.pop("jobsuche_page_size", 100),
         ),
         "deutsche_bank": DeutscheBankResource(
             base_url=db_url, page_delay_s=0, detail_delay_s=0, backoff_base_s=0.01, max_retries=2,

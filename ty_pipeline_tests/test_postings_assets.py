@@ -274,3 +274,15 @@ def test_cli_materialize_against_any_server_speaking_the_formats(
     assert second.returncode == 0, second.stderr[-3000:]
     assert enriched(warehouse_url).keys() == rows.keys()
     assert all(enriched(warehouse_url)[k]["job_description"] == r["job_description"] for k, r in rows.items())
+
+
+def test_items_repeated_across_pages_do_not_end_paging_early(warehouse_url: str, aa: FakeJobsuche,
+                                                              db: FakeDeutscheBank) -> None:
+    for i in range(4):
+        add_aa(aa, i, "Bremen")
+    aa.duplicate_across_pages = True  # results shift while paging: page 2 repeats the end of page 1
+    result = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[postings],
+                 jobsuche_page_size=2)
+    assert result.success
+    assert len(enriched(warehouse_url)) == 4
+    assert mat_metadata(result, "postings")["duplicates_dropped"] == 1

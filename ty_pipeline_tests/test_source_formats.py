@@ -158,3 +158,17 @@ def test_html_to_text_keeps_structure_and_drops_markup() -> None:
     assert [line for line in text.splitlines() if line] == ["Data Engineer", "Wir suchen & bieten", "- Spark", "- Kafka"]
     assert "\n- Spark\n- Kafka" in text  # list items are not separated by blank lines
     assert clean_description("Zeile 1\r\n\r\n\r\nZeile   2 &amp; 3") == "Zeile 1\n\nZeile 2 & 3"
+
+
+def test_leaked_css_rule_is_removed_without_eating_the_text_before_it() -> None:
+    html = "<p>Wir bieten:</p>\n.job-ad li{margin:0}\n<ul><li>Schichtzulagen nach Tarif</li><li>Arbeitskleidung</li></ul>"
+    text = html_to_text(html)
+    assert "margin" not in text
+    assert "Wir bieten:" in text and "- Schichtzulagen nach Tarif" in text and "- Arbeitskleidung" in text
+
+
+def test_db_city_has_one_name_whichever_field_it_comes_from() -> None:
+    from_field = {"MatchedObjectId": "2", "MatchedObjectDescriptor": {
+        "PositionTitle": "Analyst", "PositionLocation": [{"CityName": "Frankfurt", "CountryName": "Deutschland"}]}}
+    assert normalize_db_item(from_field).city == normalize_db_item(DB_ITEM).city == "Frankfurt am Main"
+    assert normalize_db_item(from_field).state == "Hessen"

@@ -163,6 +163,8 @@ def normalize_db_item(item: dict[str, Any], *, origin: Origin = Origin.API) -> P
     slug_city, slug_state = city_from_workday_url(apply_uri)
     if not city:
         city = slug_city
+    elif _slug_key(city) in _CANONICAL_CITY:  # one name per city, whichever field it came from
+        city = _CANONICAL_CITY[_slug_key(city)]
     if not state:
         state = DB_CITY_STATES.get(_slug_key(city or "").split(" ")[0]) or slug_state
     if not country and state:

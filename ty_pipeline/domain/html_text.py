@@ -16,7 +16,8 @@ _BLOCK_TAGS = {
 }
 _SKIP_TAGS = {"script", "style", "head", "noscript", "template", "svg"}
 _TAG_RE = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
-_CSS_RULE_RE = re.compile(r"[.#]?[\w\-\s,.#:>]+\{[^{}]*\}")
+# A CSS rule that leaked into the text: a selector alone at the start of a line, then `{...}`.
+_CSS_RULE_RE = re.compile(r"(?m)^[ \t]*[.#@]?[\w\-,.#:>* ]+\{[^{}]*\}")
 
 
 class _TextExtractor(HTMLParser):

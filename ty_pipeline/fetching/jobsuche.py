@@ -90,8 +90,9 @@ def fetch_jobsuche(
                         counts["kept"] += 1
                     else:
                         result.seen_elsewhere.append((record.source, record.external_id))
-                total = search.total if search.total is not None else float("inf")
-                if counts["fetched"] >= total or page * page_size >= RESULT_WINDOW:
+                # Stop on a short page rather than on a count: a page may repeat items of the previous
+                # one (results shift while we page), so counting would stop one page early.
+                if len(search.items) < page_size or page * page_size >= RESULT_WINDOW:
                     break
                 page += 1
                 if page_delay_s:

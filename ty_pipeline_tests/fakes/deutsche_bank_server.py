@@ -220,6 +220,16 @@ class FakeDeutscheBank(LoopbackServer):
         with self._state_lock:
             self._postings[str(position_id)] = _DbPosting(copy.deepcopy(item), html, apply_uri, country_id)
 
+    def reset(self) -> None:
+        """Forget ads, faults, knobs and the request log (reuse one started server across tests)."""
+        with self._state_lock:
+            self._postings.clear()
+        self.faults.clear()
+        self.total_override = None
+        self.bare_position_location_empty = True
+        with self._lock:
+            self.requests.clear()
+
     def remove(self, position_id: str) -> None:
         """The ad is no longer listed (its jobhtml then answers 404 too)."""
         with self._state_lock:

@@ -127,7 +127,7 @@ class LoopbackServer:
         httpd.daemon_threads = True
         httpd.fake = self  # type: ignore[attr-defined]
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(target=lambda: httpd.serve_forever(poll_interval=0.05), name=type(self).__name__, daemon=True)
         self._thread.start()
         return self
 
