@@ -31,6 +31,7 @@ setup(
             "pytest>=8,<10",
             "pytest-timeout>=2.3,<3",
             "ruff>=0.6",
+            "playwright>=1.45,<2",  # drives Debian's chromium in the UI test (no browser download)
         ],
     },
 )
