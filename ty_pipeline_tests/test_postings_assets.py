@@ -286,3 +286,32 @@ def test_items_repeated_across_pages_do_not_end_paging_early(warehouse_url: str,
     assert result.success
     assert len(enriched(warehouse_url)) == 4
     assert mat_metadata(result, "postings")["duplicates_dropped"] == 1
+
+
+def test_renamed_or_missing_fields_are_read_or_counted_never_crash(
+    warehouse_url: str, aa: FakeJobsuche, db: FakeDeutscheBank
+) -> None:
+    for i in range(3):
+        add_aa(aa, i, "Berlin")
+    aa.renamed_fields = {"stellenangebotsTitel": ""}  # the title vanished from every item
+    first = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[postings])
+    assert first.success
+    assert {r["title"] for r in enriched(warehouse_url).values()} == {"Projektleiter/in"}  # falls back to the profession
+    aa.renamed_fields = {"referenznummer": "refNr"}  # the id key was renamed: unreadable, so not saved
+    add_aa(aa, 50, "Berlin")
+    second = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[postings])
+    assert second.success
+    assert mat_metadata(second, "postings")["malformed_items"] == 4
+    assert len(enriched(warehouse_url)) == 3
+
+
+def test_the_400_at_the_result_window_ends_paging_quietly(warehouse_url: str, aa: FakeJobsuche,
+                                                          db: FakeDeutscheBank) -> None:
+    for i in range(150):
+        add_aa(aa, i, "Berlin")
+    window_error = ('{"timestamp": "2026-10-01T09:02:11.402Z", "logref": "5c1e09f2", "messages": '
+                    '[{"code": "EINGABEN_UNVOLLSTAENDIG_ODER_FEHLERHAFT", "path": "page", "detail": "Wert ungültig"}]}')
+    aa.fail_next("/pc/v6/jobs", status=400, body=window_error, match={"wo": "Berlin", "page": "2"})
+    result = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[postings])
+    assert result.success and check_passed(result, "fetch_complete")
+    assert mat_metadata(result, "postings")["new"] == 100
