@@ -11,6 +11,7 @@ from ty_pipeline.assets.postings import postings
 from ty_pipeline.automation.jobs import build_jobs
 from ty_pipeline.automation.schedules import build_nightly_schedule
 from ty_pipeline.automation.sensors import build_new_fetch_sensor
+from ty_pipeline.checks.ingestion import INGESTION_CHECKS
 from ty_pipeline.resources.deutsche_bank import DEFAULT_DB_BASE_URL, DeutscheBankResource
 from ty_pipeline.resources.embedder import (
     DEFAULT_EMBED_BACKEND,
@@ -47,6 +48,7 @@ def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
     nightly_job, enrich_job = build_jobs(daily_keys)
     return dg.Definitions(
         assets=DAILY_ASSETS,
+        asset_checks=INGESTION_CHECKS,
         jobs=[nightly_job, enrich_job],
         schedules=[build_nightly_schedule(nightly_job)],
         sensors=[build_new_fetch_sensor([k for k in daily_keys if k != dg.AssetKey("postings")])],

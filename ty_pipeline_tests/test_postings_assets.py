@@ -315,3 +315,37 @@ def test_the_400_at_the_result_window_ends_paging_quietly(warehouse_url: str, aa
     result = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[postings])
     assert result.success and check_passed(result, "fetch_complete")
     assert mat_metadata(result, "postings")["new"] == 100
+
+
+def test_standalone_checks_report_duplicates_totals_and_coverage(
+    warehouse_url: str, aa: FakeJobsuche, db: FakeDeutscheBank
+) -> None:
+    from ty_pipeline.checks.ingestion import INGESTION_CHECKS
+
+    for i in range(3):
+        add_aa(aa, i, "Hamburg")
+    aa.fail_next(f"/pc/v4/jobdetails/{encode_refnr(refnr(2))}", status=500, times=100)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [postings, job_descriptions, *INGESTION_CHECKS],
+            partition_key=DAY.isoformat(),
+            instance=instance,
+            resources=resources_for(warehouse_url, aa_url=aa.base_url, db_url=db.base_url, sources="arbeitsagentur"),
+        )
+        evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert evaluations["no_duplicate_postings"].passed
+        assert evaluations["fetch_matches_reported_totals"].passed
+        coverage = evaluations["descriptions_complete"]
+        assert not coverage.passed  # one of three postings has no final outcome yet
+        meta = {k: v.value for k, v in coverage.metadata.items()}
+        assert (meta["in_scope"], meta["with_outcome"]) == (3, 2)
+        assert meta["pending_posting_ids"] != "none"
+        assert all(e.partition == DAY.isoformat() for e in evaluations.values())  # per-partition results
+
+        aa.total_override = 500  # the API claims far more than it served
+        again = dg.materialize(
+            [postings, *INGESTION_CHECKS[:2]], partition_key=DAY.isoformat(), instance=instance,
+            resources=resources_for(warehouse_url, aa_url=aa.base_url, db_url=db.base_url, sources="arbeitsagentur"),
+        )
+        totals = next(e for e in again.get_asset_check_evaluations() if e.check_name == "fetch_matches_reported_totals")
+        assert not totals.passed

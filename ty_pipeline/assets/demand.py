@@ -34,6 +34,7 @@ class DemandConfig(dg.Config):
         dg.AssetCheckSpec(
             SNAPSHOT_CHECK,
             asset="demand_snapshots",
+            partitions_def=daily_partitions,
             description=(
                 "Per state and domain, profession rows sum to at most the domain row; per state, domain rows "
                 "sum to the mapped active postings counted independently in SQL."

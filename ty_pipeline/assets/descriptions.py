@@ -42,6 +42,7 @@ ALL_FAILED_MIN = 5
         dg.AssetCheckSpec(
             DESCRIPTIONS_CHECK,
             asset="job_descriptions",
+            partitions_def=daily_partitions,
             description="No description fetch of this run failed (failures are retried once on the next run).",
         )
     ],

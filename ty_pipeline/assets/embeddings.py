@@ -39,6 +39,7 @@ class EmbeddingsConfig(dg.Config):
         dg.AssetCheckSpec(
             EMBEDDING_CHECK,
             asset="posting_embeddings",
+            partitions_def=daily_partitions,
             description=(
                 "Every eligible posting of the partition has a current embedding, and every vector they point "
                 "at has the hash of its stored text (the replaced system's `need = 0` and `corrupt = 0`)."

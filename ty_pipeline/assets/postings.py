@@ -48,6 +48,7 @@ FETCH_COMPLETE_CHECK = "fetch_complete"
         dg.AssetCheckSpec(
             FETCH_COMPLETE_CHECK,
             asset="postings",
+            partitions_def=daily_partitions,
             description="Every configured source answered every query of this partition.",
         )
     ],

@@ -1,0 +1,89 @@
+"""Per-partition checks on the ingestion assets: integrity and completeness a person can act on."""
+
+import dagster as dg
+
+from ty_pipeline.assets.descriptions import job_descriptions
+from ty_pipeline.assets.postings import postings
+from ty_pipeline.partitions import daily_partitions, partition_date
+from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.check_queries import description_coverage, duplicate_postings
+
+POSTINGS_KEY = dg.AssetKey("postings")
+
+
+class CoverageConfig(dg.Config):
+    min_share: float = 0.95  # below this share of in-scope postings with a saved outcome, the check fails
+
+
+@dg.asset_check(
+    asset=postings,
+    partitions_def=daily_partitions,
+    description="No (source, external_id) is stored twice (the replaced system's duplicate cycle).",
+)
+def no_duplicate_postings(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    found = duplicate_postings(warehouse.get_engine())
+    return dg.AssetCheckResult(
+        passed=found.groups == 0,
+        metadata={"duplicate_groups": found.groups, "examples": ", ".join(found.examples) or "none"},
+    )
+
+
+def _latest_postings_metadata(context: dg.AssetCheckExecutionContext) -> dict[str, object] | None:
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=POSTINGS_KEY, asset_partitions=[context.partition_key]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+@dg.asset_check(
+    asset=postings,
+    partitions_def=daily_partitions,
+    description=(
+        "Every source read as many items as its API reported (minus what the 10,000-result window hides): "
+        "nothing was silently left unread."
+    ),
+)
+def fetch_matches_reported_totals(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    meta = _latest_postings_metadata(context)
+    if meta is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": "no materialization of this partition yet"})
+    short: dict[str, str] = {}
+    for key, value in meta.items():
+        if not key.startswith("fetched_") or key.startswith("fetched_sample"):
+            continue
+        source = key.removeprefix("fetched_")
+        reported = int(meta.get(f"reported_total_{source}", 0) or 0)
+        hidden = int(meta.get(f"window_truncated_{source}", 0) or 0)
+        if int(value or 0) < reported - hidden:
+            short[source] = f"read {value} of {reported} reported ({hidden} beyond the window)"
+    return dg.AssetCheckResult(
+        passed=not short,
+        metadata={"short_sources": dg.MetadataValue.json(short), "sources_checked": len(
+            [k for k in meta if k.startswith("fetched_")])},
+    )
+
+
+@dg.asset_check(
+    asset=job_descriptions,
+    partitions_def=daily_partitions,
+    description="Share of the partition's valid postings with a final description outcome is above the threshold.",
+)
+def descriptions_complete(
+    context: dg.AssetCheckExecutionContext, config: CoverageConfig, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    coverage = description_coverage(warehouse.get_engine(), partition_date(context))  # type: ignore[arg-type]
+    return dg.AssetCheckResult(
+        passed=coverage.share >= config.min_share,
+        metadata={
+            "in_scope": coverage.in_scope,
+            "with_outcome": coverage.done,
+            "share": round(coverage.share, 4),
+            "threshold": config.min_share,
+            "pending_posting_ids": ", ".join(map(str, coverage.missing_examples)) or "none",
+        },
+    )
+
+
+INGESTION_CHECKS = [no_duplicate_postings, fetch_matches_reported_totals, descriptions_complete]
