@@ -68,3 +68,31 @@ def test_production_instance_config_materializes_a_partition(
         assert metadata["new"].value > 0
         records = instance.fetch_materializations(dg.AssetKey("job_descriptions"), limit=5).records
         assert len(records) == 1
+
+
+def test_ollama_pool_limit_is_honoured_across_runs(tmp_path: Path, dagster_pg_url: str) -> None:
+    """Two runs launched at once on the production instance: their `ollama` steps never overlap."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    spans_file = tmp_path / "spans.jsonl"
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": dagster_pg_url,
+           "POOL_SPANS": str(spans_file), "PYTHONPATH": str(ROOT)}
+    dagster = [sys.executable, "-m", "dagster"]
+    # dagster.yaml's pools.default_limit is 1; set it explicitly as an operator would.
+    subprocess.run([*dagster, "instance", "concurrency", "set", "ollama", "1"], env=env, check=True,
+                   capture_output=True, timeout=120)
+    cmd = [*dagster, "asset", "materialize", "-m", "ty_pipeline_tests.pool_location", "--select", "pooled_llm_step"]
+    runs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=240)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs[0][-2000:] + outputs[1][-2000:]
+    spans = sorted(json.loads(line) for line in spans_file.read_text().splitlines())
+    assert len(spans) == 2
+    assert spans[1][0] >= spans[0][1], f"the two pooled steps overlapped: {spans}"
+    assert any("blocked by limit for pool ollama" in out for out in outputs)
