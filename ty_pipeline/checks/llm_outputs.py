@@ -1,0 +1,65 @@
+"""Per-partition checks on what the LLM assets saved: degenerate, duplicated or inconsistent outputs.
+
+The summary check is blocking: a degenerate summary would otherwise become the embedding text of its
+posting (`posting_embeddings` prefers the summary), poisoning similarity search downstream.
+"""
+
+from collections.abc import Callable
+from datetime import date
+
+import dagster as dg
+
+from ty_pipeline.domain.output_audit import Audit, audit_ihl, audit_skill_lists, audit_summaries
+from ty_pipeline.partitions import daily_partitions
+from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.llm_output_queries import saved_ihl_scores, saved_skill_lists, saved_summaries
+
+
+def _result(audit: Audit) -> dg.AssetCheckResult:
+    meta = audit.metadata()
+    return dg.AssetCheckResult(
+        passed=audit.passed,
+        metadata={
+            "checked": audit.checked,
+            "offending_postings": audit.offending_postings,
+            "problems": dg.MetadataValue.json(meta["problems"]),
+            "example_posting_ids": dg.MetadataValue.json(meta["examples"]),
+            "notes": dg.MetadataValue.json(meta["notes"]),
+        },
+    )
+
+
+def _check(asset: str, name: str, description: str, blocking: bool,
+           run: Callable[[WarehouseResource, date], Audit]) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name=name, description=description, blocking=blocking,
+                    partitions_def=daily_partitions)
+    def _fn(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        return _result(run(warehouse, date.fromisoformat(context.partition_key)))
+
+    return _fn
+
+
+def build_llm_output_checks() -> list[dg.AssetChecksDefinition]:
+    """Checks for the three LLM assets; add them to the definitions together with those assets."""
+    return [
+        _check(
+            "posting_summaries", "no_degenerate_summaries",
+            "No saved summary loops, leaks template variables, refuses, says 'not specified', has an odd "
+            "length, or is the same text as another posting's.",
+            True,
+            lambda wh, day: audit_summaries(saved_summaries(wh.get_engine(), day)),
+        ),
+        _check(
+            "skill_keywords", "skill_lists_well_formed",
+            "Every saved skill list is a non-empty JSON array of distinct, sane skill names.",
+            False,
+            lambda wh, day: audit_skill_lists(saved_skill_lists(wh.get_engine(), day)),
+        ),
+        _check(
+            "ihl_scores", "ihl_scores_consistent",
+            "Scores are integers 0-10, categories follow the contract's rule, and a large partition does "
+            "not get one score for every posting.",
+            False,
+            lambda wh, day: audit_ihl(saved_ihl_scores(wh.get_engine(), day)),
+        ),
+    ]
