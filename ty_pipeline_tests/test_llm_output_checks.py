@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from ty_pipeline.checks.llm_outputs import build_llm_output_checks
 from ty_pipeline.domain.posting_record import PostingRecord, Source
 from ty_pipeline.partitions import daily_partitions
+from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.postings_store import upsert_postings
@@ -36,7 +37,8 @@ def _noop(name: str) -> dg.AssetsDefinition:
 def run_checks(url: str) -> dict[str, dg.AssetCheckEvaluation]:
     assets = [_noop(k) for k in ("posting_summaries", "skill_keywords", "ihl_scores")]
     result = dg.materialize([*assets, *build_llm_output_checks()], partition_key=DAY.isoformat(),
-                            resources={"warehouse": WarehouseResource(url=url)}, raise_on_error=False)
+                            resources={"warehouse": WarehouseResource(url=url), "llm_scope": LlmScopeResource()},
+                            raise_on_error=False)
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
@@ -70,4 +72,5 @@ def test_checks_pass_on_sane_rows_and_name_the_offenders(warehouse_url: str) -> 
 def test_only_the_summary_check_blocks_downstream() -> None:
     blocking = {spec.name: spec.blocking for check in build_llm_output_checks() for spec in check.check_specs}
     assert blocking == {"no_degenerate_summaries": True, "skill_lists_well_formed": False,
-                        "ihl_scores_consistent": False}
+                        "ihl_scores_consistent": False, "summaries_complete": False,
+                        "skill_keywords_complete": False, "ihl_scores_complete": False}

@@ -1,4 +1,4 @@
-"""Per-partition checks on what the LLM assets saved: degenerate, duplicated or inconsistent outputs.
+"""Per-partition checks on what the LLM assets saved: degenerate, duplicated, inconsistent or incomplete.
 
 The summary check is blocking: a degenerate summary would otherwise become the embedding text of its
 posting (`posting_embeddings` prefers the summary), poisoning similarity search downstream.
@@ -10,9 +10,18 @@ from datetime import date
 import dagster as dg
 
 from ty_pipeline.domain.output_audit import Audit, audit_ihl, audit_skill_lists, audit_summaries
+from ty_pipeline.enrichment.completeness import Completeness, completeness
 from ty_pipeline.partitions import daily_partitions
+from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.llm_output_queries import saved_ihl_scores, saved_skill_lists, saved_summaries
+from ty_pipeline.warehouse.llm_results_store import RESULT_TABLES, load_candidates
+
+COMPLETE_CHECKS = {
+    "posting_summaries": "summaries_complete",
+    "skill_keywords": "skill_keywords_complete",
+    "ihl_scores": "ihl_scores_complete",
+}
 
 
 def _result(audit: Audit) -> dg.AssetCheckResult:
@@ -39,9 +48,48 @@ def _check(asset: str, name: str, description: str, blocking: bool,
     return _fn
 
 
+def _completeness_result(result: Completeness) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=result.passed,
+        severity=dg.AssetCheckSeverity.WARN,  # incomplete is a backlog to work off, not wrong data
+        description=(
+            f"{result.done} of {result.in_scope} in-scope postings have a saved result "
+            f"({result.share:.0%}; threshold {result.threshold:.0%})"
+        ),
+        metadata={
+            "in_scope": result.in_scope,
+            "done": result.done,
+            "share": round(result.share, 4),
+            "threshold": result.threshold,
+            "by_status": dg.MetadataValue.json(result.by_status),
+            "pending_examples": dg.MetadataValue.json(result.pending_examples),
+            "failed_examples": dg.MetadataValue.json(result.failed_examples),
+        },
+    )
+
+
+def _completeness_check(asset: str, name: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset, name=name, partitions_def=daily_partitions,
+        description=(
+            "Share of the partition's in-scope postings (sources of `llm_scope`, valid, with a description) "
+            "that have a saved result, against `llm_scope.min_complete_share` (TY_LLM_MIN_COMPLETE). Postings "
+            "left pending by the per-run cap or failed by the model are named."
+        ),
+    )
+    def _fn(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, llm_scope: LlmScopeResource
+    ) -> dg.AssetCheckResult:
+        day = date.fromisoformat(context.partition_key)
+        candidates = load_candidates(warehouse.get_engine(), RESULT_TABLES[asset], day, llm_scope.source_list())
+        return _completeness_result(completeness(candidates, llm_scope.min_complete_share))
+
+    return _fn
+
+
 def build_llm_output_checks() -> list[dg.AssetChecksDefinition]:
     """Checks for the three LLM assets; add them to the definitions together with those assets."""
-    return [
+    return [*(_completeness_check(asset, name) for asset, name in COMPLETE_CHECKS.items()),
         _check(
             "posting_summaries", "no_degenerate_summaries",
             "No saved summary loops, leaks template variables, refuses, says 'not specified', has an odd "

@@ -108,6 +108,18 @@ skill_keywords = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+# One row per skill of a posting's stored list (`skill_keywords` asset), replaced with that list.
+skill_keyword_items = Table(
+    "skill_keyword_items",
+    metadata,
+    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
+    Column("rank", Integer, primary_key=True),  # 1 = first in `skill_keywords.skills_json`
+    Column("skill", Text, nullable=False),
+    Column("importance", String(16), nullable=False),  # essential | critical | important | preferred
+    UniqueConstraint("posting_id", "skill", name="uq_skill_keyword_items_posting_skill"),
+)
+Index("ix_skill_keyword_items_skill", skill_keyword_items.c.skill)
+
 ihl_scores = Table(
     "ihl_scores",
     metadata,
@@ -115,7 +127,14 @@ ihl_scores = Table(
     Column("status", String(32), nullable=False),
     Column("ihl_score", Integer),  # 0-10; NULL unless status ok
     Column("ihl_category", String(32)),
-    Column("details_json", Text),
+    Column("details_json", Text),  # the three role outputs (analyst, skeptic, hr_expert) and the result
+    # The HR expert's other answers, NULL unless status ok (added with the LLM assets; all nullable).
+    Column("ihl_verdict", String(32)),  # the model's verdict word; the category above comes from the score
+    Column("verdict_disagrees", Boolean),  # verdict word != category of its own score
+    Column("confidence", String(16)),
+    Column("recommendation", String(16)),
+    Column("candidate_pool_estimate", String(32)),
+    Column("red_flags_json", Text),
     Column("models", Text),
     Column("prompt_version", String(32)),
     Column("input_hash", String(64)),

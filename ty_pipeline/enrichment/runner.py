@@ -1,0 +1,153 @@
+"""The bounded worker pool every LLM asset runs its postings through.
+
+Workers only call the LLM; every result is saved from the calling thread, one posting per transaction,
+as soon as it arrives, so a crash or a kill loses at most the postings in flight. Errors are sorted into
+two kinds:
+
+* the posting's own failure (an invalid answer after the corrective retry, a request the server
+  rejects, a timeout or 5xx that outlasted the client's retries) becomes an `llm_error` row, retried on
+  later runs up to `max_attempts`;
+* the server is gone (connection refused) or a model disappeared: nothing is charged to the posting,
+  the run stops taking new postings and reports the rest as pending. A run of consecutive transport
+  failures is treated the same way, so a hung server cannot burn every posting's attempts in one night.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from ty_pipeline.enrichment.metrics import CallStats
+from ty_pipeline.enrichment.selection import LlmStatus, WorkItem
+from ty_pipeline.progress import Progress
+from ty_pipeline.resources.ollama import (
+    OllamaError,
+    OllamaInvalidAnswer,
+    OllamaModelMissing,
+    OllamaRequestError,
+    OllamaTransientError,
+    OllamaUnavailable,
+)
+
+RUN_FATAL_ERRORS: tuple[type[BaseException], ...] = (OllamaUnavailable, OllamaModelMissing)
+POSTING_ERRORS: tuple[type[BaseException], ...] = (OllamaInvalidAnswer, OllamaRequestError, OllamaTransientError)
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass
+class Outcome:
+    """What one posting's pipeline produced; `values` are the asset table's own columns."""
+
+    status: LlmStatus
+    values: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    metrics: list[Any] = field(default_factory=list)
+    transport_error: bool = False  # the failure was the server or network, not the answer
+    items: list[dict[str, Any]] = field(default_factory=list)  # detail rows (skill items)
+
+
+def error_metrics(exc: BaseException) -> list[Any]:
+    return list(getattr(exc, "metrics", None) or [])
+
+
+def describe_error(exc: BaseException, stage: str) -> str:
+    """One line for the `error` column and the logs: which step, which kind, the client's message."""
+    reason = getattr(exc, "reason", None)
+    kind = type(exc).__name__
+    text = f"{stage}: {kind}" + (f" ({reason})" if reason else "") + f": {exc}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def error_outcome(
+    exc: BaseException, *, stage: str, values: dict[str, Any] | None = None, metrics: list[Any] | None = None
+) -> Outcome:
+    return Outcome(
+        status=LlmStatus.LLM_ERROR,
+        values=values or {},
+        error=describe_error(exc, stage),
+        metrics=[*(metrics or []), *error_metrics(exc)],
+        transport_error=isinstance(exc, OllamaTransientError),
+    )
+
+
+@dataclass
+class RunReport:
+    statuses: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    aborted: str | None = None
+    not_done: list[WorkItem] = field(default_factory=list)  # cancelled by an abort: still pending
+    seconds: float = 0.0
+
+    @property
+    def saved(self) -> int:
+        return sum(self.statuses.values())
+
+
+def run_pool(
+    items: Sequence[WorkItem],
+    work: Callable[[WorkItem], Outcome],
+    save: Callable[[WorkItem, Outcome], None],
+    *,
+    workers: int,
+    stats: CallStats,
+    log: Callable[[str], None],
+    what: str,
+    abort_after_consecutive_transport_errors: int = 5,
+) -> RunReport:
+    """At most `workers` postings in flight; the next one is submitted only after a result is saved, so
+    an abort stops at once and a run never holds more unsaved work than it has workers."""
+    report = RunReport()
+    progress = Progress(what, len(items), log)
+    started = time.monotonic()
+    consecutive = 0
+    queue = list(reversed(items))  # pop() takes the newest first
+    in_flight: dict[Future[Outcome], WorkItem] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=what)
+
+    def abort(reason: str) -> None:
+        if report.aborted is None:
+            report.aborted = reason
+            log(f"{what}: stopping early, {reason}")
+            report.not_done.extend(reversed(queue))
+            queue.clear()
+
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < max(1, workers):
+                item = queue.pop()
+                in_flight[pool.submit(work, item)] = item
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = in_flight.pop(future)
+                exc = future.exception()
+                if exc is not None:
+                    if isinstance(exc, RUN_FATAL_ERRORS):
+                        report.not_done.append(item)
+                        abort(f"the Ollama server failed: {exc}")
+                        continue
+                    if not isinstance(exc, OllamaError):
+                        raise exc  # a bug, not an LLM outcome: fail loudly
+                    # A posting-level error a pipeline did not catch: still that posting's failure.
+                    outcome = error_outcome(exc, stage="llm")
+                else:
+                    outcome = future.result()
+                stats.add(outcome.metrics)
+                save(item, outcome)  # committed before the next posting is submitted
+                report.statuses[str(outcome.status)] += 1
+                if outcome.status == LlmStatus.LLM_ERROR:
+                    report.failures.append(
+                        f"posting {item.posting_id} ({item.source} {item.external_id}): {outcome.error}"
+                    )
+                consecutive = consecutive + 1 if outcome.transport_error else 0
+                limit = abort_after_consecutive_transport_errors
+                if limit and consecutive >= limit:
+                    abort(f"{consecutive} postings in a row failed with transport errors; last: {outcome.error}")
+                progress.step()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        report.seconds = time.monotonic() - started
+    return report

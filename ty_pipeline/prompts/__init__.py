@@ -1,0 +1,99 @@
+"""Versioned prompt files and their loader.
+
+Each `<name>.md` starts with `version: <name>/<n>` and has a `## system` and a `## user` section. A
+prompt's version is part of every LLM result's input hash, so editing a prompt without bumping its
+version would keep stale results: bump the number whenever the wording changes.
+
+Rendering fills the *template* with `str.format`; posting text only ever arrives as a value, so braces
+in a posting can never be taken for a template field (the replaced system saved literal
+`{session_9_output}` strings, domain_facts §3.2). Literal braces in a template are written `{{ }}`.
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+PROMPT_DIR = Path(__file__).resolve().parent
+_SECTIONS = ("system", "user")
+
+
+class PromptError(ValueError):
+    """A prompt file is malformed, or rendering it lacks a value."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    version: str  # "<name>/<n>"
+    system: str
+    user: str
+
+    @property
+    def number(self) -> str:
+        return self.version.rsplit("/", 1)[1]
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """Template fields the prompts use; `render` needs a value for each."""
+        names: set[str] = set()
+        for template in (self.system, self.user):
+            names.update(field for _text, field, _spec, _conv in string.Formatter().parse(template) if field)
+        return frozenset(names)
+
+    def render(self, **values: str) -> list[dict[str, str]]:
+        """Chat messages: the system and user templates filled with `values` (which are never re-parsed)."""
+        missing = sorted(self.fields - values.keys())
+        if missing:
+            raise PromptError(f"prompt {self.version} needs values for {', '.join(missing)}")
+        return [
+            {"role": "system", "content": self.system.format(**values)},
+            {"role": "user", "content": self.user.format(**values)},
+        ]
+
+
+def parse_prompt(name: str, text: str) -> Prompt:
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("version:"):
+        raise PromptError(f"prompt {name}: the first line must be 'version: {name}/<n>'")
+    version = lines[0].split(":", 1)[1].strip()
+    prefix, _, number = version.rpartition("/")
+    if prefix != name or not number.isdigit():
+        raise PromptError(f"prompt {name}: version {version!r} must look like '{name}/<n>'")
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines[1:]:
+        header = line.strip()
+        if header.startswith("## ") and header[3:].strip().lower() in _SECTIONS:
+            key = header[3:].strip().lower()
+            if key in sections:
+                raise PromptError(f"prompt {name}: section '{key}' appears twice")
+            current = sections[key] = []
+        elif current is not None:
+            current.append(line)
+        elif header:
+            raise PromptError(f"prompt {name}: text before the first section: {header[:40]!r}")
+    missing = [s for s in _SECTIONS if not "\n".join(sections.get(s, [])).strip()]
+    if missing:
+        raise PromptError(f"prompt {name}: missing or empty section(s) {', '.join(missing)}")
+    prompt = Prompt(name, version, "\n".join(sections["system"]).strip(), "\n".join(sections["user"]).strip())
+    try:
+        _ = prompt.fields  # unbalanced braces fail here, at load time, not at the first posting
+    except ValueError as exc:
+        raise PromptError(f"prompt {name}: {exc}") from exc
+    return prompt
+
+
+@functools.cache
+def load_prompt(name: str) -> Prompt:
+    path = PROMPT_DIR / f"{name}.md"
+    if not path.is_file():
+        raise PromptError(f"no prompt file {path}")
+    return parse_prompt(name, path.read_text(encoding="utf-8"))
+
+
+def combined_version(family: str, prompts: list[Prompt]) -> str:
+    """Short form for the `prompt_version` column (VARCHAR 32): `summary/1.1.1` in the order given."""
+    return f"{family}/" + ".".join(p.number for p in prompts)
