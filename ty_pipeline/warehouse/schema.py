@@ -157,6 +157,83 @@ berufenet_mappings = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+# -- professions: the catalog the mapper classifies into, and what the mapper learned ---------------------
+
+# The profession catalog (`berufenet_catalog` asset), replaced as a whole in one transaction. `embed_hash`
+# is the content hash of `embed_text`, the key of the name's vector in `embeddings` (one per model).
+berufenet_catalog = Table(
+    "berufenet_catalog",
+    metadata,
+    Column("profession_id", String(16), primary_key=True),  # "43414-102", or a bare KldB code "43414"
+    Column("name", Text, nullable=False),
+    Column("kldb", String(5), nullable=False),
+    Column("qualification_level", Integer, nullable=False),
+    Column("domain_code", String(2), nullable=False),
+    Column("source", String(32), nullable=False),  # kldb | kldb_occupation | seed
+    Column("embed_text", Text, nullable=False),
+    Column("embed_hash", String(64), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# The catalog's alias index (`title_key` spellings of every name -> professions), rebuilt with the catalog.
+berufenet_aliases = Table(
+    "berufenet_aliases",
+    metadata,
+    Column("alias_key", Text, primary_key=True),
+    Column("profession_id", String(16), primary_key=True),
+)
+
+# Titles the mapper resolved beyond the catalog's own names (embedding, LLM, description retry): looked up
+# before any model is asked again, in every later partition and run.
+berufenet_learned_aliases = Table(
+    "berufenet_learned_aliases",
+    metadata,
+    Column("title_key", Text, primary_key=True),
+    Column("title", Text),
+    Column("profession_id", String(16), nullable=False),
+    Column("status", String(32), nullable=False),  # the status under which it was learned
+    Column("score", Float),
+    Column("model", String(255)),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# Titles that ended unresolved, one row per title: the memo that keeps them from being classified again
+# under the same settings (`fingerprint`), and the dynamic-partition key -> title table of the retry asset.
+# `seq` only grows, so the registering sensor keeps a cursor on it.
+berufenet_failed_titles = Table(
+    "berufenet_failed_titles",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("partition_key", String(64), nullable=False, unique=True),
+    Column("title_key", Text, nullable=False, unique=True),
+    Column("title", Text, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("score", Float),
+    Column("candidates_json", Text),  # top-k [{profession_id, score}] from the embedding stage
+    Column("posting_count", Integer, nullable=False, server_default="0"),
+    Column("fingerprint", String(64)),
+    Column("resolved", Boolean, nullable=False, server_default=false()),
+    Column("resolved_profession_id", String(16)),
+    Column("error", Text),  # why the title is unresolved: the last stage or retry error
+    Column("first_failed_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+Index("ix_berufenet_mappings_title_key", berufenet_mappings.c.title_key)
+
+# Nearest professions per profession (`profession_similarity` asset), full refresh.
+profession_similarity = Table(
+    "profession_similarity",
+    metadata,
+    Column("profession_id", String(16), primary_key=True),
+    Column("similar_id", String(16), primary_key=True),
+    Column("rank", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("kldb_score", Float, nullable=False),
+    Column("cosine", Float),
+    Column("computed_at", DateTime, nullable=False),
+)
+
 # Content-addressed vectors shared by posting texts and catalog names (float32 bytes).
 embeddings = Table(
     "embeddings",

@@ -1,0 +1,188 @@
+"""The `berufenet_mappings` asset: each posting's title mapped to a profession (KldB code, level)."""
+
+
+import time
+from collections.abc import Callable
+
+import dagster as dg
+from pydantic import Field
+
+from ty_pipeline.assets.postings import utcnow
+from ty_pipeline.partitions import daily_partitions, partition_date
+from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, VERIFY_PROMPT, LlmChooser
+from ty_pipeline.professions.partition_run import CatalogMissing, MappingOptions, map_partition
+from ty_pipeline.professions.pipeline import MappingSettings, Verifier
+from ty_pipeline.professions.statuses import RESOLVED, BerufenetStatus
+from ty_pipeline.professions.thresholds import thresholds_for
+from ty_pipeline.prompts import load_prompt
+from ty_pipeline.resources.embedder import EmbedderResource
+from ty_pipeline.resources.ollama import OllamaClient, OllamaResource
+from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.berufenet_store import ensure_indexes, unmapped_postings
+
+MAPPED_CHECK = "every_posting_mapped"
+VERIFIED_CHECK = "uncertain_band_verified"
+
+
+class BerufenetMappingConfig(dg.Config):
+    accept_threshold: float | None = Field(
+        default=None, description="Top-1 cosine accepted without the LLM; unset: calibrated for the embedding model"
+    )
+    verify_threshold: float | None = Field(
+        default=None, description="Below this top-1 cosine a title is no_match; unset: calibrated for the model"
+    )
+    top_k: int = Field(default=5, description="Candidates kept per title (shown to the LLM)")
+    llm_verify: bool = Field(default=True, description="Let the LLM verify the uncertain band")
+    llm_model: str = Field(default=DEFAULT_BERUFENET_MODEL, description="Ollama model; empty: no LLM configured")
+    llm_workers: int = Field(default=2, description="Parallel LLM calls (size to OLLAMA_NUM_PARALLEL)")
+    encode_batch: int = Field(default=256, description="Titles per encoder call and matrix product")
+    reprocess: bool = Field(default=False, description="Map every posting again, not only new or retryable ones")
+
+
+def configured_model_id(embedder: EmbedderResource) -> str:
+    """The encoder's `model_id` as configured, known before the (slow) model load."""
+    return f"{embedder.backend}:{embedder.model}"
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="professions",
+    kinds={"python", "sql"},
+    pool="ollama",
+    deps=["postings", "berufenet_catalog"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            MAPPED_CHECK,
+            asset="berufenet_mappings",
+            partitions_def=daily_partitions,
+            description="Every valid posting of the partition has a mapping row (resolved or with its reason).",
+        ),
+        dg.AssetCheckSpec(
+            VERIFIED_CHECK,
+            asset="berufenet_mappings",
+            partitions_def=daily_partitions,
+            description=(
+                "No title of the uncertain band was left unverified because Ollama was unavailable or failed "
+                "(those titles are retried by the next run)."
+            ),
+        ),
+    ],
+    description=(
+        "Posting title -> profession, on distinct cleaned titles, cheapest stage first: the Jobsuche `beruf` "
+        "label, exact and alias lookup (three-tier), titles learned earlier, embedding top-k against the "
+        "catalog (one matrix product per batch), and an LLM check of the uncertain band only. Unresolved "
+        "titles are recorded for the `berufenet_title_retry` backfill."
+    ),
+)
+def berufenet_mappings(
+    context: dg.AssetExecutionContext,
+    config: BerufenetMappingConfig,
+    warehouse: WarehouseResource,
+    embedder: EmbedderResource,
+    ollama: OllamaResource,
+) -> dg.MaterializeResult:
+    day = partition_date(context)
+    started = time.monotonic()
+    engine = warehouse.get_engine()
+    ensure_indexes(engine)
+    model_id = configured_model_id(embedder)
+    thresholds, calibrated = thresholds_for(
+        model_id, accept=config.accept_threshold, verify=config.verify_threshold
+    )
+    if not calibrated:
+        context.log.warning(
+            f"No calibrated thresholds for {model_id}: using accept={thresholds.accept}, verify={thresholds.verify}. "
+            "Run bench/bench_berufenet.py with this model and add it to professions/thresholds.py."
+        )
+    settings = MappingSettings(
+        thresholds=thresholds, top_k=config.top_k, llm_verify=config.llm_verify,
+        encode_batch=config.encode_batch, llm_workers=config.llm_workers,
+    )
+    clients: list[OllamaClient] = []
+    verifier: Callable[[], Verifier] | None = None
+    problem: str | None = None
+    if not config.llm_model or not ollama.host:
+        problem = "no LLM is configured for verification (llm_model or the Ollama host is empty)"
+    else:
+        def make_verifier() -> Verifier:
+            client = ollama.get_client()
+            clients.append(client)
+            client.preflight([config.llm_model])  # fails fast with the client's message
+            return LlmChooser(client, config.llm_model)
+
+        verifier = make_verifier
+
+    try:
+        run = map_partition(
+            engine, day,
+            MappingOptions(settings=settings, reprocess=config.reprocess, embed_model_id=model_id,
+                           llm_model=config.llm_model, prompt_version=load_prompt(VERIFY_PROMPT).version),
+            open_encoder=embedder.open_encoder, verifier=verifier, verifier_problem=problem, now=utcnow,
+            log=context.log.info,
+        )
+    except CatalogMissing as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    finally:
+        for client in clients:
+            client.close()
+
+    report = run.report
+    titles = report.titles_by_status()
+    by_postings = report.postings_by_status()
+    resolved_postings = sum(n for s, n in by_postings.items() if s in RESOLVED)
+    unavailable = titles.get(str(BerufenetStatus.LLM_UNAVAILABLE), 0)
+    errors = titles.get(str(BerufenetStatus.ERROR), 0)
+    if report.llm_problem:
+        context.log.error(f"uncertain band not verified: {report.llm_problem}")
+    for r in [r for r in report.results if r.status == BerufenetStatus.ERROR][:10]:
+        context.log.warning(f"title '{r.group.title}': {r.error}")
+    metrics = report.llm_metrics
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "postings": run.postings,
+        "processed": run.processed,
+        "up_to_date": run.up_to_date,
+        "distinct_titles": run.titles,
+        "resolved_postings": resolved_postings,
+        "resolved_share": round(resolved_postings / run.processed, 4) if run.processed else 1.0,
+        "learned_new": run.learned,
+        "failed_titles": run.failed_titles,
+        "titles_by_status": dg.MetadataValue.json(dict(sorted(titles.items()))),
+        "postings_by_status": dg.MetadataValue.json(dict(sorted(by_postings.items()))),
+        "catalog_entries": run.catalog_size,
+        "catalog_version": run.catalog_version,
+        "embedding_model": run.encoder_model or model_id,
+        "accept_threshold": thresholds.accept,
+        "verify_threshold": thresholds.verify,
+        "thresholds_calibrated": calibrated,
+        "encoded_titles": report.encoded_titles,
+        "encode_calls": report.encode_calls,
+        "new_catalog_vectors": run.name_vectors.new if run.name_vectors else 0,
+        "llm_model": config.llm_model if config.llm_verify else "",
+        "llm_calls": report.llm_calls,
+        "llm_prompt_tokens": sum(m.prompt_eval_count for m in metrics),
+        "llm_output_tokens": sum(m.eval_count for m in metrics),
+        "llm_seconds": round(sum(m.wall_s for m in metrics), 2),
+        "seconds": round(time.monotonic() - started, 2),
+        **{f"seconds_{stage}": round(s, 3) for stage, s in sorted(report.seconds.items())},
+    }
+    for status in BerufenetStatus:
+        metadata[f"titles_{status}"] = titles.get(str(status), 0)
+    if report.llm_problem:
+        metadata["llm_problem"] = report.llm_problem
+    context.log.info(
+        f"{day}: {run.processed} postings / {run.titles} titles mapped, {resolved_postings} postings resolved; "
+        f"titles by status {dict(titles)}"
+    )
+    missing = unmapped_postings(engine, day)
+    checks = [
+        dg.AssetCheckResult(
+            check_name=MAPPED_CHECK, passed=missing == 0, severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"postings_without_mapping": missing},
+        ),
+        dg.AssetCheckResult(
+            check_name=VERIFIED_CHECK, passed=unavailable == 0 and errors == 0, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"llm_unavailable_titles": unavailable, "error_titles": errors,
+                      "reason": report.llm_problem or "none"},
+        ),
+    ]
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)

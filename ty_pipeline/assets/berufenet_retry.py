@@ -1,0 +1,93 @@
+"""`berufenet_title_retry`: one dynamic partition per failed title, re-classified with description context.
+
+Select failed titles in the UI (or `dagster asset backfill`) and launch: each partition asks the LLM to
+choose among the title's top-k candidates given the start of a posting description. Success updates every
+posting with that title (in any daily partition) and the learned alias store; a rejection raises, so the
+partition stays failed and its reason is the run's error.
+"""
+
+
+import dagster as dg
+from pydantic import Field
+
+from ty_pipeline.assets.postings import utcnow
+from ty_pipeline.professions.failed_titles import PARTITIONS_NAME
+from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, DESCRIPTION_CHARS, LlmChooser
+from ty_pipeline.professions.partition_run import CatalogMissing
+from ty_pipeline.professions.retry import RetryRejected, UnknownFailedTitle, retry_title
+from ty_pipeline.resources.embedder import EmbedderResource
+from ty_pipeline.resources.ollama import OllamaClient, OllamaError, OllamaResource
+from ty_pipeline.resources.warehouse import WarehouseResource
+
+failed_titles_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
+
+
+class TitleRetryConfig(dg.Config):
+    llm_model: str = Field(default=DEFAULT_BERUFENET_MODEL, description="Ollama model that chooses")
+    top_k: int = Field(default=5, description="Candidates offered (the title's stored top-k)")
+    context_chars: int = Field(default=DESCRIPTION_CHARS, description="Description characters shown, cut at a word")
+
+
+@dg.asset(
+    partitions_def=failed_titles_partitions,
+    group_name="professions",
+    kinds={"python", "sql"},
+    pool="ollama",
+    deps=["berufenet_catalog"],
+    description=(
+        "Failed Berufenet titles (recorded by `berufenet_mappings`, registered as partitions by "
+        "`berufenet_failed_titles_sensor`), re-classified by the LLM with description context. Success maps "
+        "every posting with the title; a rejection fails the partition with the reason."
+    ),
+)
+def berufenet_title_retry(
+    context: dg.AssetExecutionContext,
+    config: TitleRetryConfig,
+    warehouse: WarehouseResource,
+    embedder: EmbedderResource,
+    ollama: OllamaResource,
+) -> dg.MaterializeResult:
+    engine = warehouse.get_engine()
+    clients: list[OllamaClient] = []
+
+    def chooser() -> LlmChooser:
+        client = ollama.get_client()
+        clients.append(client)
+        client.preflight([config.llm_model])
+        return LlmChooser(client, config.llm_model)
+
+    try:
+        outcome = retry_title(
+            engine, context.partition_key, chooser=chooser, open_encoder=embedder.open_encoder, now=utcnow,
+            top_k=config.top_k, context_chars=config.context_chars, log=context.log.info,
+        )
+    except (RetryRejected, UnknownFailedTitle, CatalogMissing) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except OllamaError as exc:
+        raise dg.Failure(description=f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        for client in clients:
+            client.close()
+
+    prof = outcome.profession
+    assert prof is not None
+    context.log.info(
+        f"'{outcome.title}' -> {prof.name} ({prof.profession_id}, KldB {prof.kldb}); "
+        f"{outcome.postings_updated} postings updated"
+    )
+    metrics = outcome.llm_metrics
+    return dg.MaterializeResult(
+        metadata={
+            "title": outcome.title,
+            "outcome": outcome.status,
+            "berufenet_id": prof.profession_id,
+            "berufenet_name": prof.name,
+            "kldb": prof.kldb,
+            "qualification_level": prof.qualification_level,
+            "postings_updated": outcome.postings_updated,
+            "candidates": len(outcome.candidates),
+            "description_chars": outcome.description_chars,
+            "llm_calls": len(metrics),
+            "llm_output_tokens": sum(m.eval_count for m in metrics),
+        }
+    )

@@ -1,0 +1,81 @@
+"""`berufenet_failed_titles_sensor`: registers failed Berufenet titles as dynamic partitions.
+
+Cheap by construction (dagster_notes C3): one indexed query for titles recorded after the cursor (`seq`
+of `berufenet_failed_titles`), one read of the registered keys, and the add/delete requests returned
+with the tick (`SensorResult.dynamic_partitions_requests`, atomic with the cursor). It launches no runs:
+a user selects the failed titles worth the GPU time and backfills `berufenet_title_retry`.
+
+Order and cap: the titles read in one tick are registered most frequent first (postings with that title
+over all partitions). At most `max_failed_title_partitions` (default 5,000) keys are registered; when the
+cap is reached, keys of titles resolved since are deleted to make room, and otherwise the cursor stays
+before the first title still waiting, so no failed title is skipped for good.
+"""
+
+import json
+
+import dagster as dg
+
+from ty_pipeline.assets.berufenet_retry import failed_titles_partitions
+from ty_pipeline.professions.failed_titles import PARTITIONS_NAME
+from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
+from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.berufenet_store import failed_titles_after, resolved_partition_keys
+
+SENSOR_NAME = "berufenet_failed_titles_sensor"
+ROWS_PER_TICK = 2_000
+
+
+def cursor_seq(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        return int(json.loads(cursor).get("seq", 0))
+    except (ValueError, AttributeError):
+        return 0
+
+
+@dg.sensor(
+    name=SENSOR_NAME,
+    minimum_interval_seconds=300,
+    # On by default: it launches no runs, it only makes failed titles selectable for a backfill.
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Registers titles that `berufenet_mappings` left unresolved as `berufenet_failed_titles` partitions of "
+        "`berufenet_title_retry` (most frequent first, capped), so they can be backfilled from the UI."
+    ),
+)
+def berufenet_failed_titles_sensor(
+    context: dg.SensorEvaluationContext,
+    warehouse: WarehouseResource,
+    profession_catalog: ProfessionCatalogResource,
+) -> dg.SensorResult | dg.SkipReason:
+    seq = cursor_seq(context.cursor)
+    engine = warehouse.get_engine()
+    rows = failed_titles_after(engine, seq, ROWS_PER_TICK)
+    if not rows:
+        return dg.SkipReason(f"no failed titles recorded after seq {seq}")
+    registered = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    cap = max(0, profession_catalog.max_failed_title_partitions)
+    waiting = [r for r in rows if not r.resolved and r.partition_key not in registered]
+    waiting.sort(key=lambda r: (-r.posting_count, r.seq))  # most frequent first
+    room = cap - len(registered)
+    to_delete: list[str] = []
+    if len(waiting) > room:
+        to_delete = resolved_partition_keys(engine, registered)[: len(waiting) - max(room, 0)]
+        room += len(to_delete)
+    to_add = [r.partition_key for r in waiting[: max(room, 0)]]
+    left = waiting[max(room, 0) :]
+    # Past every row handled; rows still waiting for room are read again next time.
+    cursor = min(r.seq for r in left) - 1 if left else rows[-1].seq
+    if not to_add and not to_delete and cursor == seq:
+        return dg.SkipReason(
+            f"{len(registered)} failed-title partitions registered, the cap of {cap} is reached; "
+            f"{len(left)} failed titles wait until resolved titles free room"
+        )
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+    if to_delete:
+        requests.append(failed_titles_partitions.build_delete_request(to_delete))
+    if to_add:
+        requests.append(failed_titles_partitions.build_add_request(to_add))
+    context.log.info(f"registering {len(to_add)} failed titles, removing {len(to_delete)} resolved ones")
+    return dg.SensorResult(dynamic_partitions_requests=requests, cursor=json.dumps({"seq": cursor}))

@@ -1,0 +1,126 @@
+"""The profession catalog as the mapper sees it: which entries, what text each name is embedded as,
+and a version so that remembered decisions can tell whether the catalog changed under them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ty_pipeline.domain.embedding_text import content_hash, normalize_text
+from ty_pipeline.domain.kldb_catalog import (
+    KldbCatalog,
+    NamedProfession,
+    catalog_rows,
+    load_kldb_catalog,
+    load_seed_catalog,
+)
+from ty_pipeline.domain.titles import clean_job_title
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SEED_CATALOG = PROJECT_ROOT / "data" / "seed_catalog.csv"
+
+SOURCE_KLDB = "kldb"  # a named profession from the KldB column "Umfasst ferner"
+SOURCE_KLDB_OCCUPATION = "kldb_occupation"  # a five-digit KldB occupation standing in as a profession
+SOURCE_SEED = "seed"  # the hand-written seed catalog in data/
+
+
+@lru_cache(maxsize=65536)
+def embed_text_for(name: str) -> str:
+    """The text a catalog name is embedded as: the name cleaned exactly like a posting title.
+
+    Titles reach the embedding stage cleaned ("Softwareentwickler"), catalog names are written in the
+    BA's gendered style ("Softwareentwickler/in", "Bankkaufmann/-frau"). Cleaning both sides the same
+    way compares like with like. Cached: the cleaning rules are regex-heavy and a KldB catalog has
+    20,000 names, rebuilt and re-read by several assets.
+    """
+    cleaned = clean_job_title(name)
+    return normalize_text(cleaned or name)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One catalog row with the source it came from."""
+
+    profession: NamedProfession
+    source: str
+
+
+@dataclass(frozen=True)
+class LoadedCatalog:
+    """What the catalog asset writes: every entry plus where the file came from."""
+
+    entries: tuple[CatalogEntry, ...]
+    origin: str  # path or URL, for the metadata
+    occupations: int = 0  # five-digit occupations in the source file (0 for the seed catalog)
+
+    @property
+    def professions(self) -> list[NamedProfession]:
+        return [e.profession for e in self.entries]
+
+
+def from_kldb(catalog: KldbCatalog, origin: str) -> LoadedCatalog:
+    entries = [CatalogEntry(p, SOURCE_KLDB) for p in catalog.professions]
+    entries += [CatalogEntry(p, SOURCE_KLDB_OCCUPATION) for p in catalog.occupation_entries]
+    return LoadedCatalog(tuple(entries), origin, catalog.occupation_count)
+
+
+def load_catalog_file(kldb_csv: str | None, seed_csv: str | Path = DEFAULT_SEED_CATALOG) -> LoadedCatalog:
+    """The KldB directory when a path/URL is configured, else the small seed catalog."""
+    if kldb_csv:
+        if kldb_csv.startswith(("http://", "https://")):
+            import io
+
+            import requests
+
+            resp = requests.get(kldb_csv, timeout=(10, 120))
+            resp.raise_for_status()
+            return from_kldb(load_kldb_catalog(io.BytesIO(resp.content)), kldb_csv)
+        return from_kldb(load_kldb_catalog(kldb_csv), kldb_csv)
+    seed = load_seed_catalog(seed_csv)
+    return LoadedCatalog(tuple(CatalogEntry(p, SOURCE_SEED) for p in seed), str(seed_csv))
+
+
+def warehouse_rows(catalog: LoadedCatalog) -> list[dict[str, Any]]:
+    """Rows of the `berufenet_catalog` table (without `updated_at`)."""
+    rows: list[dict[str, Any]] = []
+    for entry in catalog.entries:
+        (row,) = catalog_rows([entry.profession], source=entry.source)
+        text = embed_text_for(entry.profession.name)
+        rows.append({**row, "embed_text": text, "embed_hash": content_hash(text)})
+    return rows
+
+
+def catalog_version(rows: Iterable[Mapping[str, Any]]) -> str:
+    """A short hash of (id, name) over the whole catalog: changes whenever an entry does."""
+    digest = hashlib.sha256()
+    for pid, name in sorted((str(r["profession_id"]), str(r["name"])) for r in rows):
+        digest.update(f"{pid}\t{name}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """The catalog for one mapping run: professions by id and the version they were read at."""
+
+    professions: Mapping[str, NamedProfession]
+    version: str
+
+    def __len__(self) -> int:
+        return len(self.professions)
+
+    @classmethod
+    def from_professions(cls, professions: Sequence[NamedProfession]) -> CatalogSnapshot:
+        by_id = {p.profession_id: p for p in professions}
+        version = catalog_version({"profession_id": p.profession_id, "name": p.name} for p in professions)
+        return cls(by_id, version)
+
+
+def settings_fingerprint(**settings: object) -> str:
+    """Hash of everything that decides an unresolved outcome; a remembered failure counts only while
+    its fingerprint is current."""
+    text = "\n".join(f"{key}={settings[key]}" for key in sorted(settings))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]

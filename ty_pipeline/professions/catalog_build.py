@@ -1,0 +1,64 @@
+"""Building the warehouse catalog: rows, alias index and name vectors from a loaded catalog file."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from ty_pipeline.domain.profession_names import build_alias_index
+from ty_pipeline.professions.catalog import CatalogSnapshot, LoadedCatalog, warehouse_rows
+from ty_pipeline.professions.vectors import NameVectorStats, ensure_name_vectors
+from ty_pipeline.resources.embedder import TextEncoder
+from ty_pipeline.warehouse import berufenet_store as store
+
+
+@dataclass
+class CatalogBuild:
+    entries: int = 0
+    by_level: Counter[int] = field(default_factory=Counter)
+    by_source: Counter[str] = field(default_factory=Counter)
+    domains: int = 0
+    alias_keys: int = 0
+    alias_rows: int = 0
+    distinct_names: int = 0
+    version: str = ""
+    model: str = ""
+    vectors: NameVectorStats = field(default_factory=NameVectorStats)
+
+
+def build_catalog(
+    engine: Engine,
+    loaded: LoadedCatalog,
+    *,
+    open_encoder: Callable[[], AbstractContextManager[TextEncoder]],
+    now: Callable[[], datetime],
+    batch_size: int = 64,
+    log: Callable[[str], None] = lambda _m: None,
+) -> CatalogBuild:
+    """Replace catalog + alias index in one transaction, then make sure every name has a vector."""
+    rows = warehouse_rows(loaded)
+    if not rows:
+        raise ValueError(f"the catalog from {loaded.origin} has no entries")
+    index = build_alias_index(loaded.professions)
+    store.replace_catalog(engine, rows, index, now())
+    build = CatalogBuild(
+        entries=len(rows),
+        by_level=Counter(int(r["qualification_level"]) for r in rows),
+        by_source=Counter(str(r["source"]) for r in rows),
+        domains=len({r["domain_code"] for r in rows}),
+        alias_keys=len(index),
+        alias_rows=sum(len(ids) for ids in index.values()),
+        distinct_names=len({r["embed_hash"] for r in rows}),
+        version=CatalogSnapshot.from_professions(loaded.professions).version,
+    )
+    log(f"catalog from {loaded.origin}: {build.entries} entries, {build.alias_keys} alias keys; embedding names")
+    stored = store.load_catalog(engine)
+    with open_encoder() as encoder:
+        build.model = encoder.model_id
+        _vectors, build.vectors = ensure_name_vectors(engine, encoder, stored, now, batch_size=batch_size, log=log)
+    return build

@@ -1,0 +1,234 @@
+"""One daily partition of `berufenet_mappings`, against the warehouse: which postings need work, the
+pipeline over their distinct titles, and the writes (per-posting rows, learned aliases, failed titles).
+
+Results are written as each stage settles them, one transaction per batch, so a crash or a kill during
+the embedding or LLM stage keeps every title already decided, and the next run starts after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import Engine
+
+from ty_pipeline.professions.catalog import settings_fingerprint
+from ty_pipeline.professions.pipeline import (
+    EmbeddingBackend,
+    KnownFailure,
+    LearnedAlias,
+    MappingReport,
+    MappingSettings,
+    PostingTitle,
+    TitleCleaner,
+    TitleMapper,
+    TitleResult,
+    Verifier,
+    group_by_title,
+)
+from ty_pipeline.professions.statuses import RESOLVED, RETRY_NEXT_RUN, UNRESOLVED
+from ty_pipeline.professions.vectors import NameVectorStats, build_matrix, ensure_name_vectors
+from ty_pipeline.resources.embedder import TextEncoder
+from ty_pipeline.warehouse import berufenet_store as store
+
+
+class CatalogMissing(RuntimeError):
+    """The catalog table is empty: `berufenet_catalog` was never materialized on this warehouse."""
+
+
+class WarehouseSources:
+    """`MappingSources` backed by the warehouse tables (one query per 500 keys)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def aliases(self, keys: Sequence[str]) -> dict[str, list[str]]:
+        return store.aliases_for_keys(self.engine, keys)
+
+    def learned(self, keys: Sequence[str]) -> dict[str, LearnedAlias]:
+        return store.learned_for_keys(self.engine, keys)
+
+    def known_failures(self, keys: Sequence[str], fingerprint: str) -> dict[str, KnownFailure]:
+        return store.known_failures(self.engine, keys, fingerprint)
+
+
+@dataclass
+class MappingWriter:
+    """The pipeline's sink: writes one batch of title results in one transaction."""
+
+    engine: Engine
+    catalog: store.StoredCatalog
+    fingerprint: str
+    now: Callable[[], datetime]
+    failed_keys: set[str] = field(default_factory=set)
+    learned: int = 0
+    postings_written: int = 0
+
+    def __call__(self, results: list[TitleResult]) -> None:
+        profs = self.catalog.snapshot.professions
+        now = self.now()
+        rows = []
+        learned = []
+        failed = []
+        resolved: dict[str, str] = {}
+        for r in results:
+            prof = profs.get(r.profession_id) if r.profession_id else None
+            for pid in r.group.posting_ids:
+                rows.append(store.mapping_row(pid, r.group.key, str(r.status), prof, r.score, now))
+            if not r.group.key:
+                continue
+            if r.learnable and prof is not None:
+                learned.append({"title_key": r.group.key, "title": r.group.title, "profession_id": prof.profession_id,
+                                "status": str(r.status), "score": r.score, "model": r.decided_by})
+            if r.status in RESOLVED and prof is not None:
+                resolved[r.group.key] = prof.profession_id
+            elif r.status in UNRESOLVED:
+                self.failed_keys.add(r.group.key)
+                if not r.remembered:
+                    failed.append((len(r.group.posting_ids), r))
+        # Most frequent first: rows inserted together get their `seq` in this order.
+        failed.sort(key=lambda item: (-item[0], item[1].group.key))
+        failed_rows = [
+            {"title_key": r.group.key, "title": r.group.title, "status": str(r.status), "score": r.score,
+             "candidates_json": store.candidates_json(r.candidates), "fingerprint": self.fingerprint,
+             "error": r.error}
+            for _n, r in failed
+        ]
+        with self.engine.begin() as conn:
+            store.save_mappings(self.engine, rows, conn=conn)
+            store.save_learned(self.engine, learned, now, conn=conn)
+            store.upsert_failed_titles(self.engine, failed_rows, now, conn=conn)
+            store.mark_resolved(self.engine, resolved, now, conn=conn)
+        self.learned += len(learned)
+        self.postings_written += len(rows)
+
+
+@dataclass(frozen=True)
+class MappingOptions:
+    settings: MappingSettings
+    reprocess: bool = False
+    embed_model_id: str = ""  # the configured model (TY_EMBED_BACKEND:TY_EMBED_MODEL), for the fingerprint
+    llm_model: str = ""
+    prompt_version: str = ""
+
+
+@dataclass
+class PartitionRun:
+    postings: int = 0  # valid postings of the partition
+    up_to_date: int = 0  # already mapped, nothing to do
+    processed: int = 0  # postings (re)mapped by this run
+    titles: int = 0
+    report: MappingReport = field(default_factory=MappingReport)
+    catalog_size: int = 0
+    catalog_version: str = ""
+    fingerprint: str = ""
+    encoder_model: str | None = None
+    name_vectors: NameVectorStats | None = None
+    learned: int = 0
+    failed_titles: int = 0
+
+
+def needs_work(
+    posting: store.PartitionPosting, key: str, catalog: store.StoredCatalog, reprocess: bool
+) -> bool:
+    """A posting is (re)mapped when it has no row, its title changed, its last attempt has to be
+    retried (Ollama was down, an error), or its profession vanished from the catalog."""
+    if reprocess or posting.mapped_status is None:
+        return True
+    if (posting.mapped_key or "") != key:
+        return True
+    if posting.mapped_status in {str(s) for s in RETRY_NEXT_RUN}:
+        return True
+    return bool(posting.mapped_profession) and posting.mapped_profession not in catalog.snapshot.professions
+
+
+def map_partition(
+    engine: Engine,
+    day: date,
+    options: MappingOptions,
+    *,
+    open_encoder: Callable[[], AbstractContextManager[TextEncoder]],
+    verifier: Callable[[], Verifier] | None,
+    verifier_problem: str | None,
+    now: Callable[[], datetime],
+    log: Callable[[str], None] = lambda _m: None,
+) -> PartitionRun:
+    catalog = store.load_catalog(engine)
+    if catalog.empty:
+        raise CatalogMissing(
+            "The profession catalog is empty. Materialize the `berufenet_catalog` asset first "
+            "(it reads TY_KLDB_CSV, or the seed catalog in data/ when that is not set)."
+        )
+    settings = options.settings
+    run = PartitionRun(catalog_size=len(catalog.snapshot), catalog_version=catalog.snapshot.version)
+    run.fingerprint = settings_fingerprint(
+        catalog=catalog.snapshot.version, embed_model=options.embed_model_id, accept=settings.thresholds.accept,
+        verify=settings.thresholds.verify, top_k=settings.top_k, llm_verify=settings.llm_verify,
+        llm_model=options.llm_model if settings.llm_verify else "", prompt=options.prompt_version,
+    )
+    cleaner = TitleCleaner()
+    pending: list[PostingTitle] = []
+    for posting in store.load_partition_postings(engine, day):
+        run.postings += 1
+        _text, key = cleaner(posting.posting.title, posting.posting.city)
+        if needs_work(posting, key, catalog, options.reprocess):
+            pending.append(posting.posting)
+        else:
+            run.up_to_date += 1
+    run.processed = len(pending)
+    groups = group_by_title(pending, cleaner)
+    run.titles = sum(1 for g in groups if g.key)
+    log(f"{day}: {run.postings} postings, {run.up_to_date} already mapped, {run.processed} to map "
+        f"({run.titles} distinct titles) against {run.catalog_size} catalog entries")
+
+    writer = MappingWriter(engine, catalog, run.fingerprint, now)
+    with _LazyEmbedding(engine, catalog, open_encoder, now, log) as embedding:
+        mapper = TitleMapper(
+            catalog.snapshot, WarehouseSources(engine), settings, fingerprint=run.fingerprint,
+            embedding=embedding.backend, verifier=verifier if settings.llm_verify else None,
+            verifier_problem=verifier_problem, sink=writer, log=log,
+        )
+        run.report = mapper.run(groups)
+        run.encoder_model = embedding.model
+        run.name_vectors = embedding.stats
+    if writer.failed_keys:
+        store.refresh_posting_counts(engine, sorted(writer.failed_keys))
+    run.learned = writer.learned
+    run.failed_titles = len(writer.failed_keys)
+    return run
+
+
+class _LazyEmbedding:
+    """Opens the encoder and builds the catalog matrix on first use; closes the encoder at the end."""
+
+    def __init__(
+        self, engine: Engine, catalog: store.StoredCatalog,
+        open_encoder: Callable[[], AbstractContextManager[TextEncoder]], now: Callable[[], datetime],
+        log: Callable[[str], None],
+    ) -> None:
+        self.engine, self.catalog, self.open_encoder, self.now, self.log = engine, catalog, open_encoder, now, log
+        self._cm: AbstractContextManager[TextEncoder] | None = None
+        self._backend: EmbeddingBackend | None = None
+        self.model: str | None = None
+        self.stats: NameVectorStats | None = None
+
+    def backend(self) -> EmbeddingBackend:
+        if self._backend is None:
+            self._cm = self.open_encoder()
+            encoder = self._cm.__enter__()
+            self.model = encoder.model_id
+            vectors, self.stats = ensure_name_vectors(self.engine, encoder, self.catalog, self.now, log=self.log)
+            if self.stats.new:
+                self.log(f"{self.stats.new} catalog names had no {encoder.model_id} vector yet and were encoded "
+                         "(materialize `berufenet_catalog` after changing the embedding model to do this once)")
+            self._backend = EmbeddingBackend(encoder, build_matrix(self.catalog, vectors, encoder.model_id))
+        return self._backend
+
+    def __enter__(self) -> _LazyEmbedding:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(None, None, None)
