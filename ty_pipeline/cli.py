@@ -1,0 +1,249 @@
+"""`ty-pipeline`: operator commands that answer from the warehouse without starting Dagster.
+
+`ty-pipeline status` says, per asset and recent partition, how much is done, failed for good, or still
+pending, and when the pending work will be finished at the pace of the last hours. The Dagster UI shows
+whether a partition's run succeeded; it cannot show that a "successful" run left 3,000 postings without
+a summary because the per-run cap was hit. That gap is what this command closes.
+
+Run it as `ty-pipeline status` (console script) or `python -m ty_pipeline.cli status`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from ty_pipeline.status_registry import ASSETS, Tally, describe_eta, llm_sources
+from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, get_engine
+from ty_pipeline.warehouse.status_queries import UNKNOWN_MARK, AssetStatus, StatusReport, collect_status
+
+BERLIN = ZoneInfo("Europe/Berlin")  # partitions are Berlin days (ty_pipeline.partitions)
+DEFAULT_DAYS = 7
+DEFAULT_WINDOW_HOURS = 3.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ty-pipeline", description="Operator commands for the ty_pipeline warehouse.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    status = commands.add_parser(
+        "status",
+        help="done / failed / pending per asset and recent partition, with an ETA",
+        description=(
+            "Per asset and partition (newest first): done, failed (terminal) and pending counts over the postings "
+            "the asset is meant to cover, and an ETA for the pending ones from the throughput of the last hours."
+        ),
+    )
+    status.add_argument("--days", type=_positive_int, default=DEFAULT_DAYS, help="recent partitions to show (default 7)")
+    status.add_argument(
+        "--warehouse-url",
+        default=None,
+        help="SQLAlchemy URL of the warehouse (default: $TY_WAREHOUSE_URL, else the SQLite file under data/)",
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--asset",
+        action="append",
+        choices=list(ASSETS),
+        metavar="NAME",
+        help=f"only this asset (repeatable): {', '.join(ASSETS)}",
+    )
+    status.add_argument(
+        "--window-hours",
+        type=_positive_float,
+        default=DEFAULT_WINDOW_HOURS,
+        help="throughput window for the ETA, in hours (default 3)",
+    )
+    return parser
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return number
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "status":
+        return run_status(args, sys.stdout, sys.stderr)
+    return 2  # argparse rejects unknown commands before this
+
+
+def utc_now() -> datetime:
+    """The command's clock (aware UTC); one function so tests can pin it."""
+    return datetime.now(UTC)
+
+
+def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    url = args.warehouse_url or os.environ.get("TY_WAREHOUSE_URL") or DEFAULT_WAREHOUSE_URL
+    shown_url = make_url(url).render_as_string(hide_password=True)
+    now_utc = utc_now()
+    today = now_utc.astimezone(BERLIN).date()
+    missing_file = _missing_sqlite_file(url)
+    if missing_file is not None:
+        # Connecting would create an empty file, and a status command must not change anything: report
+        # every asset as not built, as for a warehouse whose tables do not exist yet.
+        err.write(f"ty-pipeline status: no warehouse file at {missing_file}; nothing is built yet\n")
+        report = StatusReport(
+            today=today,
+            days=[today - timedelta(days=i) for i in range(args.days)],
+            now=now_utc.replace(tzinfo=None),
+            window_hours=args.window_hours,
+            llm_sources=llm_sources(),
+            assets=[
+                AssetStatus(spec=ASSETS[name], built=False, missing_tables=list(ASSETS[name].tables))
+                for name in args.asset or ASSETS
+            ],
+        )
+    else:
+        try:
+            report = collect_status(
+                get_engine(url),
+                today=today,
+                days=args.days,
+                now=now_utc.replace(tzinfo=None),
+                window_hours=args.window_hours,
+                llm_sources=llm_sources(),
+                assets=args.asset,
+            )
+        except SQLAlchemyError as exc:
+            err.write(f"ty-pipeline status: cannot read the warehouse at {shown_url}: {exc}\n")
+            return 2
+    if args.json:
+        json.dump(report_to_json(report, shown_url), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(render_text(report, shown_url))
+    return 0
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
+# -- JSON -------------------------------------------------------------------------------------------------
+
+
+def _tally_json(tally: Tally) -> dict[str, Any]:
+    return {
+        "done": tally.done,
+        "failed": tally.failed,
+        "pending": tally.pending,
+        "total": tally.total,
+        "by_status": dict(sorted(tally.by_status.items())),
+    }
+
+
+def _asset_json(status: AssetStatus) -> dict[str, Any]:
+    spec = status.spec
+    base: dict[str, Any] = {
+        "built": status.built,
+        "table": spec.table,
+        "scope": str(spec.scope),
+        "unit": spec.unit,
+        "missing_tables": status.missing_tables,
+    }
+    if not status.built:
+        return {**base, "partitions": [], "totals": None, "throughput": None, "eta_seconds": None, "eta": "not built"}
+    totals = status.totals
+    eta = status.eta_seconds
+    return {
+        **base,
+        "partitions": [{"partition": day.isoformat(), **_tally_json(t)} for day, t in status.partitions.items()],
+        "totals": _tally_json(totals),
+        "throughput": {
+            "finished": status.finished_in_window,
+            "window_hours": status.window_hours,
+            "per_hour": round(status.per_hour, 2),
+        },
+        "eta_seconds": None if eta is None else round(eta, 1),
+        "eta": describe_eta(totals.pending, status.finished_in_window, status.window_hours),
+    }
+
+
+def report_to_json(report: StatusReport, warehouse: str) -> dict[str, Any]:
+    return {
+        "warehouse": warehouse,
+        "generated_at": report.now.isoformat(timespec="seconds") + "Z",
+        "today": report.today.isoformat(),
+        "days": len(report.days),
+        "window_hours": report.window_hours,
+        "llm_sources": list(report.llm_sources),
+        "assets": {a.spec.asset: _asset_json(a) for a in report.assets},
+    }
+
+
+# -- text -------------------------------------------------------------------------------------------------
+
+_COLUMNS = ("done", "failed", "pending", "total")
+
+
+def _table_row(label: str, tally: Tally) -> str:
+    return f"  {label:<12}" + "".join(f"{getattr(tally, c):>10}" for c in _COLUMNS)
+
+
+def summary_line(status: AssetStatus) -> str:
+    """One line an operator can read aloud: where the asset stands and when it will be through."""
+    name = status.spec.asset
+    if not status.built:
+        noun = "table" if len(status.missing_tables) == 1 else "tables"
+        return f"{name}: not built (missing {noun} {', '.join(status.missing_tables)})"
+    totals = status.totals
+    share = f" ({100 * totals.done / totals.total:.0f}%)" if totals.total else ""
+    hours = f"{status.window_hours:g}"
+    return (
+        f"{name}: {totals.done} of {totals.total} done{share}, {totals.failed} failed, {totals.pending} pending; "
+        f"{status.finished_in_window} {status.spec.unit} finished in the last {hours} h "
+        f"({status.per_hour:.1f}/h); {describe_eta(totals.pending, status.finished_in_window, status.window_hours)}"
+    )
+
+
+def render_text(report: StatusReport, warehouse: str) -> str:
+    oldest, newest = report.days[-1], report.days[0]
+    lines = [
+        f"Warehouse {warehouse}",
+        f"Partitions {oldest} .. {newest} ({len(report.days)} days, newest first); throughput over the last "
+        f"{report.window_hours:g} h; LLM sources: {', '.join(report.llm_sources)}",
+        "",
+    ]
+    for status in report.assets:
+        if not status.built:
+            lines += [summary_line(status), ""]
+            continue
+        lines.append(f"{status.spec.asset} - {status.spec.scope}")
+        lines.append(f"  {'partition':<12}" + "".join(f"{c:>10}" for c in _COLUMNS))
+        lines += [_table_row(day.isoformat(), tally) for day, tally in status.partitions.items()]
+        lines.append(_table_row("all", status.totals))
+        lines.append(summary_line(status))
+        unknown = {k: n for k, n in status.totals.by_status.items() if k.endswith(UNKNOWN_MARK)}
+        if unknown:
+            words = ", ".join(f"{k.removesuffix(UNKNOWN_MARK).strip()} ({n})" for k, n in sorted(unknown.items()))
+            lines.append(f"  note: status words this command does not know, counted as pending: {words}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
