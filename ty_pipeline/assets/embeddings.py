@@ -22,8 +22,8 @@ from ty_pipeline.warehouse.embeddings_store import (
 )
 
 EMBEDDING_CHECK = "embedding_certified"
-# `posting_summaries` is read from its table when present; the lead adds it here once that asset exists.
-INTENDED_DEPS = ["job_descriptions", "posting_summaries"]
+# The text is the passed summary when there is one, else the description; both must be current first.
+UPSTREAM = ["job_descriptions", "posting_summaries"]
 
 
 class EmbeddingsConfig(dg.Config):
@@ -34,7 +34,7 @@ class EmbeddingsConfig(dg.Config):
     partitions_def=daily_partitions,
     group_name="market",
     kinds={"python", "sql"},
-    deps=["job_descriptions"],
+    deps=UPSTREAM,
     check_specs=[
         dg.AssetCheckSpec(
             EMBEDDING_CHECK,
