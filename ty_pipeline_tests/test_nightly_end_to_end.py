@@ -7,6 +7,7 @@ the seed catalog and a trigram encoder (the real model is exercised in the embed
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
+from ty_pipeline.assets.descriptions import job_descriptions
+from ty_pipeline.assets.postings import postings
 from ty_pipeline.automation.jobs import NIGHTLY_JOB_NAME
 from ty_pipeline.definitions import build_defs
 from ty_pipeline.partitions import berlin_today
@@ -102,3 +105,81 @@ def test_a_whole_night_fills_every_contract_column_and_the_sensor_then_skips(tmp
         tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=night))
         assert not tick.run_requests
         assert "already enriched" in (tick.skip_message or "")
+
+
+def _cli(env: dict[str, str], select: str, day: str | None) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ty_pipeline", "--select", select]
+    if day:
+        cmd += ["--partition", day]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+
+def _view(url: str, day: str) -> dict[str, dict[str, Any]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT * FROM postings_enriched WHERE partition_date = :d"), {"d": day}).mappings().all()
+    finally:
+        engine.dispose()
+    return {f"{r['source']}:{r['external_id']}": dict(r) for r in rows}
+
+
+def test_the_issues_acceptance_commands_fill_the_view_from_the_command_line(
+    warehouse_url: str, tmp_path: Path
+) -> None:
+    """As a user runs them: the sample source, `OLLAMA_HOST` at a server speaking Ollama's API, and the
+    LLM and profession issues' `dagster asset materialize` commands, on SQLite and PostgreSQL."""
+    import os
+    import shutil
+    from datetime import timedelta
+
+    from ty_pipeline_tests.test_llm_assets import calls_by_posting
+
+    day = (berlin_today() - timedelta(days=1)).isoformat()  # the newest sample day
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "deploy" / "quickstart" / "dagster.yaml", home)
+    with FakeOllama(responder=NightLlm()) as ollama:
+        env = {**os.environ, "DAGSTER_HOME": str(home), "TY_WAREHOUSE_URL": warehouse_url, "TY_SOURCES": "sample",
+               "OLLAMA_HOST": ollama.base_url, "HF_HUB_OFFLINE": "1"}
+        env.pop("TY_LLM_SOURCES", None)
+        env.pop("TY_LLM_MAX_POSTINGS", None)
+        # Ingestion's own command is the foundation's acceptance test; here it runs in-process to save time.
+        sample = {**resources_for(warehouse_url, sources="sample"), "embedder": fake_embedder()}
+        assert dg.materialize([postings, job_descriptions], partition_key=day, resources=sample).success
+        view = _view(warehouse_url, day)
+        in_scope = {k for k, r in view.items() if r["source"] == "deutsche_bank" and r["job_description"]}
+        assert in_scope and len(view) > len(in_scope)  # Jobsuche postings are outside the default LLM scope
+
+        _cli(env, "posting_summaries,skill_keywords,ihl_scores", day)
+        view = _view(warehouse_url, day)
+        for key in in_scope:
+            row = view[key]
+            assert row["summary"] and json.loads(row["skill_keywords"]) and 0 <= row["ihl_score"] <= 10, key
+            assert row["ihl_category"] in {"GENUINE", "BORDERLINE", "COMPLIANCE_THEATER", "FAKE"}
+        for key in view.keys() - in_scope:
+            assert (view[key]["summary"], view[key]["skill_keywords"], view[key]["ihl_score"]) == (None, None, None)
+        assert set(calls_by_posting(ollama).values()) == {7} and len(calls_by_posting(ollama)) == len(in_scope)
+
+        # (That a second run makes no call for saved results is tested in-process in test_llm_assets.)
+
+        _cli(env, "berufenet_catalog,berufenet_mappings,posting_embeddings,demand_snapshots", day)
+    view = _view(warehouse_url, day)
+    for key, row in view.items():
+        assert row["berufenet_status"], key
+        assert bool(row["has_embedding"]) is (len(row["summary"] or row["job_description"] or "") >= 150), key
+    mapped = [r for r in view.values() if r["kldb"]]
+    assert mapped and all(len(r["kldb"]) == 5 and r["qualification_level"] in (1, 2, 3, 4) and r["berufenet_id"]
+                          for r in mapped)
+    engine = sa.create_engine(warehouse_url)
+    with engine.connect() as conn:
+        snapshot = conn.execute(sa.text(
+            "SELECT sum(total_postings) FROM demand_snapshots WHERE snapshot_date = :d AND berufenet_id IS NULL"
+        ), {"d": day}).scalar_one()
+    engine.dispose()
+    assert snapshot and snapshot >= len({r["posting_id"] for r in mapped if r["state"]})

@@ -137,3 +137,26 @@ def test_failed_chunk_is_counted_and_the_other_chunks_still_land(engine: sa.Engi
     else:
         assert stats.errors == 0 and stats.new == 4  # SQLite does not enforce lengths
     assert {"g0", "g1", "g2"} <= set(rows(engine))
+
+
+def _set_up_schema(url: str) -> None:
+    from ty_pipeline.warehouse.engine import ensure_schema, get_engine
+
+    ensure_schema(get_engine(url))
+
+
+def test_parallel_steps_set_up_one_sqlite_warehouse_without_tripping_over_each_other(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The parallel steps of one run each set up the schema in their own process on first use."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'wh.sqlite'}"
+    for _ in range(2):  # a fresh file, then one whose schema exists (the views are left as they are)
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(6) as pool:
+            pool.map(_set_up_schema, [url] * 12)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM postings_enriched")).scalar_one() == 0
+        views = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'view'").scalars().all()
+    engine.dispose()
+    assert views == ["postings_enriched"]

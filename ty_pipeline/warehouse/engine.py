@@ -72,12 +72,28 @@ def ensure_schema(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(73573001)"))
+        else:
+            # pysqlite opens no transaction for DDL, so two processes (the parallel steps of one run)
+            # interleaved their DROP / CREATE VIEW and one failed with "view ... already exists". Taking
+            # the write lock first makes the whole set-up one transaction; the other waits (busy_timeout).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         metadata.create_all(conn)
         _add_missing_columns(conn)
+        current = _view_definitions(conn)
         for name, sql in VIEWS.items():
+            if current.get(name) == sql:
+                continue  # unchanged: do not make readers wait on a DROP/CREATE every process start
             conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
             conn.execute(text(sql))
     _schema_ready.add(key)
+
+
+def _view_definitions(conn) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The stored text of our views on SQLite (kept verbatim); PostgreSQL normalises it, so always renew."""
+    if conn.dialect.name != "sqlite":
+        return {}
+    rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'view'")
+    return {name: sql for name, sql in rows}
 
 
 def _add_missing_columns(conn) -> None:  # type: ignore[no-untyped-def]
