@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from ty_pipeline.assets.berufenet_catalog import CATALOG_CHECK, berufenet_catalog
 from ty_pipeline.assets.profession_similarity import profession_similarity
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, embed_text_for
-from ty_pipeline.professions.similarity import kldb_proximity, similar_professions
+from ty_pipeline.professions.similarity import audit_similarity, kldb_proximity, similar_professions
 from ty_pipeline.resources.embedder import EmbedderResource, TextEncoder
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.berufenet_store import similarity_rows
 from ty_pipeline.warehouse.engine import get_engine
 from ty_pipeline.warehouse.schema import berufenet_aliases, embeddings
 from ty_pipeline.warehouse.schema import berufenet_catalog as catalog_table
@@ -176,6 +177,28 @@ def test_profession_similarity_combines_kldb_and_name_cosine(warehouse_url: str)
         k = 1.0 if a == b else 0.7 if a[:3] == b[:3] else 0.3 if a[:2] == b[:2] else 0.0
         assert r["kldb_score"] == k and r["score"] == pytest.approx(0.4 * k + 0.6 * cos, abs=1e-4)
     assert [r["score"] for r in dev] == sorted((r["score"] for r in dev), reverse=True)
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "similarity_consistent" and check.passed
+    assert check.metadata["rows"].value == len(rows)
+
+    # A catalog rebuilt without a profession leaves stale pairs until similarity runs again: the check says so.
+    with engine.begin() as conn:
+        conn.execute(sa.delete(catalog_table).where(catalog_table.c.profession_id == "43414"))
+    rows_now, ids = similarity_rows(engine)
+    stale = audit_similarity(rows_now, ids)
+    assert not stale.passed and stale.unknown_ids == sum(1 for r in rows if "43414" in (r["profession_id"], r["similar_id"]))
+
+
+def test_similarity_audit_names_each_kind_of_inconsistency() -> None:
+    ids = {"a", "b", "c"}
+    good = [("a", "b", 1, 0.9), ("a", "c", 2, 0.5), ("b", "a", 1, 0.9)]
+    assert audit_similarity(good, ids).passed
+    bad = audit_similarity(
+        [("a", "a", 1, 0.9), ("b", "c", 1, 0.2), ("b", "a", 2, 0.8), ("c", "a", 2, 0.3), ("c", "x", 1, 1.7)], ids
+    )
+    assert (bad.self_pairs, bad.out_of_order, bad.rank_gaps, bad.unknown_ids, bad.out_of_range) == (1, 1, 0, 1, 1)
+    assert not audit_similarity([("a", "b", 1, 0.9), ("a", "c", 3, 0.5)], ids).passed  # rank 2 missing
+    assert len(bad.examples) >= 3 and not bad.passed
 
 
 def test_kldb_proximity_and_similarity_without_vectors() -> None:

@@ -179,6 +179,9 @@ def test_backfill_of_a_failed_title_maps_every_posting_with_it(
         ("51311-188", "llm_description_retry", 1)}
     mat = result.asset_materializations_for_node("berufenet_title_retry")[0]
     assert mat.partition == key and mat.metadata["postings_updated"].value == 3
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "every_posting_with_title_resolved" and check.passed
+    assert check.metadata["postings_by_status"].value == {"llm_description_retry": 3}
     # The LLM saw the title, its stored candidates and the description cut at a word boundary.
     ((title, cands, desc),) = prompts_sent(ollama)
     assert title == "Lagermitarbeiter" and any("Lagerhelfer" in name for _n, name, _k in cands)

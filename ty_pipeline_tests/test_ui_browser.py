@@ -125,6 +125,8 @@ EXPECTED_CHECKS = {
     "posting_embeddings": {"embedding_certified"},
     "demand_snapshots": {"snapshot_sums_consistent"},
     "berufenet_catalog": {"catalog_names_embedded"},
+    "berufenet_title_retry": {"every_posting_with_title_resolved"},
+    "profession_similarity": {"similarity_consistent"},
 }
 
 

@@ -15,11 +15,14 @@ from ty_pipeline.professions.failed_titles import PARTITIONS_NAME
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, DESCRIPTION_CHARS, LlmChooser
 from ty_pipeline.professions.partition_run import CatalogMissing
 from ty_pipeline.professions.retry import RetryRejected, UnknownFailedTitle, retry_title
+from ty_pipeline.professions.statuses import UNRESOLVED
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaClient, OllamaError, OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.berufenet_store import postings_with_title
 
 failed_titles_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
+RETRY_CHECK = "every_posting_with_title_resolved"
 
 
 class TitleRetryConfig(dg.Config):
@@ -34,6 +37,15 @@ class TitleRetryConfig(dg.Config):
     kinds={"python", "sql"},
     pool="ollama",
     deps=["berufenet_catalog"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            RETRY_CHECK,
+            asset="berufenet_title_retry",
+            partitions_def=failed_titles_partitions,
+            description="After a successful retry no posting with the title (in any daily partition) is left "
+            "with an unresolved status.",
+        )
+    ],
     description=(
         "Failed Berufenet titles (recorded by `berufenet_mappings`, registered as partitions by "
         "`berufenet_failed_titles_sensor`), re-classified by the LLM with description context. Success maps "
@@ -76,7 +88,15 @@ def berufenet_title_retry(
         f"{outcome.postings_updated} postings updated"
     )
     metrics = outcome.llm_metrics
+    by_status = postings_with_title(engine, outcome.title_key)
+    left = {status: n for status, n in by_status.items() if status in {str(s) for s in UNRESOLVED}}
+    check = dg.AssetCheckResult(
+        check_name=RETRY_CHECK,
+        passed=not left,
+        metadata={"postings_by_status": dg.MetadataValue.json(by_status), "unresolved": sum(left.values())},
+    )
     return dg.MaterializeResult(
+        check_results=[check],
         metadata={
             "title": outcome.title,
             "outcome": outcome.status,

@@ -8,10 +8,13 @@ from pydantic import Field
 
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.professions.partition_run import CatalogMissing
-from ty_pipeline.professions.similarity import DEFAULT_TOP_N, MIN_SCORE
+from ty_pipeline.professions.similarity import DEFAULT_TOP_N, MIN_SCORE, audit_similarity
 from ty_pipeline.professions.similarity_build import build_similarity
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.berufenet_store import similarity_rows
+
+SIMILARITY_CHECK = "similarity_consistent"
 
 
 class SimilarityConfig(dg.Config):
@@ -26,6 +29,14 @@ class SimilarityConfig(dg.Config):
     group_name="professions",
     kinds={"python", "sql"},
     deps=["berufenet_catalog"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            SIMILARITY_CHECK,
+            asset="profession_similarity",
+            description="No self pairs, every id in the current catalog, ranks 1..n per profession with "
+            "non-increasing scores, scores within [-1, 1].",
+        )
+    ],
     description=(
         "Top-N similar professions per profession: 0.4 x KldB proximity (same 5 digits 1.0, same first 3 0.7, "
         "same first 2 0.3) + 0.6 x cosine of the name embeddings, computed block-wise as matrix products."
@@ -45,7 +56,18 @@ def profession_similarity(
         )
     except CatalogMissing as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    audit = audit_similarity(*similarity_rows(warehouse.get_engine()))
+    check = dg.AssetCheckResult(
+        check_name=SIMILARITY_CHECK,
+        passed=audit.passed,
+        metadata={
+            "rows": audit.rows, "professions": audit.professions, "self_pairs": audit.self_pairs,
+            "unknown_ids": audit.unknown_ids, "rank_gaps": audit.rank_gaps, "out_of_order": audit.out_of_order,
+            "out_of_range": audit.out_of_range, "examples": dg.MetadataValue.json(audit.examples),
+        },
+    )
     return dg.MaterializeResult(
+        check_results=[check],
         metadata={
             "professions": build.professions,
             "with_name_vector": build.with_vector,

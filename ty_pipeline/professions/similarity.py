@@ -8,8 +8,8 @@ is block-wise matrix arithmetic, so all 20,000 KldB entries take seconds, not a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -80,3 +80,56 @@ def similar_professions(
                     round(float(cosine[r, j]), 6) if both[r, j] else None,
                 ))
     return out
+
+
+@dataclass
+class SimilarityAudit:
+    """What the `similarity_consistent` check found in the stored table (all counts expected 0)."""
+
+    rows: int = 0
+    professions: int = 0
+    self_pairs: int = 0
+    unknown_ids: int = 0  # a profession or neighbour no longer in the catalog (catalog rebuilt since)
+    rank_gaps: int = 0  # professions whose ranks are not 1..n
+    out_of_order: int = 0  # professions whose scores rise with the rank
+    out_of_range: int = 0  # scores outside [-1, 1]
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not (self.self_pairs or self.unknown_ids or self.rank_gaps or self.out_of_order or self.out_of_range)
+
+
+def audit_similarity(rows: Iterable[tuple[str, str, int, float]], catalog_ids: set[str]) -> SimilarityAudit:
+    """`rows`: (profession_id, similar_id, rank, score) as stored."""
+    audit = SimilarityAudit()
+    by_profession: dict[str, list[tuple[int, float]]] = {}
+    flagged: set[str] = set()
+    for profession_id, similar_id, rank, score in rows:
+        audit.rows += 1
+        by_profession.setdefault(profession_id, []).append((rank, score))
+        problem = None
+        if profession_id == similar_id:
+            audit.self_pairs += 1
+            problem = "self pair"
+        if profession_id not in catalog_ids or similar_id not in catalog_ids:
+            audit.unknown_ids += 1
+            problem = "not in the catalog"
+        if not -1.0 - 1e-6 <= score <= 1.0 + 1e-6:
+            audit.out_of_range += 1
+            problem = f"score {score:.3f}"
+        if problem and profession_id not in flagged and len(audit.examples) < 5:
+            flagged.add(profession_id)
+            audit.examples.append(f"{profession_id} -> {similar_id}: {problem}")
+    audit.professions = len(by_profession)
+    for profession_id, ranked in by_profession.items():
+        ranked.sort()
+        if [r for r, _ in ranked] != list(range(1, len(ranked) + 1)):
+            audit.rank_gaps += 1
+            if len(audit.examples) < 5:
+                audit.examples.append(f"{profession_id}: ranks {[r for r, _ in ranked]}")
+        if any(later > earlier + 1e-9 for (_, earlier), (_, later) in zip(ranked, ranked[1:], strict=False)):
+            audit.out_of_order += 1
+            if len(audit.examples) < 5:
+                audit.examples.append(f"{profession_id}: scores rise with the rank")
+    return audit

@@ -516,6 +516,15 @@ def replace_similarity(engine: Engine, rows: Sequence[Mapping[str, Any]], now: d
             conn.execute(profession_similarity.insert(), list(part))
 
 
+def similarity_rows(engine: Engine) -> tuple[list[tuple[str, str, int, float]], set[str]]:
+    """The stored similarity pairs and the catalog's profession ids, for the consistency check."""
+    ps = profession_similarity.c
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(select(ps.profession_id, ps.similar_id, ps.rank, ps.score))]
+        ids = set(conn.execute(select(berufenet_catalog.c.profession_id)).scalars())
+    return rows, ids  # type: ignore[return-value]
+
+
 def mapped_posting_counts(engine: Engine) -> dict[str, int]:
     """profession_id -> valid postings mapped to it (all partitions)."""
     bm, p = berufenet_mappings.c, postings.c
