@@ -65,7 +65,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         ),
         "ollama": OllamaResource(host=env_or("OLLAMA_HOST", DEFAULT_OLLAMA_HOST)),
         "llm_scope": build_llm_scope_resource(),
-        "profession_catalog": ProfessionCatalogResource(kldb_csv=env_or("TY_KLDB_CSV", None)),
+        "profession_catalog": ProfessionCatalogResource(
+            kldb_csv=env_or("TY_KLDB_CSV", None), berufenet_api_url=env_or("TY_BERUFENET_API_URL", None)
+        ),
     }
 
 

@@ -23,8 +23,8 @@ class CatalogConfig(dg.Config):
 @dg.asset(
     group_name="professions",
     kinds={"python", "sql"},
-    # Built once when missing (with `default_automation_condition_sensor` on); after changing TY_KLDB_CSV or
-    # the embedding model, materialize it again by hand.
+    # Built once when missing (with `default_automation_condition_sensor` on); after changing TY_KLDB_CSV,
+    # TY_BERUFENET_API_URL or the embedding model, materialize it again by hand.
     automation_condition=dg.AutomationCondition.on_missing(),
     check_specs=[
         dg.AssetCheckSpec(
@@ -35,7 +35,8 @@ class CatalogConfig(dg.Config):
     ],
     description=(
         "Professions titles are mapped to: the named professions and five-digit occupations of the KldB 2010 "
-        "directory (TY_KLDB_CSV), or the seed catalog in data/ when that is not set. Replaced in one "
+        "directory (TY_KLDB_CSV), or the seed catalog in data/ when that is not set; with TY_BERUFENET_API_URL "
+        "set, plus the professions of the BERUFENET REST API (ids 'bn-<Berufs-ID>'). Replaced in one "
         "transaction together with its alias index; name embeddings are cached by content hash in the "
         "shared `embeddings` table, so a rebuild only encodes names it has not seen."
     ),
@@ -50,7 +51,21 @@ def berufenet_catalog(
     started = time.monotonic()
     engine = warehouse.get_engine()
     ensure_indexes(engine)
-    loaded = profession_catalog.load()
+    loaded = profession_catalog.load(log=context.log.info)
+    api = loaded.berufenet
+    if api is not None:
+        context.log.info(
+            f"BERUFENET API {api.base_url}: {api.listed} listed on {api.pages} pages (API reports "
+            f"{api.reported_total}), {api.fetched} details fetched, {len(api.professions)} professions kept"
+        )
+        if api.skipped_no_kldb or api.skipped_no_name:
+            context.log.warning(f"BERUFENET details skipped (no usable kldb2010 or name): "
+                                f"{api.skipped_no_kldb + api.skipped_no_name}, e.g. {list(api.skipped_examples)}")
+        if api.failed:
+            context.log.warning(f"BERUFENET detail calls failed after retries: {api.failed}, "
+                                f"e.g. {list(api.failed_examples)}")
+        if api.reported_total is not None and api.listed + api.invalid_list_entries < api.reported_total:
+            context.log.warning(f"BERUFENET list gave {api.listed} professions but reports {api.reported_total}")
     build = build_catalog(
         engine, loaded, open_encoder=embedder.open_encoder, now=utcnow, batch_size=config.encode_batch,
         log=context.log.info,
@@ -80,6 +95,15 @@ def berufenet_catalog(
             {f"{lv} {QUALIFICATION_LEVELS[lv]}": n for lv, n in sorted(build.by_level.items())}
         ),
     }
+    if api is not None:
+        metadata.update({
+            "berufenet_listed": api.listed,
+            "berufenet_fetched": api.fetched,
+            "berufenet_skipped_no_kldb": api.skipped_no_kldb,
+            "berufenet_failed": api.failed,
+            "berufenet_pages": api.pages,
+            "berufenet_seconds": api.seconds,
+        })
     for source, n in sorted(build.by_source.items()):
         metadata[f"entries_{source}"] = n
     for level, n in sorted(build.by_level.items()):

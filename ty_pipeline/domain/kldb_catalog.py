@@ -49,6 +49,10 @@ _PROFESSION_CODE = re.compile(r"(?<![\d-])(\d{4,5})-(\d{3})(?![\d])")
 _WHITESPACE = re.compile(r"\s+")
 _KLDB5 = re.compile(r"^\d{5}$")
 _PROFESSION_ID = re.compile(r"^\d{5}(?:-\d{3})?$")
+# BERUFENET professions carry their Berufs-ID behind a prefix, so they can never collide with a bare
+# five-digit occupation id; the id says nothing about the KldB code (it fits the 16-character id columns).
+BERUFENET_ID_PREFIX = "bn-"
+_BERUFENET_ID = re.compile(r"^bn-\d{1,13}$")
 
 QUALIFICATION_LEVELS = {1: "Helfer", 2: "Fachkraft", 3: "Spezialist", 4: "Experte"}
 
@@ -98,7 +102,8 @@ class NamedProfession:
 
     Either a named profession from "Umfasst ferner" (`profession_id` like "43414-102") or an occupation
     standing in as its own profession (`profession_id` is the bare five-digit code, name its "Titel"),
-    so a title can map to an occupation that has no fitting named profession.
+    so a title can map to an occupation that has no fitting named profession. Professions from the
+    BERUFENET API have ids like "bn-27272" (their Berufs-ID) and take the KldB code from the API.
     """
 
     profession_id: str
@@ -110,9 +115,10 @@ class NamedProfession:
     def __post_init__(self) -> None:
         # The derived fields are redundant on purpose (they are warehouse columns); refuse inconsistent
         # ones so a bad seed row fails at load time rather than as a wrong demand snapshot later.
-        if not _PROFESSION_ID.match(self.profession_id):
+        berufenet = bool(_BERUFENET_ID.match(self.profession_id))
+        if not berufenet and not _PROFESSION_ID.match(self.profession_id):
             raise ValueError(f"bad profession id {self.profession_id!r}")
-        if not _KLDB5.match(self.kldb) or not self.profession_id.startswith(self.kldb):
+        if not _KLDB5.match(self.kldb) or not (berufenet or self.profession_id.startswith(self.kldb)):
             raise ValueError(f"kldb {self.kldb!r} does not belong to profession {self.profession_id!r}")
         if self.qualification_level != int(self.kldb[4]) or self.qualification_level not in QUALIFICATION_LEVELS:
             raise ValueError(f"qualification level {self.qualification_level} does not match kldb {self.kldb}")

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ty_pipeline.domain.embedding_text import content_hash, normalize_text
 from ty_pipeline.domain.kldb_catalog import (
@@ -20,12 +20,16 @@ from ty_pipeline.domain.kldb_catalog import (
 )
 from ty_pipeline.domain.titles import clean_job_title
 
+if TYPE_CHECKING:  # only the type: importing it here would pull `requests` into every catalog reader
+    from ty_pipeline.professions.berufenet_api import BerufenetFetch
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SEED_CATALOG = PROJECT_ROOT / "data" / "seed_catalog.csv"
 
 SOURCE_KLDB = "kldb"  # a named profession from the KldB column "Umfasst ferner"
 SOURCE_KLDB_OCCUPATION = "kldb_occupation"  # a five-digit KldB occupation standing in as a profession
 SOURCE_SEED = "seed"  # the hand-written seed catalog in data/
+SOURCE_BERUFENET = "berufenet"  # a profession from the BERUFENET REST API, id "bn-<Berufs-ID>"
 
 
 @lru_cache(maxsize=65536)
@@ -56,6 +60,7 @@ class LoadedCatalog:
     entries: tuple[CatalogEntry, ...]
     origin: str  # path or URL, for the metadata
     occupations: int = 0  # five-digit occupations in the source file (0 for the seed catalog)
+    berufenet: BerufenetFetch | None = None  # the API walk's counts, when the API was added
 
     @property
     def professions(self) -> list[NamedProfession]:
@@ -82,6 +87,22 @@ def load_catalog_file(kldb_csv: str | None, seed_csv: str | Path = DEFAULT_SEED_
         return from_kldb(load_kldb_catalog(kldb_csv), kldb_csv)
     seed = load_seed_catalog(seed_csv)
     return LoadedCatalog(tuple(CatalogEntry(p, SOURCE_SEED) for p in seed), str(seed_csv))
+
+
+def with_berufenet(loaded: LoadedCatalog, api_result: BerufenetFetch) -> LoadedCatalog:
+    """The file catalog (KldB CSV or seed) plus the BERUFENET professions, each profession id once.
+
+    The file's entries come first and win a clash: the catalog table's key is the profession id, and the
+    official directory is the reference. ("bn-" ids cannot clash with KldB ids; the check guards repeats.)
+    """
+    entries = list(loaded.entries)
+    seen = {e.profession.profession_id for e in entries}
+    for profession in api_result.professions:
+        if profession.profession_id not in seen:
+            seen.add(profession.profession_id)
+            entries.append(CatalogEntry(profession, SOURCE_BERUFENET))
+    origin = f"{loaded.origin} + BERUFENET API {api_result.base_url}"
+    return LoadedCatalog(tuple(entries), origin, loaded.occupations, api_result)
 
 
 def warehouse_rows(catalog: LoadedCatalog) -> list[dict[str, Any]]:

@@ -2,15 +2,24 @@
 
 `TY_KLDB_CSV` (a path or URL of the official KldB 2010 directory CSV) gives the full catalog: 18,838
 named professions plus the 1,300 five-digit occupations. Unset, the small hand-written seed catalog in
-`data/seed_catalog.csv` keeps the product runnable offline (contract.md).
+`data/seed_catalog.csv` keeps the product runnable offline (contract.md). `TY_BERUFENET_API_URL` adds the
+professions of the BERUFENET REST API on top of either (optional; none of it is reachable offline).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dagster as dg
 from pydantic import Field
 
-from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, LoadedCatalog, load_catalog_file
+from ty_pipeline.professions.berufenet_api import PUBLIC_API_KEY, fetch_berufenet
+from ty_pipeline.professions.catalog import (
+    DEFAULT_SEED_CATALOG,
+    LoadedCatalog,
+    load_catalog_file,
+    with_berufenet,
+)
 from ty_pipeline.professions.failed_titles import DEFAULT_MAX_PARTITIONS
 
 
@@ -24,5 +33,32 @@ class ProfessionCatalogResource(dg.ConfigurableResource):
         description="Cap on `berufenet_failed_titles` dynamic partitions (the UI slows down beyond ~35,000)",
     )
 
-    def load(self) -> LoadedCatalog:
-        return load_catalog_file(self.kldb_csv or None, self.seed_csv)
+    berufenet_api_url: str | None = Field(
+        default=None,
+        description=(
+            "Base URL of the BERUFENET REST API, e.g. https://rest.arbeitsagentur.de (TY_BERUFENET_API_URL); "
+            "set, its professions are added to the KldB/seed catalog; unset: the API is not used"
+        ),
+    )
+    berufenet_api_key: str = Field(default=PUBLIC_API_KEY, description="X-API-Key header (public client id)")
+    berufenet_workers: int = Field(default=4, description="parallel BERUFENET detail requests")
+    berufenet_delay_s: float = Field(default=0.1, description="pause after each BERUFENET call per worker")
+    berufenet_max_failed_share: float = Field(
+        default=0.02,
+        description="share of BERUFENET detail calls that may fail (left out, counted) before the build fails",
+    )
+
+    def load(self, log: Callable[[str], None] | None = None) -> LoadedCatalog:
+        """The catalog file, plus the BERUFENET professions when the API is configured."""
+        loaded = load_catalog_file(self.kldb_csv or None, self.seed_csv)
+        if not self.berufenet_api_url:  # an empty env var means "not configured" as well
+            return loaded
+        api = fetch_berufenet(
+            self.berufenet_api_url,
+            api_key=self.berufenet_api_key,
+            workers=self.berufenet_workers,
+            delay_s=self.berufenet_delay_s,
+            max_failed_share=self.berufenet_max_failed_share,
+            log=log or (lambda _m: None),
+        )
+        return with_berufenet(loaded, api)

@@ -1,0 +1,349 @@
+"""Named professions from the BERUFENET REST API (wire_formats §3.3), an optional source of the catalog.
+
+Why: BERUFENET short names (`kurzBezeichnungNeutral`, "Softwareentwickler/in") are what Jobsuche postings
+carry as their profession, so having them in the catalog lets those titles resolve by name. No public file
+ships BERUFENET's id + name + KldB (§3.4), and the KldB code is only in each profession's detail record:
+one list walk (0-based pages of 20, ≈180 pages) plus one detail call per profession (≈3,570).
+
+Failure policy, because the catalog is replaced as a whole: a list page that still fails after retries is
+an error (a half list must not quietly shrink the catalog). Single detail calls may fail; up to a share
+they are counted and that profession is left out, beyond it the run fails. A detail whose `kldb2010` is
+missing or malformed is skipped and counted, never guessed: a wrong code would put a profession into the
+wrong demand snapshot without anyone noticing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import requests
+
+from ty_pipeline.domain.kldb_catalog import (
+    BERUFENET_ID_PREFIX,
+    QUALIFICATION_LEVELS,
+    NamedProfession,
+    clean_text,
+)
+from ty_pipeline.progress import Progress
+from ty_pipeline.resources.http_retry import RetryPolicy, SourceError, make_session, request_json
+
+DEFAULT_BERUFENET_BASE_URL = "https://rest.arbeitsagentur.de"
+PUBLIC_API_KEY = "infosysbub-berufenet"  # a fixed public client id, not a secret (wire_formats §3.3)
+USER_AGENT = "ty-pipeline/0.1 (profession catalog; +https://github.com/ty-pipeline)"
+BERUFE_PATH = "/infosysbub/bnet/pc/v1/berufe"
+MAX_LIST_PAGES = 1000  # ≈180 expected; a server that keeps linking "next" must not keep us forever
+MAX_EXAMPLES = 5
+
+# "B 28212": the letter names the catalogue, the five digits are the KldB 2010 Berufsgattung. Nothing
+# shorter or longer is accepted: zero-padding "B 2821" would invent a code (normalise_kldb pads, which is
+# right for the KldB CSV's lost leading zeros but not here).
+_KLDB2010 = re.compile(r"^(?:[A-Z]\s*)?(\d{5})$")
+_BERUFS_ID = re.compile(r"^\d{1,13}$")
+
+
+class BerufenetError(SourceError):
+    """The BERUFENET list could not be read completely, or too many details failed: catalog unchanged."""
+
+
+@dataclass(frozen=True)
+class BerufenetFetch:
+    """What one walk over the API gave: the professions and the counts the catalog asset reports."""
+
+    base_url: str
+    professions: tuple[NamedProfession, ...]
+    pages: int  # list pages read
+    listed: int  # distinct professions in the list
+    reported_total: int | None  # `page.totalElements` of the first page, to compare with `listed`
+    fetched: int  # detail records received (including those skipped below)
+    skipped_no_kldb: int  # details whose kldb2010 is missing or malformed
+    failed: int  # detail calls that failed after retries (or answered something unusable)
+    skipped_no_name: int = 0  # details (and list entries) without any kurzBezeichnungNeutral
+    invalid_list_entries: int = 0  # list items without a usable id
+    skipped_examples: tuple[str, ...] = ()
+    failed_examples: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+def parse_kldb2010(value: object) -> str | None:
+    """The five-digit KldB code of a `kldb2010` field ("B 28212" -> "28212"), or None if unusable."""
+    if not isinstance(value, str):
+        return None
+    match = _KLDB2010.match(value.strip())
+    if match is None:
+        return None
+    code = match.group(1)
+    return code if int(code[4]) in QUALIFICATION_LEVELS else None
+
+
+def berufs_id(value: object) -> str | None:
+    """The Berufs-ID as a digit string (the API sends integers; a digit string is accepted too)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value) if value >= 0 else None
+    if isinstance(value, str) and _BERUFS_ID.match(value.strip()):
+        return str(int(value.strip()))
+    return None
+
+
+def unwrap_detail(payload: Any, wanted_id: str) -> dict[str, Any] | None:
+    """The detail object: the API answers a one-element array; a bare object is accepted as well."""
+    if isinstance(payload, dict):
+        return payload
+    if isinstance(payload, list):
+        objects = [p for p in payload if isinstance(p, dict)]
+        # Should the array ever hold more than one object, take the one that is the profession asked for.
+        return next((p for p in objects if berufs_id(p.get("id")) == wanted_id), objects[0] if objects else None)
+    return None
+
+
+SKIP_NO_KLDB = "no_kldb"
+SKIP_NO_NAME = "no_name"
+
+
+def profession_from_detail(
+    wanted_id: str, detail: dict[str, Any], list_name: str | None
+) -> NamedProfession | tuple[str, str]:
+    """The profession, or (skip kind, "id: why") when the record cannot be one."""
+    kldb = parse_kldb2010(detail.get("kldb2010"))
+    if kldb is None:
+        raw = detail.get("kldb2010", "<missing>")
+        return SKIP_NO_KLDB, f"{wanted_id}: kldb2010 {raw!r}"
+    name = clean_text(str(detail.get("kurzBezeichnungNeutral") or list_name or ""))
+    if not name:
+        return SKIP_NO_NAME, f"{wanted_id}: no kurzBezeichnungNeutral"
+    return NamedProfession(f"{BERUFENET_ID_PREFIX}{wanted_id}", name, kldb, int(kldb[4]), kldb[:2])
+
+
+@dataclass
+class _Listing:
+    ids: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+    pages: int = 0
+    reported_total: int | None = None
+    invalid: int = 0
+
+
+class BerufenetClient:
+    """One pooled session with the public client id; `sleep` is injectable so tests need not wait."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BERUFENET_BASE_URL,
+        *,
+        api_key: str = PUBLIC_API_KEY,
+        user_agent: str = USER_AGENT,
+        timeout_s: float = 30.0,
+        policy: RetryPolicy | None = None,
+        pool_size: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = make_session(user_agent, pool_size)
+        self.session.headers["X-API-Key"] = api_key
+        self.timeout = (min(10.0, timeout_s), timeout_s)
+        self.policy = policy or RetryPolicy()
+        self.sleep = sleep
+
+    def close(self) -> None:
+        self.session.close()
+
+    def list_url(self, page: int) -> str:
+        # Spelled out rather than passed as `params`: requests would send `suchwoerter=%2A`, and the
+        # documented request is the literal `*`.
+        return f"{self.base_url}{BERUFE_PATH}?suchwoerter=*&page={page}"
+
+    def list_page(self, page: int) -> dict[str, Any]:
+        url = self.list_url(page)
+        try:
+            _, payload = request_json(self.session, "GET", url, what=f"BERUFENET list {url}", policy=self.policy,
+                                      timeout=self.timeout, sleep=self.sleep)
+        except SourceError as exc:
+            raise BerufenetError(
+                f"BERUFENET list page {page} failed ({url}): {exc}; the catalog was left unchanged",
+                status=exc.status, body=exc.body,
+            ) from exc
+        if not isinstance(payload, dict):
+            raise BerufenetError(f"BERUFENET list page {page} ({url}) is not a HAL object: {str(payload)[:200]}")
+        return payload
+
+    def detail(self, profession_id: str) -> Any:
+        url = f"{self.base_url}{BERUFE_PATH}/{profession_id}"
+        _, payload = request_json(self.session, "GET", url, what=f"BERUFENET detail {url}", policy=self.policy,
+                                  timeout=self.timeout, sleep=self.sleep)
+        return payload
+
+
+def list_professions(client: BerufenetClient, *, delay_s: float = 0.0,
+                     log: Callable[[str], None] = lambda _m: None) -> _Listing:
+    """Walk the list until the last page: no `_links.next`, `number + 1 >= totalPages`, or an empty page."""
+    listing = _Listing()
+    seen: set[str] = set()
+    for page in range(MAX_LIST_PAGES):
+        payload = client.list_page(page)
+        listing.pages += 1
+        # Spring's HAL leaves `_embedded` out entirely when a page is empty.
+        items = (payload.get("_embedded") or {}).get("berufSucheList") or []
+        info = payload.get("page") or {}
+        if listing.reported_total is None and isinstance(info.get("totalElements"), int):
+            listing.reported_total = info["totalElements"]
+        for item in items:
+            pid = berufs_id(item.get("id")) if isinstance(item, dict) else None
+            if pid is None:
+                listing.invalid += 1
+                continue
+            if pid in seen:  # an entry can move across a page boundary while we page; fetch it once
+                continue
+            seen.add(pid)
+            listing.ids.append(pid)
+            listing.names[pid] = str(item.get("kurzBezeichnungNeutral") or "")
+        number = info.get("number") if isinstance(info.get("number"), int) else page
+        total_pages = info.get("totalPages")
+        if (not items or "next" not in (payload.get("_links") or {})
+                or (isinstance(total_pages, int) and number + 1 >= total_pages)):
+            log(f"BERUFENET list: {len(listing.ids)} professions on {listing.pages} pages "
+                f"(API reports {listing.reported_total})")
+            return listing
+        if delay_s > 0:
+            client.sleep(delay_s)
+    raise BerufenetError(
+        f"BERUFENET list did not end after {MAX_LIST_PAGES} pages ({client.list_url(MAX_LIST_PAGES)})"
+    )
+
+
+def fetch_berufenet(
+    base_url: str = DEFAULT_BERUFENET_BASE_URL,
+    *,
+    api_key: str = PUBLIC_API_KEY,
+    workers: int = 4,
+    delay_s: float = 0.1,
+    max_failed_share: float = 0.02,
+    policy: RetryPolicy | None = None,
+    timeout_s: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+    log: Callable[[str], None] = lambda _m: None,
+    progress_every_s: float = 30.0,
+) -> BerufenetFetch:
+    """List every profession, then fetch the details on `workers` threads (each pausing `delay_s`
+    after a call, to stay polite to a public API)."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if not 0.0 <= max_failed_share <= 1.0:
+        raise ValueError(f"max_failed_share must be between 0 and 1, got {max_failed_share}")
+    started = time.monotonic()
+    client = BerufenetClient(base_url, api_key=api_key, timeout_s=timeout_s, policy=policy, pool_size=workers,
+                             sleep=sleep)
+    try:
+        listing = list_professions(client, delay_s=delay_s, log=log)
+        if not listing.ids:
+            raise BerufenetError(f"BERUFENET list at {client.list_url(0)} returned no professions; "
+                                 "the catalog was left unchanged")
+        details = _fetch_details(client, listing, workers=workers, delay_s=delay_s,
+                                 max_failed_share=max_failed_share, log=log, progress_every_s=progress_every_s)
+    finally:
+        client.close()
+    professions: list[NamedProfession] = []
+    skipped: dict[str, list[str]] = {SKIP_NO_KLDB: [], SKIP_NO_NAME: []}
+    for pid in listing.ids:  # list order, so the catalog is the same on every run
+        detail = details.received.get(pid)
+        if detail is None:
+            continue
+        outcome = profession_from_detail(pid, detail, listing.names.get(pid))
+        if isinstance(outcome, NamedProfession):
+            professions.append(outcome)
+        else:
+            skipped[outcome[0]].append(outcome[1])
+    if not professions:
+        # Every detail received and none usable: the format changed, not the professions.
+        raise BerufenetError(f"none of {len(details.received)} BERUFENET details had a usable kldb2010 "
+                             f"(e.g. {skipped[SKIP_NO_KLDB][:MAX_EXAMPLES]}); the catalog was left unchanged")
+    return BerufenetFetch(
+        base_url=client.base_url,
+        professions=tuple(professions),
+        pages=listing.pages,
+        listed=len(listing.ids),
+        reported_total=listing.reported_total,
+        fetched=len(details.received),
+        skipped_no_kldb=len(skipped[SKIP_NO_KLDB]),
+        failed=len(details.failed),
+        skipped_no_name=len(skipped[SKIP_NO_NAME]),
+        invalid_list_entries=listing.invalid,
+        skipped_examples=tuple((skipped[SKIP_NO_KLDB] + skipped[SKIP_NO_NAME])[:MAX_EXAMPLES]),
+        failed_examples=tuple(details.failed[:MAX_EXAMPLES]),
+        seconds=round(time.monotonic() - started, 2),
+    )
+
+
+@dataclass
+class _Details:
+    received: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # "id: reason"
+
+
+def _fetch_details(
+    client: BerufenetClient,
+    listing: _Listing,
+    *,
+    workers: int,
+    delay_s: float,
+    max_failed_share: float,
+    log: Callable[[str], None],
+    progress_every_s: float,
+) -> _Details:
+    ids = listing.ids
+    allowed = max_failed_share * len(ids)
+    out = _Details()
+    progress = Progress("BERUFENET details", len(ids), log, every_s=progress_every_s)
+
+    def one(pid: str) -> Any:
+        try:
+            return client.detail(pid)
+        finally:
+            if delay_s > 0:
+                client.sleep(delay_s)
+
+    # A bounded window of submitted calls instead of all ≈3,570 at once: when the failure limit is passed
+    # the run stops within `workers` calls rather than after every queued call was tried with retries.
+    pending: dict[Future[Any], str] = {}
+    queue: Iterator[str] = iter(ids)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="berufenet") as pool:
+        try:
+            for pid in islice(queue, 2 * workers):
+                pending[pool.submit(one, pid)] = pid
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    pid = pending.pop(future)
+                    _record(out, pid, future)
+                    progress.step()
+                if len(out.failed) > allowed:
+                    raise BerufenetError(
+                        f"{len(out.failed)} of {len(ids)} BERUFENET detail calls failed, more than the "
+                        f"{max_failed_share:.1%} tolerated (e.g. {out.failed[:MAX_EXAMPLES]}); "
+                        "the catalog was left unchanged"
+                    )
+                for pid in islice(queue, len(done)):
+                    pending[pool.submit(one, pid)] = pid
+        finally:
+            for future in pending:
+                future.cancel()
+    return out
+
+
+def _record(out: _Details, pid: str, future: Future[Any]) -> None:
+    try:
+        payload = future.result()
+    except (SourceError, requests.RequestException) as exc:  # e.g. a body cut mid-chunk
+        out.failed.append(f"{pid}: {exc}"[:300])
+        return
+    detail = unwrap_detail(payload, pid)
+    if detail is None:
+        out.failed.append(f"{pid}: unusable detail answer {str(payload)[:100]}")
+    else:
+        out.received[pid] = detail
