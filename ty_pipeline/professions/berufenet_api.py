@@ -31,7 +31,7 @@ from ty_pipeline.domain.kldb_catalog import (
     clean_text,
 )
 from ty_pipeline.progress import Progress
-from ty_pipeline.resources.http_retry import RetryPolicy, SourceError, make_session, request_json
+from ty_pipeline.resources.http_retry import KeyedJsonClient, RetryPolicy, SourceError, request_json
 
 DEFAULT_BERUFENET_BASE_URL = "https://rest.arbeitsagentur.de"
 PUBLIC_API_KEY = "infosysbub-berufenet"  # a fixed public client id, not a secret (wire_formats §3.3)
@@ -130,29 +130,11 @@ class _Listing:
     invalid: int = 0
 
 
-class BerufenetClient:
-    """One pooled session with the public client id; `sleep` is injectable so tests need not wait."""
+class BerufenetClient(KeyedJsonClient):
+    """The BERUFENET list and detail endpoints with the public client id."""
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BERUFENET_BASE_URL,
-        *,
-        api_key: str = PUBLIC_API_KEY,
-        user_agent: str = USER_AGENT,
-        timeout_s: float = 30.0,
-        policy: RetryPolicy | None = None,
-        pool_size: int = 4,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.session = make_session(user_agent, pool_size)
-        self.session.headers["X-API-Key"] = api_key
-        self.timeout = (min(10.0, timeout_s), timeout_s)
-        self.policy = policy or RetryPolicy()
-        self.sleep = sleep
-
-    def close(self) -> None:
-        self.session.close()
+    default_api_key = PUBLIC_API_KEY
+    default_user_agent = USER_AGENT
 
     def list_url(self, page: int) -> str:
         # Spelled out rather than passed as `params`: requests would send `suchwoerter=%2A`, and the

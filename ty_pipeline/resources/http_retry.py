@@ -69,6 +69,35 @@ def make_session(user_agent: str, pool_size: int = 8) -> requests.Session:
     return session
 
 
+class KeyedJsonClient:
+    """A pooled session that sends a public client id in `X-API-Key` (the Bundesagentur's APIs), with the
+    retry policy and an injectable `sleep` (tests need not wait). Subclasses set the defaults."""
+
+    default_api_key: str = ""
+    default_user_agent: str = "ty-pipeline/0.1"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        user_agent: str | None = None,
+        timeout_s: float = 30.0,
+        policy: RetryPolicy | None = None,
+        pool_size: int = 8,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = make_session(user_agent or self.default_user_agent, pool_size)
+        self.session.headers["X-API-Key"] = api_key or self.default_api_key
+        self.timeout = (min(10.0, timeout_s), timeout_s)  # (connect, read)
+        self.policy = policy or RetryPolicy()
+        self.sleep = sleep
+
+    def close(self) -> None:
+        self.session.close()
+
+
 def request_json(
     session: requests.Session,
     method: str,

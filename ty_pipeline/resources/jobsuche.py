@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +15,7 @@ from ty_pipeline.domain.jobsuche_format import (
     parse_details,
     parse_search_page,
 )
-from ty_pipeline.resources.http_retry import RetryPolicy, SourceError, make_session, request_json
+from ty_pipeline.resources.http_retry import KeyedJsonClient, RetryPolicy, SourceError, request_json
 
 DEFAULT_AA_BASE_URL = "https://rest.arbeitsagentur.de/jobboerse/jobsuche-service"
 PUBLIC_API_KEY = "jobboerse-jobsuche"  # a fixed public client id, not a secret (wire_formats §1.2)
@@ -35,28 +33,10 @@ class DetailResult:
     content: DetailContent | None
 
 
-class JobsucheClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str = PUBLIC_API_KEY,
-        user_agent: str = USER_AGENT,
-        timeout_s: float = 30.0,
-        policy: RetryPolicy | None = None,
-        pool_size: int = 8,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.session = make_session(user_agent, pool_size)
-        self.session.headers["X-API-Key"] = api_key
-        self.timeout = (min(10.0, timeout_s), timeout_s)
-        self.policy = policy or RetryPolicy()
-        self.sleep = sleep
-        self._search_path: str | None = None
-
-    def close(self) -> None:
-        self.session.close()
+class JobsucheClient(KeyedJsonClient):
+    default_api_key = PUBLIC_API_KEY
+    default_user_agent = USER_AGENT
+    _search_path: str | None = None  # the first search path that answered (v6, else v4)
 
     def search(self, params: dict[str, Any]) -> SearchPage:
         """One search page. Uses v6 and falls back to the v4 route if v6 answers 404."""
