@@ -49,6 +49,15 @@ def _insert(engine: Engine, table):  # type: ignore[no-untyped-def]
     return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+def _within(engine: Engine, conn: Any, write: Any) -> Any:
+    """Run `write` in the caller's transaction when one is given (several stores committing together),
+    else in a transaction of its own."""
+    if conn is not None:
+        return write(conn)
+    with engine.begin() as own:
+        return write(own)
+
+
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -199,11 +208,7 @@ def save_learned(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetim
                 )
             )
 
-    if conn is not None:
-        write(conn)
-    else:
-        with engine.begin() as c:
-            write(c)
+    _within(engine, conn, write)
 
 
 # -- failed titles ------------------------------------------------------------------------------------------
@@ -269,11 +274,7 @@ def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now:
                 )
             )
 
-    if conn is not None:
-        write(conn)
-    else:
-        with engine.begin() as c:
-            write(c)
+    _within(engine, conn, write)
 
 
 def mark_resolved(engine: Engine, resolved: Mapping[str, str], now: datetime, conn: Any = None) -> int:
@@ -291,10 +292,7 @@ def mark_resolved(engine: Engine, resolved: Mapping[str, str], now: datetime, co
     def write(c: Any) -> int:
         return max(c.execute(stmt, params).rowcount, 0)
 
-    if conn is not None:
-        return write(conn)
-    with engine.begin() as c:
-        return write(c)
+    return _within(engine, conn, write)
 
 
 def refresh_posting_counts(engine: Engine, keys: Sequence[str]) -> None:
@@ -444,11 +442,7 @@ def save_mappings(engine: Engine, rows: Sequence[Mapping[str, Any]], conn: Any =
                 )
             )
 
-    if conn is not None:
-        write(conn)
-    else:
-        with engine.begin() as c:
-            write(c)
+    _within(engine, conn, write)
 
 
 def resolve_title_everywhere(
