@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.warehouse.engine import dispose_engine
+from ty_pipeline_tests.paths import FIXTURES_DIR
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PG_URL = os.environ.get("TY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -39,9 +39,9 @@ def require_postgres() -> None:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    assert SHARED.is_dir(), f"../shared not found at {SHARED}"
-    return SHARED
+def fixtures_dir() -> Path:
+    """Real postings and grading cases shipped with the tests (fixtures/PROVENANCE.md)."""
+    return FIXTURES_DIR
 
 
 @pytest.fixture

@@ -34,8 +34,7 @@ from ty_pipeline_tests.berufenet_fakes import (
     fake_embedder,
     trigram_vector,
 )
-
-KLDB_CSV = Path(__file__).resolve().parents[2] / "shared" / "kldb" / "KldB_2010_V2020_Gliederung_mit_Erlaeuterung.csv"
+from ty_pipeline_tests.paths import KLDB_CSV
 
 
 @pytest.fixture(autouse=True)

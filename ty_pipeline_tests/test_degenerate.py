@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -36,8 +35,9 @@ from ty_pipeline.domain.degenerate import (
     is_filler_value,
     uniform_scores,
 )
+from ty_pipeline_tests.paths import FIXTURES_DIR
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = FIXTURES_DIR
 GRADING_CASES = json.loads((FIXTURES / "summary_grading_cases.json").read_text(encoding="utf-8"))["test_cases"]
 CASES_BY_ID = {case["id"]: case for case in GRADING_CASES}
 PASS_IDS = [case["id"] for case in GRADING_CASES if case["expected_verdict"] == "PASS"]

@@ -338,9 +338,9 @@ def test_the_bundled_model_loads_offline_and_returns_unit_vectors() -> None:
 
 
 def test_the_asset_embeds_a_real_long_posting_with_the_bundled_model(
-    warehouse_url: str, engine: sa.Engine, shared_dir
+    warehouse_url: str, engine: sa.Engine, fixtures_dir
 ) -> None:  # type: ignore[no-untyped-def]
-    posting = json.loads((shared_dir / "fixtures/deutsche_bank_postings/job50571.json").read_text())
+    posting = json.loads((fixtures_dir / "deutsche_bank_postings/job50571.json").read_text())
     description = posting["job_content"]["description"]
     pid = add_posting(engine, "db")
     set_description(engine, pid, description)

@@ -1,4 +1,4 @@
-"""The KldB 2010 directory parser and the seed catalog, against the official CSV in ../shared/kldb/."""
+"""The KldB 2010 directory parser and the seed catalog, against the official CSV in data/kldb/."""
 
 from __future__ import annotations
 
@@ -20,10 +20,8 @@ from ty_pipeline.domain.kldb_catalog import (
     normalise_kldb,
     parse_named_professions,
 )
+from ty_pipeline_tests.paths import KLDB_CSV
 
-KLDB_CSV = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "kldb" / "KldB_2010_V2020_Gliederung_mit_Erlaeuterung.csv"
-)
 SEED_CSV = Path(__file__).resolve().parents[1] / "data" / "seed_catalog.csv"
 
 HEADER = (

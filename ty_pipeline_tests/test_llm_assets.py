@@ -176,16 +176,16 @@ def engine(warehouse_url: str) -> sa.Engine:
     return eng
 
 
-def fixture_posting(shared_dir: Path, name: str) -> dict[str, Any]:
-    return json.loads((shared_dir / "fixtures" / "deutsche_bank_postings" / f"{name}.json").read_text("utf-8"))
+def fixture_posting(fixtures_dir: Path, name: str) -> dict[str, Any]:
+    return json.loads((fixtures_dir / "deutsche_bank_postings" / f"{name}.json").read_text("utf-8"))
 
 
 def add_posting(
-    engine: sa.Engine, shared_dir: Path, name: str, *, published: date = DAY, source: Source = Source.DEUTSCHE_BANK,
+    engine: sa.Engine, fixtures_dir: Path, name: str, *, published: date = DAY, source: Source = Source.DEUTSCHE_BANK,
     description: str | None | bool = True,
 ) -> int:
     """A posting of partition DAY from a real fixture; `description=True` stores the fixture's text."""
-    fx = fixture_posting(shared_dir, name)
+    fx = fixture_posting(fixtures_dir, name)
     content = fx["job_content"]
     loc = content["location"]
     ext = f"{fx['job_metadata']['job_id']}-{source}"
@@ -276,11 +276,11 @@ ALL = [posting_summaries, skill_keywords, ihl_scores]
 
 
 def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_posting(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
-    ids = [add_posting(engine, shared_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES[:3])]
-    no_text = add_posting(engine, shared_dir, "job61951", description=None)
-    other_source = add_posting(engine, shared_dir, "job64727", source=Source.ARBEITSAGENTUR)
+    ids = [add_posting(engine, fixtures_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES[:3])]
+    no_text = add_posting(engine, fixtures_dir, "job61951", description=None)
+    other_source = add_posting(engine, fixtures_dir, "job64727", source=Source.ARBEITSAGENTUR)
 
     result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url)
 
@@ -353,9 +353,9 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
 
 
 def test_a_second_run_makes_no_calls_and_a_changed_description_is_recomputed(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
-    ids = [add_posting(engine, shared_dir, n) for n in FIXTURES[:2]]
+    ids = [add_posting(engine, fixtures_dir, n) for n in FIXTURES[:2]]
     run(ALL, warehouse_url, fake.base_url)
     before = {asset: rows(engine, asset) for asset in TABLES}
     calls = len(fake.chat_calls())
@@ -365,7 +365,7 @@ def test_a_second_run_makes_no_calls_and_a_changed_description_is_recomputed(
     assert meta(again, "posting_summaries")["cached"] == 2 and meta(again, "ihl_scores")["processed"] == 0
     assert {asset: rows(engine, asset) for asset in TABLES} == before
 
-    fx = fixture_posting(shared_dir, FIXTURES[1])
+    fx = fixture_posting(fixtures_dir, FIXTURES[1])
     set_description(engine, ids[1], fx["job_content"]["description"] + " Wir freuen uns auf Ihre Bewerbung.")
     run(ALL, warehouse_url, fake.base_url)
     assert calls_by_posting(fake, calls) == {title_of(engine, ids[1]): 7}
@@ -376,9 +376,9 @@ def test_a_second_run_makes_no_calls_and_a_changed_description_is_recomputed(
 
 
 def test_a_text_that_arrives_later_turns_a_skipped_posting_into_a_result(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
-    pid = add_posting(engine, shared_dir, FIXTURES[0], description="Kurzer Text.")
+    pid = add_posting(engine, fixtures_dir, FIXTURES[0], description="Kurzer Text.")
     first = run([skill_keywords], warehouse_url, fake.base_url)
     assert fake.requests == []  # nothing to compute: not even the preflight
     assert rows(engine, "skill_keywords")[pid]["status"] == "skipped_no_description"
@@ -386,7 +386,7 @@ def test_a_text_that_arrives_later_turns_a_skipped_posting_into_a_result(
     run([skill_keywords], warehouse_url, fake.base_url)
     assert rows(engine, "skill_keywords")[pid]["updated_at"] is not None and fake.requests == []
 
-    set_description(engine, pid, fixture_posting(shared_dir, FIXTURES[0])["job_content"]["description"])
+    set_description(engine, pid, fixture_posting(fixtures_dir, FIXTURES[0])["job_content"]["description"])
     run([skill_keywords], warehouse_url, fake.base_url)
     assert rows(engine, "skill_keywords")[pid]["status"] == "ok" and len(fake.chat_calls()) == 1
 
@@ -395,9 +395,9 @@ def test_a_text_that_arrives_later_turns_a_skipped_posting_into_a_result(
 
 
 def test_a_failing_grader_gets_one_improve_step_and_a_regrade_by_both(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama, llm: ScriptedLlm
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama, llm: ScriptedLlm
 ) -> None:
-    pid = add_posting(engine, shared_dir, FIXTURES[1])
+    pid = add_posting(engine, fixtures_dir, FIXTURES[1])
     reason = "Responsibilities: the first duty is vaguer than the posting"
     llm.grade = lambda model, summary: (
         ("FAIL", [reason]) if model == LLAMA and "as the posting describes it" not in summary else ("PASS", [])
@@ -417,9 +417,9 @@ def test_a_failing_grader_gets_one_improve_step_and_a_regrade_by_both(
 
 
 def test_graders_that_keep_failing_leave_no_summary_and_the_verdict_is_final_for_that_input(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama, llm: ScriptedLlm
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama, llm: ScriptedLlm
 ) -> None:
-    pid = add_posting(engine, shared_dir, FIXTURES[2])
+    pid = add_posting(engine, fixtures_dir, FIXTURES[2])
     llm.grade = lambda model, summary: ("FAIL", ["Requirements: 'Good command of German' is not in the posting"])
     result = run([posting_summaries], warehouse_url, fake.base_url)  # a verdict, not an error: the run succeeds
     assert meta(result, "posting_summaries")["status_counts"] == {"failed_grading": 1}
@@ -438,9 +438,9 @@ def test_graders_that_keep_failing_leave_no_summary_and_the_verdict_is_final_for
 
 @pytest.mark.parametrize("kind", ["timeout", "500", "503"])
 def test_transient_server_faults_are_retried_and_the_posting_succeeds(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama, kind: str
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama, kind: str
 ) -> None:
-    pid = add_posting(engine, shared_dir, FIXTURES[3])
+    pid = add_posting(engine, fixtures_dir, FIXTURES[3])
     fake.fail_next(1, kind, endpoint="chat", delay_s=1.0)
     result = run([skill_keywords], warehouse_url, fake.base_url, read_timeout_s=0.3)
     assert len(fake.chat_calls()) == 2
@@ -452,9 +452,9 @@ def test_transient_server_faults_are_retried_and_the_posting_succeeds(
 
 @pytest.mark.parametrize("kind", ["not_json", "schema_violation", "degenerate", "length"])
 def test_an_unusable_answer_gets_one_corrective_retry_then_succeeds(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama, kind: str
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama, kind: str
 ) -> None:
-    pid = add_posting(engine, shared_dir, FIXTURES[3])
+    pid = add_posting(engine, fixtures_dir, FIXTURES[3])
     fake.fail_next(1, kind, endpoint="chat")
     run([skill_keywords], warehouse_url, fake.base_url)
     first, second = fake.chat_calls()
@@ -469,10 +469,10 @@ def test_an_unusable_answer_gets_one_corrective_retry_then_succeeds(
      ("degenerate", "no usable skill name"), ("length", "cut off")],
 )
 def test_an_answer_unusable_twice_is_a_recorded_failure_with_its_reason_and_no_value(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama, kind: str, reason: str
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama, kind: str, reason: str
 ) -> None:
-    good = add_posting(engine, shared_dir, FIXTURES[0], published=DAY - timedelta(days=1))
-    bad = add_posting(engine, shared_dir, FIXTURES[3], published=DAY)
+    good = add_posting(engine, fixtures_dir, FIXTURES[0], published=DAY - timedelta(days=1))
+    bad = add_posting(engine, fixtures_dir, FIXTURES[3], published=DAY)
     fake.fail_next(2, kind, endpoint="chat")  # one worker, newest first: both faults hit the newest posting
     result = run([skill_keywords], warehouse_url, fake.base_url, config={"skill_keywords": {"workers": 1}})
     row = rows(engine, "skill_keywords")[bad]
@@ -487,9 +487,9 @@ def test_an_answer_unusable_twice_is_a_recorded_failure_with_its_reason_and_no_v
 
 
 def test_invalid_summary_and_ihl_answers_never_reach_the_view(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
-    pid = add_posting(engine, shared_dir, FIXTURES[1])
+    pid = add_posting(engine, fixtures_dir, FIXTURES[1])
     fake.fail_next(2, "not_json", endpoint="chat", model=QWEN)  # the extract call and its corrective retry
     result = run([posting_summaries], warehouse_url, fake.base_url, ok=False)
     assert "every one of 1 postings failed" in failure_text(result)
@@ -511,10 +511,10 @@ def test_invalid_summary_and_ihl_answers_never_reach_the_view(
 
 
 def test_a_missing_model_fails_the_run_before_any_posting_is_touched(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, llm: ScriptedLlm
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, llm: ScriptedLlm
 ) -> None:
-    add_posting(engine, shared_dir, FIXTURES[0])
-    add_posting(engine, shared_dir, FIXTURES[1], description=None)  # would get a skipped row
+    add_posting(engine, fixtures_dir, FIXTURES[0])
+    add_posting(engine, fixtures_dir, FIXTURES[1], description=None)  # would get a skipped row
     with FakeOllama(models=[QWEN], responder=llm) as fake:
         result = run([posting_summaries], warehouse_url, fake.base_url, ok=False)
         assert {r.path for r in fake.requests} <= {"/api/version", "/api/tags"} and fake.requests
@@ -523,10 +523,10 @@ def test_a_missing_model_fails_the_run_before_any_posting_is_touched(
 
 
 def test_an_unreachable_server_fails_the_run_at_once_with_what_to_do(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path
 ) -> None:
-    add_posting(engine, shared_dir, FIXTURES[0])
-    add_posting(engine, shared_dir, FIXTURES[1], description=None)
+    add_posting(engine, fixtures_dir, FIXTURES[0])
+    add_posting(engine, fixtures_dir, FIXTURES[1], description=None)
     result = run([ihl_scores], warehouse_url, UNUSED_URL, ok=False)
     assert "not reachable" in failure_text(result) and "OLLAMA_HOST" in failure_text(result)
     assert rows(engine, "ihl_scores") == {}
@@ -536,9 +536,9 @@ def test_an_unreachable_server_fails_the_run_at_once_with_what_to_do(
 
 
 def test_a_run_killed_halfway_resumes_without_paying_twice_and_ends_like_an_uninterrupted_run(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
-    ids = [add_posting(engine, shared_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES)]
+    ids = [add_posting(engine, fixtures_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES)]
     run([posting_summaries], warehouse_url, fake.base_url)
     uninterrupted = {pid: {c: r[c] for c in COMPARED} for pid, r in rows(engine, "posting_summaries").items()}
     assert {r["status"] for r in uninterrupted.values()} == {"passed"}
@@ -567,9 +567,9 @@ def test_a_run_killed_halfway_resumes_without_paying_twice_and_ends_like_an_unin
 
 
 def test_llm_errors_are_retried_on_later_runs_up_to_max_attempts(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
-    pid = add_posting(engine, shared_dir, FIXTURES[2])
+    pid = add_posting(engine, fixtures_dir, FIXTURES[2])
     for attempt in (1, 2, 3):
         fake.fail_next(2, "not_json", endpoint="chat")
         run([skill_keywords], warehouse_url, fake.base_url, ok=False)
@@ -583,16 +583,16 @@ def test_llm_errors_are_retried_on_later_runs_up_to_max_attempts(
     assert meta(exhausted, "skill_keywords")["out_of_attempts"] == 1
     assert checks(exhausted, "skill_keywords")[LLM_ERRORS_CHECK] is False
 
-    set_description(engine, pid, fixture_posting(shared_dir, FIXTURES[2])["job_content"]["description"] + " Neu.")
+    set_description(engine, pid, fixture_posting(fixtures_dir, FIXTURES[2])["job_content"]["description"] + " Neu.")
     run([skill_keywords], warehouse_url, fake.base_url)
     row = rows(engine, "skill_keywords")[pid]
     assert (row["status"], row["attempts"]) == ("ok", 1)
 
 
 def test_an_error_retried_on_the_next_run_can_succeed(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
-    pid = add_posting(engine, shared_dir, FIXTURES[0])
+    pid = add_posting(engine, fixtures_dir, FIXTURES[0])
     fake.fail_next(2, "length", endpoint="chat")
     run([ihl_scores], warehouse_url, fake.base_url, ok=False)
     assert rows(engine, "ihl_scores")[pid]["status"] == "llm_error"
@@ -606,12 +606,12 @@ def test_an_error_retried_on_the_next_run_can_succeed(
 
 
 def test_scope_covers_configured_sources_newest_first_and_leaves_the_rest_pending(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    older = add_posting(engine, shared_dir, FIXTURES[0], published=DAY - timedelta(days=3))
-    newest = add_posting(engine, shared_dir, FIXTURES[1], published=DAY)
-    middle = add_posting(engine, shared_dir, FIXTURES[2], published=DAY - timedelta(days=1))
-    aa = add_posting(engine, shared_dir, FIXTURES[3], source=Source.ARBEITSAGENTUR)
+    older = add_posting(engine, fixtures_dir, FIXTURES[0], published=DAY - timedelta(days=3))
+    newest = add_posting(engine, fixtures_dir, FIXTURES[1], published=DAY)
+    middle = add_posting(engine, fixtures_dir, FIXTURES[2], published=DAY - timedelta(days=1))
+    aa = add_posting(engine, fixtures_dir, FIXTURES[3], source=Source.ARBEITSAGENTUR)
 
     monkeypatch.setenv("TY_LLM_MAX_POSTINGS", "2")
     monkeypatch.delenv("TY_LLM_SOURCES", raising=False)
@@ -641,10 +641,10 @@ def test_scope_covers_configured_sources_newest_first_and_leaves_the_rest_pendin
 
 
 def test_workers_bound_the_postings_in_flight(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
     for name in FIXTURES:
-        add_posting(engine, shared_dir, name)
+        add_posting(engine, fixtures_dir, name)
     fake.latency_s = 0.1
     instance = dg.DagsterInstance.ephemeral()
     result = run([skill_keywords], warehouse_url, fake.base_url, config={"skill_keywords": {"workers": 3}},
@@ -660,9 +660,9 @@ def test_workers_bound_the_postings_in_flight(
 
 
 def test_consecutive_transport_failures_stop_the_run_instead_of_burning_every_attempt(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
-    ids = [add_posting(engine, shared_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES[:3])]
+    ids = [add_posting(engine, fixtures_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES[:3])]
     fake.fail_next(100, "500", endpoint="chat")
     result = run([skill_keywords], warehouse_url, fake.base_url, ok=False, max_retries=1,
                  config={"skill_keywords": {"workers": 1, "abort_after_consecutive_transport_errors": 2}})
@@ -687,10 +687,10 @@ def test_the_assets_load_with_the_output_checks_and_their_resources() -> None:
 
 
 def test_a_grader_that_cannot_answer_is_an_llm_error_of_that_posting_not_a_verdict(
-    warehouse_url: str, engine: sa.Engine, shared_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
-    good = add_posting(engine, shared_dir, FIXTURES[0], published=DAY - timedelta(days=1))
-    bad = add_posting(engine, shared_dir, FIXTURES[2], published=DAY)
+    good = add_posting(engine, fixtures_dir, FIXTURES[0], published=DAY - timedelta(days=1))
+    bad = add_posting(engine, fixtures_dir, FIXTURES[2], published=DAY)
     fake.fail_next(2, "schema_violation", endpoint="chat", model=LLAMA)  # the newest posting's second grader
     result = run([posting_summaries], warehouse_url, fake.base_url, config={"posting_summaries": {"workers": 1}})
     row = rows(engine, "posting_summaries")[bad]

@@ -16,10 +16,8 @@ from ty_pipeline.domain.profession_names import (
     resolve_candidates,
 )
 from ty_pipeline.domain.titles import clean_job_title, title_key
+from ty_pipeline_tests.paths import KLDB_CSV
 
-KLDB_CSV = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "kldb" / "KldB_2010_V2020_Gliederung_mit_Erlaeuterung.csv"
-)
 SEED_CSV = Path(__file__).resolve().parents[1] / "data" / "seed_catalog.csv"
 
 

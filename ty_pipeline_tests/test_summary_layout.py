@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -16,8 +15,9 @@ from ty_pipeline.domain.summary_layout import (
     render_summary,
     validate_summary_fields,
 )
+from ty_pipeline_tests.paths import FIXTURES_DIR
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = FIXTURES_DIR
 GRADING_CASES = json.loads((FIXTURES / "summary_grading_cases.json").read_text(encoding="utf-8"))["test_cases"]
 
 

@@ -8,16 +8,11 @@ official catalog names themselves.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ty_pipeline.domain.kldb_catalog import load_kldb_catalog
 from ty_pipeline.domain.titles import clean_job_title, title_key
-
-KLDB_CSV = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "kldb" / "KldB_2010_V2020_Gliederung_mit_Erlaeuterung.csv"
-)
+from ty_pipeline_tests.paths import KLDB_CSV
 
 CLEANED = [
     # gender markers, all spellings
