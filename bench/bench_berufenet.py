@@ -14,7 +14,7 @@ warehouse). Prints:
   catalog vectors, measured in the same run, and the ratio.
 
 Run:  HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_berufenet.py [--titles 3000] [--seed 20261122]
-The KldB CSV comes from TY_KLDB_CSV or ../shared/kldb/. Catalog-name vectors are cached in bench/out/.
+The KldB CSV comes from TY_KLDB_CSV or data/kldb/ in the repository. Catalog-name vectors are cached in bench/out/.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Environment-variable wiring for resources.
 
-Every setting is optional (contract.md). A variable that is set is passed as `dg.EnvVar`, so Dagster
+Every setting is optional (docs/contract.md). A variable that is set is passed as `dg.EnvVar`, so Dagster
 resolves it at launch and never shows its value in the UI; an unset one falls back to the default.
 """
 

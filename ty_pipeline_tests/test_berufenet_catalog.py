@@ -145,7 +145,7 @@ def test_official_kldb_csv_gives_the_full_catalog(warehouse_url: str) -> None:
         dev = conn.execute(sa.select(berufenet_aliases.c.profession_id)
                            .where(berufenet_aliases.c.alias_key == "softwareentwickler")).scalars().all()
         military = conn.execute(sa.select(catalog_table.c.kldb).where(catalog_table.c.profession_id == "01104")).one()
-    # wire_formats §3.2: 1 -> 64, 2 -> 420, 3 -> 447, 4 -> 370 over the 1,301 codes (81122, level 2, withdrawn).
+    # docs/wire_formats.md §3.2: 1 -> 64, 2 -> 420, 3 -> 447, 4 -> 370 over the 1,301 codes (81122, level 2, withdrawn).
     assert occupation_levels == {1: 64, 2: 419, 3: 447, 4: 370}
     assert dev == ["43414-102"] and military.kldb == "01104"
     assert m["new_embeddings"] == m["distinct_names"] and m["failed_embeddings"] == 0

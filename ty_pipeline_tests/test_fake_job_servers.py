@@ -1,6 +1,6 @@
 """Tests of the fake Jobsuche and Deutsche Bank servers themselves, and of the shipped sample files.
 
-Why: the pipeline tests trust these fakes to behave like the real APIs (wire_formats §1, §2). If a
+Why: the pipeline tests trust these fakes to behave like the real APIs (docs/wire_formats.md §1, §2). If a
 fake drifted (say the no-match v6 answer gained an empty `ergebnisliste`), pipeline tests would pass
 against a world that does not exist. These tests talk plain `requests`, not the production client.
 """

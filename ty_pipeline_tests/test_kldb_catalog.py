@@ -39,7 +39,7 @@ def test_official_counts(catalog: KldbCatalog) -> None:
     assert catalog.occupation_count == 1301
     assert catalog.profession_count == 18838
     assert len(catalog.domain_titles) == 37
-    # Distribution of the 5th digit over the occupations (wire_formats §3.2).
+    # Distribution of the 5th digit over the occupations (docs/wire_formats.md §3.2).
     assert Counter(o.qualification_level for o in catalog.occupations) == {1: 64, 2: 420, 3: 447, 4: 370}
 
 

@@ -1,7 +1,7 @@
 """The Ollama client against the loopback fake, over real HTTP.
 
 Why these tests: the replaced system lost nights to LLM calls that hung, failed silently or saved
-garbage (domain_facts §10). Each test pins one promise a user relies on: transient failures are
+garbage (docs/domain_rules.md §10). Each test pins one promise a user relies on: transient failures are
 retried and then succeed, permanent ones fail at once with a message that says what to do, invalid
 answers get exactly one corrective retry and are never returned as answers, and the fake itself
 answers in Ollama's real wire format so none of this is tested against a fantasy server.

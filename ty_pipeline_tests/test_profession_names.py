@@ -1,4 +1,4 @@
-"""Alias generation from catalog names and the three-tier resolution of domain_facts §6.3."""
+"""Alias generation from catalog names and the three-tier resolution of docs/domain_rules.md §6.3."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Title cleaning (domain_facts §6.2): every rule, and the titles that must survive untouched.
+"""Title cleaning (docs/domain_rules.md §6.2): every rule, and the titles that must survive untouched.
 
 The replaced system's cleaning regexes had ten bugs that produced 15,651 false `no_match` rows, most of
 them by eating real words. So besides the removal rules this file pins down what must *not* change:

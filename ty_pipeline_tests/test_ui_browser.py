@@ -112,7 +112,7 @@ def _open(browser, url: str, expect: list[str], shot: str, *, asset_links: list[
         page.close()
 
 
-# contract.md's asset keys, and the checks issue 4 asks for (per asset), written out so a rename shows here.
+# docs/contract.md's asset keys, and the checks issue 4 asks for (per asset), written out so a rename shows here.
 CONTRACT_ASSETS = {"postings", "job_descriptions", "posting_summaries", "skill_keywords", "ihl_scores",
                    "berufenet_mappings", "posting_embeddings", "demand_snapshots", "berufenet_catalog"}
 EXPECTED_CHECKS = {

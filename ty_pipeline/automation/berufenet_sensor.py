@@ -1,6 +1,6 @@
 """`berufenet_failed_titles_sensor`: registers failed Berufenet titles as dynamic partitions.
 
-Cheap by construction (dagster_notes C3): one indexed query for titles recorded after the cursor (`seq`
+Cheap by construction (docs/dagster_pitfalls.md §C3): one indexed query for titles recorded after the cursor (`seq`
 of `berufenet_failed_titles`), one read of the registered keys, and the add/delete requests returned
 with the tick (`SensorResult.dynamic_partitions_requests`, atomic with the cursor). It launches no runs:
 a user selects the failed titles worth the GPU time and backfills `berufenet_title_retry`.

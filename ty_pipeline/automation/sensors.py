@@ -1,6 +1,6 @@
 """The new-fetch sensor: a `postings` partition that brought new postings gets its enrichments.
 
-Cheap by construction (dagster_notes C3): it only reads materialization events after its cursor and
+Cheap by construction (docs/dagster_pitfalls.md §C3): it only reads materialization events after its cursor and
 emits run requests; no fetching or LLM work happens inside the sensor.
 """
 

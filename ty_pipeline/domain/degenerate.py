@@ -1,6 +1,6 @@
 """Detectors for degenerate LLM output: loops, unfilled template variables, filler, refusals, bad JSON.
 
-The replaced system saved such texts as if they were summaries (domain_facts §3.2, §10.3). Each detector
+The replaced system saved such texts as if they were summaries (docs/domain_rules.md §3.2, §10.3). Each detector
 is a pure function returning `Finding`s with a stable `code` (metadata counts and asset checks key on it)
 and a short human `detail` (shown in logs and in the corrective retry prompt). An empty list means clean.
 
@@ -38,7 +38,7 @@ UNIFORM_SCORES = "uniform_scores"
 REPETITION_CODES = frozenset({REPEATED_WORD, REPEATED_PHRASE})
 TEMPLATE_CODES = frozenset({UNFILLED_TEMPLATE_VARIABLE, TEMPLATE_MARKER})
 
-# The replaced system's QA limits (domain_facts §3.1): <50 chars fails, >5000 chars fails QA.
+# The replaced system's QA limits (docs/domain_rules.md §3.1): <50 chars fails, >5000 chars fails QA.
 DEFAULT_MIN_CHARS = 50
 DEFAULT_MAX_CHARS = 5000
 
@@ -198,7 +198,7 @@ def detect_template_artifacts(text: str) -> list[Finding]:
 _FILLER_PHRASE_RE = re.compile(
     r"|".join(
         (
-            # English (the replaced system's "bad data" phrases, domain_facts §3.1, and close variants)
+            # English (the replaced system's "bad data" phrases, docs/domain_rules.md §3.1, and close variants)
             r"\bnot (?:specified|mentioned|stated|provided|given|listed|included|indicated)"
             r" in the (?:text|posting|job posting|job description|description|ad|advert(?:isement)?)\b",
             r"\binformation (?:is )?not available\b",

@@ -1,6 +1,6 @@
 """Demand snapshot arithmetic: postings per state x KldB domain and per state x profession.
 
-Differences from the replaced `compute_demand_snapshot.py` (domain_facts §8.1), on purpose:
+Differences from the replaced `compute_demand_snapshot.py` (docs/domain_rules.md §8.1), on purpose:
 
 * `national_avg` is the mean over all 16 Länder, a state without postings counting as 0. Upstream
   averaged over the states present only, which inflated the average of rare domains and pushed their

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-MAX_DESCRIPTION_ATTEMPTS = 2  # the replaced system's "2 strikes" (domain_facts §1.2)
+MAX_DESCRIPTION_ATTEMPTS = 2  # the replaced system's "2 strikes" (docs/domain_rules.md §1.2)
 MIN_DESCRIPTION_CHARS = 100
 
 

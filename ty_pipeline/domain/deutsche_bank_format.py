@@ -14,7 +14,7 @@ from ty_pipeline.domain.states import canonical_state
 CAREERS_SITE = "https://careers.db.com"
 
 # Fields requested per item. Dotted sub-fields matter: asking for bare `PositionLocation` returned an
-# empty array in 2026 and every city became "Unknown" upstream (wire_formats §2.2).
+# empty array in 2026 and every city became "Unknown" upstream (docs/wire_formats.md §2.2).
 DESCRIPTOR_FIELDS: tuple[str, ...] = (
     "PositionID",
     "PositionTitle",
@@ -35,7 +35,7 @@ DESCRIPTOR_FIELDS: tuple[str, ...] = (
 GERMANY_COUNTRY_ID = "46"
 
 # City -> state for Deutsche Bank sites, used when the API leaves PositionLocation empty and the city
-# has to be read from the Workday URL slug (domain_facts §1.4).
+# has to be read from the Workday URL slug (docs/domain_rules.md §1.4).
 DB_CITY_STATES: dict[str, str] = {
     "frankfurt": "Hessen",
     "eschborn": "Hessen",

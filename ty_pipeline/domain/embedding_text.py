@@ -1,7 +1,7 @@
 """What text a posting is embedded with, its one canonical normal form and hash, chunking and pooling.
 
 The replaced system hashed in Python but normalised in SQL; the two drifted and produced 12,772
-duplicate rows and 7,608 corrupt hashes (domain_facts §7). Here `normalize_text` is the only
+duplicate rows and 7,608 corrupt hashes (docs/domain_rules.md §7). Here `normalize_text` is the only
 normalisation and `content_hash` the only hash: every writer and every check goes through them, and
 the text stored next to a vector is exactly the text that was hashed and encoded.
 
@@ -24,9 +24,9 @@ from enum import StrEnum
 import numpy as np
 
 MIN_EMBED_CHARS = 150
-"""Texts shorter than this (in code points, after normalisation) are not embedded (contract.md).
+"""Texts shorter than this (in code points, after normalisation) are not embedded (docs/contract.md).
 
-bge-m3 returned NaN for very short inputs upstream (domain_facts §7), and such texts say too little
+bge-m3 returned NaN for very short inputs upstream (docs/domain_rules.md §7), and such texts say too little
 to match on anyway.
 """
 
@@ -207,5 +207,5 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 def usable_vector(vector: np.ndarray) -> bool:
-    """A vector worth storing: finite and of unit length (bge-m3 once returned NaN, domain_facts §7)."""
+    """A vector worth storing: finite and of unit length (bge-m3 once returned NaN, docs/domain_rules.md §7)."""
     return bool(np.all(np.isfinite(vector))) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3

@@ -1,7 +1,7 @@
 """Internal Hire Likelihood (IHL): the three role schemas and the rule from score to category.
 
 IHL is the chance that a posting is pre-wired for an internal or pre-selected candidate and published
-only for compliance (domain_facts §5). The replaced system never mapped scores to categories
+only for compliance (docs/domain_rules.md §5). The replaced system never mapped scores to categories
 consistently (0-10 vs 0-100, three vocabularies); here the score is 0-10 and the category is derived from
 it by code, never taken from the model's verdict word.
 """

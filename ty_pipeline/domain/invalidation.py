@@ -1,4 +1,4 @@
-"""Why a posting is no longer usable, and the stale-sweep rules (domain_facts §9).
+"""Why a posting is no longer usable, and the stale-sweep rules (docs/domain_rules.md §9).
 
 One enum instead of the replaced system's four spellings of "removed from AA". A re-sighted posting
 is revalidated and its reason cleared, so there is no soft-delete/partial-index duplicate cycle.

@@ -2,7 +2,7 @@
 
 Search moved from `/pc/v4/jobs` (`stellenangebote`, `refnr`, `titel`, ...) to `/pc/v6/jobs`
 (`ergebnisliste`, `referenznummer`, `stellenangebotsTitel`, ...) in August 2026; old fixtures and
-a possible rollback keep the v4 reader alive (wire_formats §1.4-1.6).
+a possible rollback keep the v4 reader alive (docs/wire_formats.md §1.4-1.6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Aliases of catalog names and the resolution of a title against them (domain_facts §6.1, §6.3).
+"""Aliases of catalog names and the resolution of a title against them (docs/domain_rules.md §6.1, §6.3).
 
 Catalog names are written in the BA's compact gendered style ("Koch/Köchin", "Softwareentwickler/in",
 "Pflegefachmann/-frau", "Kaufmännische/r Angestellte/r", "Tierwirt/in - Rinderhaltung",
@@ -252,7 +252,7 @@ def _pick(ids: Iterable[str], professions: Mapping[str, NamedProfession]) -> str
 def resolve_candidates(
     candidate_ids: Sequence[str], professions: Mapping[str, NamedProfession]
 ) -> AliasResolution:
-    """Apply the three-tier rule of domain_facts §6.3 to the professions one alias points at.
+    """Apply the three-tier rule of docs/domain_rules.md §6.3 to the professions one alias points at.
 
     Ids missing from `professions` are ignored (a stale alias must not crash a run).
     """

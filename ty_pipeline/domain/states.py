@@ -29,7 +29,7 @@ STATES: tuple[str, ...] = (
 )
 
 # `wo` is fuzzy-geocoded: plain "Hessen" and "Sachsen" matched a village and a municipality, so
-# those two states were silently never crawled upstream until 2026-02-27 (domain_facts §1.1).
+# those two states were silently never crawled upstream until 2026-02-27 (docs/domain_rules.md §1.1).
 WO_OVERRIDES: dict[str, str] = {"Hessen": "Bundesland Hessen", "Sachsen": "Bundesland Sachsen"}
 
 

@@ -1,7 +1,7 @@
 """The posting summary as structured fields, and its deterministic text layout.
 
 The LLM only extracts `SummaryFields` (its JSON schema is sent as Ollama's `format`); the standard layout
-of domain_facts §3.2 is produced here in code. The replaced chain spent 38% of its time on an LLM
+of docs/domain_rules.md §3.2 is produced here in code. The replaced chain spent 38% of its time on an LLM
 "format" step that still let code fences, blank lines and "Not available" through.
 """
 

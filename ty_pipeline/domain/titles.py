@@ -2,7 +2,7 @@
 
 Posting titles carry much more than the job: gender markers, locations, employers, salaries, hours,
 contract types, start dates, reference numbers and marketing words. The replaced system stripped these
-with regexes whose ten bugs produced 15,651 false `no_match` rows (domain_facts §6.2), so every rule
+with regexes whose ten bugs produced 15,651 false `no_match` rows (docs/domain_rules.md §6.2), so every rule
 here is narrow on purpose: it only removes text it can recognise, keeps meaningful slashes
 ("Koch/Köchin", "Maler/Lackierer") and never splits compound words.
 

@@ -15,7 +15,7 @@ DEFAULT_SEED = 42
 @dataclass(frozen=True)
 class ModelOptions:
     """Ollama `options` for every call: fixed temperature and seed so a re-run reproduces the answer,
-    and an explicit context window (the server default depends on VRAM, wire_formats §4.1)."""
+    and an explicit context window (the server default depends on VRAM, docs/wire_formats.md §4.1)."""
 
     num_ctx: int = 8192
     num_predict: int = 1024

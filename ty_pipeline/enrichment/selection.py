@@ -2,7 +2,7 @@
 
 A saved row is reused when its input hash equals the hash computed now and its status is terminal.
 `llm_error` rows of the same hash are retried on later runs until `max_attempts` runs have tried them
-(the replaced system re-selected failures forever, domain_facts §10.3). Work is ordered newest first
+(the replaced system re-selected failures forever, docs/domain_rules.md §10.3). Work is ordered newest first
 and capped per run; what the cap leaves out stays pending for the next run.
 """
 

@@ -13,7 +13,7 @@ from ty_pipeline.fetching.result import SourceFetch
 from ty_pipeline.resources.http_retry import SourceError
 from ty_pipeline.resources.jobsuche import JobsucheClient, SearchWindowExceeded
 
-RESULT_WINDOW = 10_000  # page*size beyond this answers 400 (wire_formats §1.3)
+RESULT_WINDOW = 10_000  # page*size beyond this answers 400 (docs/wire_formats.md §1.3)
 MAX_DAYS_BACK = 100  # `veroeffentlichtseit` accepts 0-100
 ANGEBOTSART_ARBEIT = 1  # regular employment; without it course providers' listings appear
 

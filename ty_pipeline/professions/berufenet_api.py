@@ -1,4 +1,4 @@
-"""Named professions from the BERUFENET REST API (wire_formats §3.3), an optional source of the catalog.
+"""Named professions from the BERUFENET REST API (docs/wire_formats.md §3.3), an optional source of the catalog.
 
 Why: BERUFENET short names (`kurzBezeichnungNeutral`, "Softwareentwickler/in") are what Jobsuche postings
 carry as their profession, so having them in the catalog lets those titles resolve by name. No public file
@@ -34,7 +34,7 @@ from ty_pipeline.progress import Progress
 from ty_pipeline.resources.http_retry import KeyedJsonClient, RetryPolicy, SourceError, request_json
 
 DEFAULT_BERUFENET_BASE_URL = "https://rest.arbeitsagentur.de"
-PUBLIC_API_KEY = "infosysbub-berufenet"  # a fixed public client id, not a secret (wire_formats §3.3)
+PUBLIC_API_KEY = "infosysbub-berufenet"  # a fixed public client id, not a secret (docs/wire_formats.md §3.3)
 USER_AGENT = "ty-pipeline/0.1 (profession catalog; +https://github.com/ty-pipeline)"
 BERUFE_PATH = "/infosysbub/bnet/pc/v1/berufe"
 MAX_LIST_PAGES = 1000  # ≈180 expected; a server that keeps linking "next" must not keep us forever

@@ -13,7 +13,7 @@ import unicodedata
 
 PARTITIONS_NAME = "berufenet_failed_titles"
 DEFAULT_MAX_PARTITIONS = 5_000
-"""Well below the ~35,000 dynamic partitions where the Dagster UI starts to stall (dagster_notes C1)."""
+"""Well below the ~35,000 dynamic partitions where the Dagster UI starts to stall (docs/dagster_pitfalls.md §C1)."""
 HASH_CHARS = 10
 SLUG_CHARS = 48
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")

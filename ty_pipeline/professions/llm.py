@@ -1,7 +1,7 @@
 """The two LLM decisions of the mapper: verify a title against its top-k candidates, and retry a failed
 title with description context. Both ask the model to pick one numbered candidate or none.
 
-The replaced system parsed YES/NO/UNCERTAIN out of free text by substring (domain_facts §6.3); here the
+The replaced system parsed YES/NO/UNCERTAIN out of free text by substring (docs/domain_rules.md §6.3); here the
 answer is a JSON object validated against a pydantic schema, and a number outside the list is an invalid
 answer (corrected once by the client, then an error), never a guess.
 """
@@ -21,7 +21,7 @@ from ty_pipeline.prompts import Prompt, load_prompt
 
 DEFAULT_BERUFENET_MODEL = "qwen2.5:7b-instruct"
 """The replaced system used qwen2.5:7b (qwen2.5:3b was faster but answered UNCERTAIN on obvious
-mismatches, domain_facts §6.3)."""
+mismatches, docs/domain_rules.md §6.3)."""
 VERIFY_PROMPT = "berufenet_verify"
 RETRY_PROMPT = "berufenet_retry"
 DESCRIPTION_CHARS = 800

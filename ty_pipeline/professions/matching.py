@@ -1,7 +1,7 @@
 """Nearest catalog names for many titles at once: one matrix product per batch, never a loop per title.
 
 The replaced system compared each title with the 3,562 catalog vectors one title at a time in Python
-(domain_facts §6.3). Here a batch of title vectors (B x d) is multiplied with the catalog matrix (N x d)
+(docs/domain_rules.md §6.3). Here a batch of title vectors (B x d) is multiplied with the catalog matrix (N x d)
 in one BLAS call and the top k per row are selected without sorting (see `top_k_indices`), so the
 cost per title stays around a tenth of a millisecond even against the 20,000 names of the KldB directory.
 """

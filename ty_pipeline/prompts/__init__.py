@@ -6,7 +6,7 @@ version would keep stale results: bump the number whenever the wording changes.
 
 Rendering fills the *template* with `str.format`; posting text only ever arrives as a value, so braces
 in a posting can never be taken for a template field (the replaced system saved literal
-`{session_9_output}` strings, domain_facts §3.2). Literal braces in a template are written `{{ }}`.
+`{session_9_output}` strings, docs/domain_rules.md §3.2). Literal braces in a template are written `{{ }}`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ postings get usable, not good, neighbours. For production matching of German pos
 multilingual model:
 
 * `TY_EMBED_BACKEND=ollama`, `TY_EMBED_MODEL=bge-m3` (567M parameters, 1024 dims, 8,192-token window,
-  multilingual). This is what the replaced system used (domain_facts §7), so its vectors compare with
+  multilingual). This is what the replaced system used (docs/domain_rules.md §7), so its vectors compare with
   the legacy ones, and it runs on the same GPU server as the LLM assets. Ollama cuts the input at the
   server's context length (`num_ctx` / `OLLAMA_CONTEXT_LENGTH`, often 2,048 or 4,096 tokens); the
   resource chunks texts to `window_tokens` (default 2,048 for Ollama) first, so nothing is silently lost.

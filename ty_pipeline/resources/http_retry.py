@@ -1,6 +1,6 @@
 """Bounded retries with exponential backoff for the job APIs (Jobsuche, Deutsche Bank).
 
-The replaced fetcher ended a whole query silently on the first non-200 or timeout (domain_facts §1.1),
+The replaced fetcher ended a whole query silently on the first non-200 or timeout (docs/domain_rules.md §1.1),
 and an SSL drop once killed the rest of the night (§10.3). Here transient failures are retried a few
 times with backoff; what still fails is raised with a message saying what and where.
 """

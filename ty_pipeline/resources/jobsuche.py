@@ -18,7 +18,7 @@ from ty_pipeline.domain.jobsuche_format import (
 from ty_pipeline.resources.http_retry import KeyedJsonClient, RetryPolicy, SourceError, request_json
 
 DEFAULT_AA_BASE_URL = "https://rest.arbeitsagentur.de/jobboerse/jobsuche-service"
-PUBLIC_API_KEY = "jobboerse-jobsuche"  # a fixed public client id, not a secret (wire_formats §1.2)
+PUBLIC_API_KEY = "jobboerse-jobsuche"  # a fixed public client id, not a secret (docs/wire_formats.md §1.2)
 USER_AGENT = "ty-pipeline/0.1 (job market research; +https://github.com/ty-pipeline)"
 SEARCH_PATHS = ("/pc/v6/jobs", "/pc/v4/jobs")
 

@@ -1,7 +1,7 @@
 """Which postings the LLM assets (summaries, skills, IHL) cover, and how many per run.
 
 The night has a fixed GPU budget: with the defaults, Deutsche Bank postings only (the source whose
-marketing-heavy texts need a summary, domain_facts §3.1, and the only one IHL was ever run on, §5) and
+marketing-heavy texts need a summary, docs/domain_rules.md §3.1, and the only one IHL was ever run on, §5) and
 at most 300 postings per asset run, newest first. Whatever a run leaves out stays pending (reported as
 `pending` in the materialization metadata) and is picked up by the next run of that partition.
 """

@@ -2,7 +2,7 @@
 
 Why a small client of our own instead of the `ollama` package or the OpenAI-compatible endpoint: the
 replaced system spawned a process per LLM call (19-hour nights) and lost answers to silent failures
-(domain_facts §10). This client keeps one pooled `requests.Session` (safe to share between the worker
+(docs/domain_rules.md §10). This client keeps one pooled `requests.Session` (safe to share between the worker
 threads of an asset), sends every request with explicit (connect, read) timeouts, retries only what a
 retry can fix, and turns everything else into a typed error whose message says what to do:
 
@@ -17,7 +17,7 @@ retry can fix, and turns everything else into a typed error whose message says w
 
 Non-streaming calls are used throughout (`stream: false`): Ollama then sends nothing until the whole
 answer is generated, so the read timeout bounds the generation time of one call.
-Wire format: /work/shared/docs/wire_formats.md §4.
+Wire format: docs/wire_formats.md §4.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ DEFAULT_OLLAMA_HOST = "http://localhost:11434"
 DEFAULT_PORT = 11434
 DEFAULT_CHAT_OPTIONS: dict[str, Any] = {"temperature": 0, "seed": 42, "num_ctx": 8192, "num_predict": 1024}
 """Reproducible answers (temperature 0, fixed seed) and an explicit context window: the server's
-default depends on its VRAM (wire_formats §4.1), so leaving it out makes results machine-dependent."""
+default depends on its VRAM (docs/wire_formats.md §4.1), so leaving it out makes results machine-dependent."""
 
 USER_AGENT = "ty_pipeline-ollama-client/1.0"
 MAX_ERROR_BODY_CHARS = 300
@@ -136,7 +136,7 @@ def _count(value: Any) -> int:
 class CallMetrics:
     """One model call (one HTTP exchange that reached a verdict, retries of that exchange included).
 
-    Ollama reports durations as integer nanoseconds and omits zero values (wire_formats §4.2); missing
+    Ollama reports durations as integer nanoseconds and omits zero values (docs/wire_formats.md §4.2); missing
     keys become 0 / None here so sums over many calls never fail on a gap.
     """
 

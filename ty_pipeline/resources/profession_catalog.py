@@ -2,7 +2,7 @@
 
 `TY_KLDB_CSV` (a path or URL of the official KldB 2010 directory CSV) gives the full catalog: 18,838
 named professions plus the 1,300 five-digit occupations. Unset, the small hand-written seed catalog in
-`data/seed_catalog.csv` keeps the product runnable offline (contract.md). `TY_BERUFENET_API_URL` adds the
+`data/seed_catalog.csv` keeps the product runnable offline (docs/contract.md). `TY_BERUFENET_API_URL` adds the
 professions of the BERUFENET REST API on top of either (optional; none of it is reachable offline).
 """
 

@@ -42,7 +42,7 @@ from ty_pipeline.warehouse.schema import (
 _IN_CHUNK = 500
 _WRITE_CHUNK = 1000
 _TEXT_STATUSES = (str(DescriptionStatus.OK), str(DescriptionStatus.TOO_SHORT))
-MIN_CONTEXT_CHARS = 50  # shorter descriptions say nothing the title does not (domain_facts §6.3)
+MIN_CONTEXT_CHARS = 50  # shorter descriptions say nothing the title does not (docs/domain_rules.md §6.3)
 
 
 def _insert(engine: Engine, table):  # type: ignore[no-untyped-def]

@@ -27,7 +27,7 @@ class PendingDescription:
 def pending_descriptions(engine: Engine, partition_date: date, limit: int | None = None) -> list[PendingDescription]:
     """Valid postings of the partition without a final description outcome, newest first.
 
-    Newest first because half of all postings are gone within four days (domain_facts §1.2).
+    Newest first because half of all postings are gone within four days (docs/domain_rules.md §1.2).
     """
     jd = job_descriptions
     query = (

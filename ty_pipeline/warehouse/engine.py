@@ -42,7 +42,7 @@ def get_engine(url: str) -> Engine:
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 # A stuck idle transaction once blocked the nightly upserts for minutes
-                # (domain_facts §10.3): let the server kill such sessions.
+                # (docs/domain_rules.md §10.3): let the server kill such sessions.
                 options = " ".join(
                     filter(None, [parsed.query.get("options"), "-c idle_in_transaction_session_timeout=300000"])
                 )

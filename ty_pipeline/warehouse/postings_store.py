@@ -161,7 +161,7 @@ class SweepResult:
 
 
 def sweep_stale_arbeitsagentur(engine: Engine, *, now: datetime, rules: StaleRules) -> SweepResult:
-    """Jobsuche postings first seen over 30 days ago and unseen for 7 are gone (domain_facts §9)."""
+    """Jobsuche postings first seen over 30 days ago and unseen for 7 are gone (docs/domain_rules.md §9)."""
     first_before, last_before = aa_cutoffs(now, rules)
     with engine.begin() as conn:
         count = conn.execute(

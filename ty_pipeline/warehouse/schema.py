@@ -1,6 +1,6 @@
 """Warehouse tables (SQLAlchemy Core), one schema for SQLite and PostgreSQL.
 
-Each asset owns its table(s); the `postings_enriched` view joins them for readers (contract.md).
+Each asset owns its table(s); the `postings_enriched` view joins them for readers (docs/contract.md).
 Unique keys are real constraints and writes are upserts. Enrichment tables keep the reader-facing
 value (summary, skill list, score, ...) NULL unless that enrichment succeeded, so a failure can never
 surface as a fake value in the view.

@@ -1,4 +1,4 @@
-"""A loopback fake of the BERUFENET REST API (wire_formats §3.3) in its documented wire format.
+"""A loopback fake of the BERUFENET REST API (docs/wire_formats.md §3.3) in its documented wire format.
 
 Why: the production fetcher pages a HAL list and then fetches one detail per profession with retries on
 a thread pool; paging ends, unwrapping, KldB parsing and the failure policy must be exercised over HTTP:

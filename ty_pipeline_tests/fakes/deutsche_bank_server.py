@@ -2,13 +2,13 @@
 
 Why: the production client pages with `FirstItem`/`CountItem`, filters Germany with
 `PositionLocation.Country = ["46"]`, asks for dotted descriptor sub-fields and reads descriptions
-from `jobhtml/{id}.json`; all of that has to be exercised over HTTP (wire_formats §2):
+from `jobhtml/{id}.json`; all of that has to be exercised over HTTP (docs/wire_formats.md §2):
 
 * `POST /search/` with a JSON body, or `GET /search/?data=<URL-encoded JSON>` (what the SPA sends).
 * `SearchResultCount` = items on this page, `SearchResultCountAll` = total matches.
 * Only the descriptor keys requested in `MatchedObjectDescriptor` are returned; a dotted name
   (`PositionLocation.CityName`) returns the sub-object with only that sub-field. Requesting the bare
-  `PositionLocation` returned an *empty* array in 2026 (domain_facts §1.4); `bare_position_location_empty`
+  `PositionLocation` returned an *empty* array in 2026 (docs/domain_rules.md §1.4); `bare_position_location_empty`
   reproduces that.
 * `GET /jobhtml/{id}.json` -> `{"html", "apply_uri"}`; an empty `html` means the ad is gone.
 """

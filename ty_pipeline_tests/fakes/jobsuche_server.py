@@ -2,7 +2,7 @@
 
 Why a fake server and not mocked functions: the production client (session, headers, retries,
 v6->v4 route fallback, base64 detail addressing) must be exercised over real HTTP exactly as in
-production. The shapes follow /work/shared/docs/wire_formats.md §1:
+production. The shapes follow docs/wire_formats.md §1:
 
 * `GET /pc/v6/jobs` answers the current `ergebnisliste` envelope; `ergebnisliste` and `facetten` are
   *absent* when nothing matched (recorded no-match shape).
@@ -12,7 +12,7 @@ production. The shapes follow /work/shared/docs/wire_formats.md §1:
   `STELLENANGEBOT_NICHT_GEFUNDEN`, which is what made the replaced system give up on the JSON route.
 * Errors use the gateway body of §1.8 (`timestamp`, `logref`, `messages[{code, path, detail}]`).
 * `wo` is fuzzy-geocoded: plain `Hessen` / `Sachsen` hit a village, so those states are only found
-  with `Bundesland Hessen` / `Bundesland Sachsen` (domain_facts §1.1).
+  with `Bundesland Hessen` / `Bundesland Sachsen` (docs/domain_rules.md §1.1).
 
 Test knobs: `total_override`, `duplicate_across_pages`, `renamed_fields` and a fault queue
 (`fail_next`) that the Deutsche Bank fake reuses.
@@ -137,7 +137,7 @@ ANGEBOTSART_CODES: dict[str, str] = {
 }
 
 _SEARCH_ROUTES = {"/pc/v6/jobs": "v6", "/pc/v4/jobs": "v4", "/pc/v4/app/jobs": "v4"}
-# Routes probed in 2026-08 that are not served: answered like the real gateway (wire_formats §1.1, §1.8).
+# Routes probed in 2026-08 that are not served: answered like the real gateway (docs/wire_formats.md §1.1, §1.8).
 _DEAD_ROUTES: dict[str, int] = {
     "/pc/v5/jobs": 404,
     "/pc/v5/app/jobs": 404,
@@ -322,7 +322,7 @@ def default_description(item: dict[str, Any]) -> str:
 
 
 def to_v4_item(item: dict[str, Any]) -> dict[str, Any]:
-    """Convert a v6 search item to the legacy v4 `stellenangebote` element (wire_formats §1.4/§1.5)."""
+    """Convert a v6 search item to the legacy v4 `stellenangebote` element (docs/wire_formats.md §1.4/§1.5)."""
     out: dict[str, Any] = {}
     if "hauptberuf" in item:
         out["beruf"] = item["hauptberuf"]

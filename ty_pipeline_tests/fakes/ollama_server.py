@@ -1,4 +1,4 @@
-"""A loopback fake of the Ollama server that speaks its real HTTP API (wire_formats.md §4).
+"""A loopback fake of the Ollama server that speaks its real HTTP API (docs/wire_formats.md §4).
 
 Why a fake server and not a mocked client: the production `OllamaClient` (pooled session, timeouts,
 retries, corrective retry, error mapping) must be exercised over real HTTP exactly as against a real
@@ -37,7 +37,7 @@ DEFAULT_MODELS = ("qwen2.5:7b-instruct", "llama3.1:8b", "bge-m3")
 EMBEDDING_ONLY = ("bge-m3", "nomic-embed-text")
 DEFAULT_EMBED_DIM = 32
 
-# Exact server texts (wire_formats §4.6).
+# Exact server texts (docs/wire_formats.md §4.6).
 MSG_BUSY = "server busy, please try again.  maximum pending requests exceeded"  # two spaces, as in sched.go
 MSG_RUNNER = "an error was encountered while running the model"
 MSG_INPUT_TYPE = "invalid input type"
