@@ -56,7 +56,7 @@ from ty_pipeline.professions.statuses import RESOLVED, BerufenetStatus  # noqa: 
 from ty_pipeline.professions.thresholds import MatchThresholds, thresholds_for  # noqa: E402
 from ty_pipeline.resources.embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEncoder  # noqa: E402
 
-DEFAULT_CSV = ROOT.parent / "shared" / "kldb" / "KldB_2010_V2020_Gliederung_mit_Erlaeuterung.csv"
+DEFAULT_CSV = ROOT / "data" / "kldb" / "KldB_2010_V2020_Gliederung_mit_Erlaeuterung.csv"
 CACHE_DIR = ROOT / "bench" / "out" / "berufenet_cache"
 
 # -- the labelled set ---------------------------------------------------------------------------------------
