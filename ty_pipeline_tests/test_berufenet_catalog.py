@@ -59,12 +59,14 @@ class TinyEmbedder(EmbedderResource):
 
 
 def build(
-    warehouse_url: str, catalog: ProfessionCatalogResource | None = None, embedder: EmbedderResource | None = None
+    warehouse_url: str, catalog: ProfessionCatalogResource | None = None, embedder: EmbedderResource | None = None,
+    run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     result = dg.materialize(
         [berufenet_catalog],
         resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": embedder or fake_embedder(),
                    "profession_catalog": catalog or ProfessionCatalogResource()},
+        run_config=run_config,
     )
     assert result.success
     return result
@@ -118,7 +120,9 @@ def test_catalog_is_replaced_not_merged(warehouse_url: str, tmp_path: Path) -> N
     small = tmp_path / "small.csv"
     small.write_text("profession_id;name;kldb;qualification_level\n29302-100;Koch/Köchin;29302;2\n"
                      "43414-100;Testberuf/in;43414;4\n", encoding="utf-8")
-    result = build(warehouse_url, ProfessionCatalogResource(seed_csv=str(small)))
+    # Far smaller than the stored catalog: accepted only because this run says so (min_share_of_stored 0).
+    result = build(warehouse_url, ProfessionCatalogResource(seed_csv=str(small)),
+                   run_config={"ops": {"berufenet_catalog": {"config": {"min_share_of_stored": 0}}}})
     engine = get_engine(warehouse_url)
     with engine.connect() as conn:
         ids = conn.execute(sa.select(catalog_table.c.profession_id).order_by(catalog_table.c.profession_id)).scalars()

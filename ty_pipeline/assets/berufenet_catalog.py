@@ -6,7 +6,9 @@ import time
 import dagster as dg
 
 from ty_pipeline.assets.postings import utcnow
+from ty_pipeline.domain.catalog_guard import DEFAULT_MIN_SHARE_OF_STORED, CatalogRejected
 from ty_pipeline.domain.kldb_catalog import QUALIFICATION_LEVELS
+from ty_pipeline.domain.urls import redact_urls_in
 from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
@@ -18,6 +20,9 @@ CATALOG_CHECK = "catalog_names_embedded"
 
 class CatalogConfig(dg.Config):
     encode_batch: int = 64  # names per encoder call (short texts: larger batches pad little)
+    # The build is refused when the file parses fewer entries than this share of the stored ones
+    # (a cut download); 0 accepts a deliberately smaller catalog for one run.
+    min_share_of_stored: float = DEFAULT_MIN_SHARE_OF_STORED
 
 
 @dg.asset(
@@ -51,7 +56,13 @@ def berufenet_catalog(
     started = time.monotonic()
     engine = warehouse.get_engine()
     ensure_indexes(engine)
-    loaded = profession_catalog.load(log=context.log.info)
+    try:
+        loaded = profession_catalog.load(log=context.log.info)
+    except (ValueError, UnicodeDecodeError) as exc:  # a damaged or wrong file: retrying reads the same bytes
+        raise dg.Failure(
+            description=f"profession catalog not built, the stored one is kept: {redact_urls_in(str(exc))}",
+            allow_retries=False,
+        ) from exc
     api = loaded.berufenet
     if api is not None:
         context.log.info(
@@ -66,10 +77,13 @@ def berufenet_catalog(
                                 f"e.g. {list(api.failed_examples)}")
         if api.reported_total is not None and api.listed + api.invalid_list_entries < api.reported_total:
             context.log.warning(f"BERUFENET list gave {api.listed} professions but reports {api.reported_total}")
-    build = build_catalog(
-        engine, loaded, open_encoder=embedder.open_encoder, now=utcnow, batch_size=config.encode_batch,
-        log=context.log.info,
-    )
+    try:
+        build = build_catalog(
+            engine, loaded, open_encoder=embedder.open_encoder, now=utcnow, batch_size=config.encode_batch,
+            log=context.log.info, min_share_of_stored=config.min_share_of_stored,
+        )
+    except CatalogRejected as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     for text in build.vectors.failed[:10]:
         context.log.warning(f"no usable vector for catalog name {text!r}")
     context.log.info(

@@ -32,6 +32,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
+from ty_pipeline.domain.catalog_guard import check_row_width
+
 # Column headers of the official CSV (after BOM removal).
 COL_KEY = "Schlüssel KldB 2010, V. 2020"
 COL_LEVEL = "Ebene"
@@ -228,6 +230,8 @@ def load_kldb_catalog(path_or_file: str | Path | IO[str] | IO[bytes]) -> KldbCat
         for row in reader:
             if not row or not any(cell.strip() for cell in row):
                 continue
+            # A cut last line would otherwise still parse: its occupation with half its named professions.
+            check_row_width(reader.line_num, len(row), len(header))
             level = int(row[idx[COL_LEVEL]])
             code = normalise_kldb(row[idx[COL_KEY]], level)
             title = clean_text(row[idx[COL_TITLE]])

@@ -4,12 +4,14 @@ and a version so that remembered decisions can tell whether the catalog changed 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ty_pipeline.domain.catalog_guard import CatalogRejected
 from ty_pipeline.domain.embedding_text import content_hash, normalize_text
 from ty_pipeline.domain.kldb_catalog import (
     KldbCatalog,
@@ -19,6 +21,7 @@ from ty_pipeline.domain.kldb_catalog import (
     load_seed_catalog,
 )
 from ty_pipeline.domain.titles import clean_job_title
+from ty_pipeline.domain.urls import redact_url, redact_urls_in
 
 if TYPE_CHECKING:  # only the type: importing it here would pull `requests` into every catalog reader
     from ty_pipeline.professions.berufenet_api import BerufenetFetch
@@ -77,16 +80,28 @@ def load_catalog_file(kldb_csv: str | None, seed_csv: str | Path = DEFAULT_SEED_
     """The KldB directory when a path/URL is configured, else the small seed catalog."""
     if kldb_csv:
         if kldb_csv.startswith(("http://", "https://")):
-            import io
-
             import requests
 
-            resp = requests.get(kldb_csv, timeout=(10, 120))
-            resp.raise_for_status()
-            return from_kldb(load_kldb_catalog(io.BytesIO(resp.content)), kldb_csv)
-        return from_kldb(load_kldb_catalog(kldb_csv), kldb_csv)
+            shown = redact_url(kldb_csv)  # the URL may carry a token; only scheme://host:port is shown
+            try:
+                resp = requests.get(kldb_csv, timeout=(10, 120))
+                resp.raise_for_status()
+            except requests.RequestException as exc:
+                raise OSError(f"KldB CSV download from {shown} failed: {redact_urls_in(str(exc), [kldb_csv])}") from None
+            return from_kldb(_parse_kldb(io.BytesIO(resp.content), shown), shown)
+        return from_kldb(_parse_kldb(kldb_csv, kldb_csv), kldb_csv)
     seed = load_seed_catalog(seed_csv)
     return LoadedCatalog(tuple(CatalogEntry(p, SOURCE_SEED) for p in seed), str(seed_csv))
+
+
+def _parse_kldb(source: str | io.BytesIO, shown: str) -> KldbCatalog:
+    """Parse errors name the file (TY_KLDB_CSV), so an operator knows which setting to fix."""
+    try:
+        return load_kldb_catalog(source)
+    except CatalogRejected as exc:
+        raise CatalogRejected(f"KldB CSV {shown} (TY_KLDB_CSV): {exc}") from None
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise ValueError(f"KldB CSV {shown} (TY_KLDB_CSV) is not the KldB 2010 directory: {exc}") from None
 
 
 def with_berufenet(loaded: LoadedCatalog, api_result: BerufenetFetch) -> LoadedCatalog:
@@ -101,7 +116,7 @@ def with_berufenet(loaded: LoadedCatalog, api_result: BerufenetFetch) -> LoadedC
         if profession.profession_id not in seen:
             seen.add(profession.profession_id)
             entries.append(CatalogEntry(profession, SOURCE_BERUFENET))
-    origin = f"{loaded.origin} + BERUFENET API {api_result.base_url}"
+    origin = f"{loaded.origin} + BERUFENET API {redact_url(api_result.base_url)}"
     return LoadedCatalog(tuple(entries), origin, loaded.occupations, api_result)
 
 

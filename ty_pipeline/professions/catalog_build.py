@@ -10,8 +10,9 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from ty_pipeline.domain.catalog_guard import DEFAULT_MIN_SHARE_OF_STORED, check_catalog_size
 from ty_pipeline.domain.profession_names import build_alias_index
-from ty_pipeline.professions.catalog import CatalogSnapshot, LoadedCatalog, warehouse_rows
+from ty_pipeline.professions.catalog import SOURCE_BERUFENET, CatalogSnapshot, LoadedCatalog, warehouse_rows
 from ty_pipeline.professions.vectors import NameVectorStats, ensure_name_vectors
 from ty_pipeline.resources.embedder import TextEncoder
 from ty_pipeline.warehouse import berufenet_store as store
@@ -39,11 +40,21 @@ def build_catalog(
     now: Callable[[], datetime],
     batch_size: int = 64,
     log: Callable[[str], None] = lambda _m: None,
+    min_share_of_stored: float = DEFAULT_MIN_SHARE_OF_STORED,
 ) -> CatalogBuild:
-    """Replace catalog + alias index in one transaction, then make sure every name has a vector."""
+    """Replace catalog + alias index in one transaction, then make sure every name has a vector.
+
+    Raises `CatalogRejected` (and writes nothing) when the file parsed far fewer entries than are stored.
+    Only the file's entries are compared: the BERUFENET API part has its own failure budget.
+    """
     rows = warehouse_rows(loaded)
+    stored = store.catalog_counts_by_source(engine)
+    stored_file = sum(n for source, n in stored.items() if source != SOURCE_BERUFENET)
+    parsed_file = sum(1 for r in rows if r["source"] != SOURCE_BERUFENET)
     if not rows:
-        raise ValueError(f"the catalog from {loaded.origin} has no entries")
+        check_catalog_size(loaded.origin, 0, sum(stored.values()), min_share_of_stored)
+    elif parsed_file or stored_file:
+        check_catalog_size(loaded.origin, parsed_file, stored_file, min_share_of_stored)
     index = build_alias_index(loaded.professions)
     store.replace_catalog(engine, rows, index, now())
     build = CatalogBuild(

@@ -530,3 +530,10 @@ def mapped_posting_counts(engine: Engine) -> dict[str, int]:
     )
     with engine.connect() as conn:
         return {pid: int(n) for pid, n in conn.execute(query)}
+
+
+def catalog_counts_by_source(engine: Engine) -> dict[str, int]:
+    """Stored catalog entries per source (kldb, kldb_occupation, seed, berufenet)."""
+    c = berufenet_catalog.c
+    with engine.connect() as conn:
+        return {str(src): int(n) for src, n in conn.execute(select(c.source, func.count()).group_by(c.source))}
