@@ -23,8 +23,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from ty_pipeline.domain.urls import redact_url
+from ty_pipeline.settings_check import SettingError, check_warehouse_url
 from ty_pipeline.status_registry import ASSETS, Tally, describe_eta, llm_sources
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, get_engine
+from ty_pipeline.warehouse.errors import describe_db_error
 from ty_pipeline.warehouse.status_queries import UNKNOWN_MARK, AssetStatus, StatusReport, collect_status
 
 BERLIN = ZoneInfo("Europe/Berlin")  # partitions are Berlin days (ty_pipeline.partitions)
@@ -94,7 +97,12 @@ def utc_now() -> datetime:
 
 def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     url = args.warehouse_url or os.environ.get("TY_WAREHOUSE_URL") or DEFAULT_WAREHOUSE_URL
-    shown_url = make_url(url).render_as_string(hide_password=True)
+    try:
+        check_warehouse_url(url, "--warehouse-url" if args.warehouse_url else "TY_WAREHOUSE_URL")
+    except SettingError as exc:
+        err.write(f"ty-pipeline status: {exc}\n")
+        return 2
+    shown_url = redact_url(url)  # scheme://host:port only: the URL may carry a password
     now_utc = utc_now()
     today = now_utc.astimezone(BERLIN).date()
     missing_file = _missing_sqlite_file(url)
@@ -125,7 +133,7 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 assets=args.asset,
             )
         except SQLAlchemyError as exc:
-            err.write(f"ty-pipeline status: cannot read the warehouse at {shown_url}: {exc}\n")
+            err.write(f"ty-pipeline status: cannot read the warehouse at {shown_url}: {describe_db_error(exc, url)}\n")
             return 2
     if args.json:
         json.dump(report_to_json(report, shown_url), out, indent=2)

@@ -35,6 +35,7 @@ from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.settings import env_or
+from ty_pipeline.settings_check import SettingsInvalid, check_environment
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL
 
 # The partitioned pipeline, in the order a night runs it (the nightly job selects all of them).
@@ -53,6 +54,11 @@ OTHER_ASSETS = [berufenet_catalog, profession_similarity, berufenet_title_retry]
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
+    # A wrong setting stops the code location from loading, with one line per variable, instead of
+    # failing runs later with a library traceback that does not name it.
+    problems = check_environment()
+    if problems:
+        raise SettingsInvalid(problems)
     return {
         "warehouse": WarehouseResource(url=env_or("TY_WAREHOUSE_URL", DEFAULT_WAREHOUSE_URL)),
         "jobsuche": JobsucheResource(base_url=env_or("TY_AA_BASE_URL", DEFAULT_AA_BASE_URL)),

@@ -7,6 +7,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+# Steps retry transient failures after a pause (ty_pipeline.step_retries); in tests the pause is 0 so a
+# retried step costs no wall time. Set before ty_pipeline is imported: the policy is read at load.
+os.environ.setdefault("TY_STEP_RETRY_DELAY_S", "0")
+
 import pytest
 import sqlalchemy as sa
 

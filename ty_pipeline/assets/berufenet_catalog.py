@@ -13,6 +13,7 @@ from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.berufenet_store import ensure_indexes
 
 CATALOG_CHECK = "catalog_names_embedded"
@@ -25,7 +26,7 @@ class CatalogConfig(dg.Config):
     min_share_of_stored: float = DEFAULT_MIN_SHARE_OF_STORED
 
 
-@dg.asset(
+@retried_asset(
     group_name="professions",
     kinds={"python", "sql"},
     # Built once when missing (with `default_automation_condition_sensor` on); after changing TY_KLDB_CSV,

@@ -18,6 +18,7 @@ from ty_pipeline.prompts import load_prompt
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaClient, OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.berufenet_store import ensure_indexes, unmapped_postings
 
 MAPPED_CHECK = "every_posting_mapped"
@@ -44,7 +45,7 @@ def configured_model_id(embedder: EmbedderResource) -> str:
     return f"{embedder.backend}:{embedder.model}"
 
 
-@dg.asset(
+@retried_asset(
     partitions_def=daily_partitions,
     group_name="professions",
     kinds={"python", "sql"},

@@ -19,6 +19,7 @@ from ty_pipeline.professions.statuses import UNRESOLVED
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaClient, OllamaError, OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.berufenet_store import postings_with_title
 
 failed_titles_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
@@ -31,7 +32,7 @@ class TitleRetryConfig(dg.Config):
     context_chars: int = Field(default=DESCRIPTION_CHARS, description="Description characters shown, cut at a word")
 
 
-@dg.asset(
+@retried_asset(
     partitions_def=failed_titles_partitions,
     group_name="professions",
     kinds={"python", "sql"},

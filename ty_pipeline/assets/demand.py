@@ -9,6 +9,7 @@ from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.demand import MIN_POSTINGS_PER_PROFESSION, compute_snapshot, consistency_problems
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.demand_store import (
     active_counts,
     active_mapped_postings,
@@ -25,7 +26,7 @@ class DemandConfig(dg.Config):
     min_postings_per_profession: int = MIN_POSTINGS_PER_PROFESSION  # nationwide, for a profession row
 
 
-@dg.asset(
+@retried_asset(
     partitions_def=daily_partitions,
     group_name="market",
     kinds={"python", "sql"},

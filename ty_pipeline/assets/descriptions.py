@@ -18,6 +18,7 @@ from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.job_sources import JobSourcesResource
 from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.descriptions_store import (
     PendingDescription,
     pending_descriptions,
@@ -33,7 +34,7 @@ DESCRIPTIONS_CHECK = "no_failed_fetches"
 ALL_FAILED_MIN = 5
 
 
-@dg.asset(
+@retried_asset(
     partitions_def=daily_partitions,
     group_name="ingestion",
     kinds={"python", "sql"},

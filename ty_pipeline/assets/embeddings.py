@@ -11,6 +11,7 @@ from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.progress import Progress
 from ty_pipeline.resources.embedder import EmbedderResource, encode_texts
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.embeddings_store import (
     NewVector,
     audit_vectors,
@@ -30,7 +31,7 @@ class EmbeddingsConfig(dg.Config):
     commit_every: int = 256  # distinct texts encoded per transaction: a crash loses at most this much work
 
 
-@dg.asset(
+@retried_asset(
     partitions_def=daily_partitions,
     group_name="market",
     kinds={"python", "sql"},

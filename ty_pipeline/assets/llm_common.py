@@ -13,6 +13,7 @@ from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.ollama import OllamaError, OllamaModelMissing, OllamaResource, OllamaUnavailable
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.llm_results_store import saved_rows
 
 LLM_ERRORS_CHECK = "no_llm_errors"
@@ -41,8 +42,9 @@ def run_settings(config: LlmRunConfig, scope: LlmScopeResource) -> RunSettings:
 
 
 def llm_asset(name: str, description: str) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
-    """The decorator every LLM asset shares: daily, group `llm`, the `ollama` pool, after descriptions."""
-    return dg.asset(
+    """The decorator every LLM asset shares: daily, group `llm`, the `ollama` pool, after descriptions,
+    and the step retry policy (transient failures only)."""
+    return retried_asset(
         name=name,
         partitions_def=daily_partitions,
         group_name="llm",

@@ -19,6 +19,7 @@ from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.job_sources import JobSourcesResource, parse_sources
 from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.postings_store import (
     sweep_stale_arbeitsagentur,
     sweep_stale_deutsche_bank,
@@ -40,7 +41,7 @@ def utcnow() -> datetime:
 FETCH_COMPLETE_CHECK = "fetch_complete"
 
 
-@dg.asset(
+@retried_asset(
     partitions_def=daily_partitions,
     group_name="ingestion",
     kinds={"python", "sql"},

@@ -12,6 +12,7 @@ from ty_pipeline.professions.similarity import DEFAULT_TOP_N, MIN_SCORE, audit_s
 from ty_pipeline.professions.similarity_build import build_similarity
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.berufenet_store import similarity_rows
 
 SIMILARITY_CHECK = "similarity_consistent"
@@ -25,7 +26,7 @@ class SimilarityConfig(dg.Config):
     min_score: float = Field(default=MIN_SCORE, description="Pairs scoring lower are dropped")
 
 
-@dg.asset(
+@retried_asset(
     group_name="professions",
     kinds={"python", "sql"},
     deps=["berufenet_catalog"],

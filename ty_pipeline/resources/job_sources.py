@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from ty_pipeline.fetching.sample import DEFAULT_SAMPLE_DIR
+from ty_pipeline.settings_check import SettingError
 
 KNOWN_SOURCES = ("arbeitsagentur", "deutsche_bank", "sample")
 DEFAULT_SOURCES = "arbeitsagentur,deutsche_bank"
@@ -28,4 +29,7 @@ class JobSourcesResource(dg.ConfigurableResource):
     sample_dir: str = Field(default=str(DEFAULT_SAMPLE_DIR), description="directory of the sample source files")
 
     def sources(self) -> list[str]:
-        return parse_sources(self.enabled)
+        try:
+            return parse_sources(self.enabled)
+        except ValueError:  # the value comes from TY_SOURCES: say so, in one line
+            raise SettingError("TY_SOURCES", self.enabled, f"a comma list of {', '.join(KNOWN_SOURCES)}") from None

@@ -5,8 +5,12 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from ty_pipeline.domain.urls import redact_url
+from ty_pipeline.settings_check import SettingError, check_warehouse_url
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, ensure_schema, get_engine
+from ty_pipeline.warehouse.errors import describe_db_error
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -15,6 +19,23 @@ class WarehouseResource(dg.ConfigurableResource):
     url: str = Field(default=DEFAULT_WAREHOUSE_URL, description="SQLAlchemy URL, e.g. postgresql://user@host/db")
 
     def get_engine(self) -> Engine:
+        """The engine, or a one-line `dg.Failure` naming TY_WAREHOUSE_URL (redacted) and what went wrong.
+
+        A URL that does not parse fails for good; a server that cannot be reached (or drops the connection
+        while the schema is checked) fails retryably, so the step's RetryPolicy tries again.
+        """
+        try:
+            check_warehouse_url(self.url)
+        except SettingError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         engine = get_engine(self.url)
-        ensure_schema(engine)
+        try:
+            ensure_schema(engine)
+        except SQLAlchemyError as exc:
+            raise dg.Failure(
+                description=f"TY_WAREHOUSE_URL={redact_url(self.url)!r}: the warehouse cannot be used: "
+                f"{describe_db_error(exc, self.url)}",
+                allow_retries=True,
+            ) from exc
         return engine
+

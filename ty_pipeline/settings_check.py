@@ -1,0 +1,132 @@
+"""Environment settings checked up front, each error one line naming the variable.
+
+A garbage `TY_WAREHOUSE_URL` used to surface as a 300-line SQLAlchemy traceback in the middle of a run,
+and an unknown `TY_SOURCES` as a ValueError that did not say which variable to fix. Here every setting
+the code location reads from the environment is checked when the definitions load (and by the CLI), and
+each problem is reported as `NAME='value': expected ...`, with URLs redacted to scheme://host:port.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ty_pipeline.domain.urls import redact_url
+
+WAREHOUSE_BACKENDS = ("sqlite", "postgresql")
+
+
+class SettingError(ValueError):
+    """A setting with a value the pipeline cannot use; the message is one line."""
+
+    def __init__(self, name: str, value: object, expected: str) -> None:
+        self.name = name
+        self.shown = shown_value(value)
+        self.expected = expected
+        super().__init__(f"{name}={self.shown!r} is not valid: expected {expected}")
+
+
+def shown_value(value: object) -> str:
+    """A value as it may be shown: URLs and anything with `user:pw@` reduced by `redact_url`."""
+    text = str(value if value is not None else "").strip()
+    if "://" in text or "@" in text:
+        return redact_url(text)
+    return text[:80]
+
+
+def check_warehouse_url(url: str, name: str = "TY_WAREHOUSE_URL") -> str:
+    """The URL if SQLAlchemy can parse it and names a backend we support; else `SettingError`."""
+    expected = "an SQLAlchemy URL such as sqlite:////path/warehouse.sqlite or postgresql://user@host:5432/db"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise SettingError(name, url, expected) from None
+    if parsed.get_backend_name() not in WAREHOUSE_BACKENDS:
+        raise SettingError(name, url, expected)
+    return url
+
+
+def check_http_url(name: str, value: str) -> str:
+    text = value.strip()
+    if not text.startswith(("http://", "https://")) or len(text.split("://", 1)[1].strip("/")) == 0:
+        raise SettingError(name, value, "an http:// or https:// URL")
+    return text
+
+
+def parse_non_negative(name: str, value: str | None, default: float, unit: str, whole: bool = False) -> float:
+    """A number >= 0 from the environment; unset or blank gives `default`."""
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value) if whole else float(value)
+    except ValueError:
+        raise SettingError(name, value, f"a number >= 0 ({unit})") from None
+    if number < 0 or number != number:  # negative or NaN
+        raise SettingError(name, value, f"a number >= 0 ({unit})")
+    return number
+
+
+def _choices(name: str, value: str, known: tuple[str, ...]) -> None:
+    names = [s.strip().lower() for s in value.split(",") if s.strip()]
+    if not names or set(names) - set(known):
+        raise SettingError(name, value, f"a comma list of {', '.join(known)}")
+
+
+def environment_checks() -> dict[str, Callable[[str], object]]:
+    """Variable -> check of a set (non-empty) value. Imported late: the resources pull in their clients."""
+    from ty_pipeline.resources.embedder import BACKENDS
+    from ty_pipeline.resources.job_sources import KNOWN_SOURCES
+    from ty_pipeline.resources.llm_scope import LLM_SOURCES, parse_share
+    from ty_pipeline.step_retries import DELAY_ENV, MAX_RETRIES_ENV
+
+    def share(value: str) -> object:
+        try:
+            return parse_share(value)
+        except ValueError:
+            raise SettingError("TY_LLM_MIN_COMPLETE", value, "a share between 0 and 1, e.g. 0.95 or 95%") from None
+
+    def backend(value: str) -> object:
+        if value.strip() not in BACKENDS:
+            raise SettingError("TY_EMBED_BACKEND", value, f"one of {', '.join(BACKENDS)}")
+        return value
+
+    return {
+        "TY_WAREHOUSE_URL": check_warehouse_url,
+        "TY_SOURCES": lambda v: _choices("TY_SOURCES", v, KNOWN_SOURCES),
+        "TY_LLM_SOURCES": lambda v: _choices("TY_LLM_SOURCES", v, LLM_SOURCES),
+        "TY_LLM_MAX_POSTINGS": lambda v: parse_non_negative("TY_LLM_MAX_POSTINGS", v, 0, "postings; 0 = no cap",
+                                                            whole=True),
+        "TY_LLM_MIN_COMPLETE": share,
+        "TY_EMBED_BACKEND": backend,
+        "TY_AA_BASE_URL": lambda v: check_http_url("TY_AA_BASE_URL", v),
+        "TY_DB_BASE_URL": lambda v: check_http_url("TY_DB_BASE_URL", v),
+        "TY_BERUFENET_API_URL": lambda v: check_http_url("TY_BERUFENET_API_URL", v),
+        DELAY_ENV: lambda v: parse_non_negative(DELAY_ENV, v, 0, "seconds"),
+        MAX_RETRIES_ENV: lambda v: parse_non_negative(MAX_RETRIES_ENV, v, 0, "retries", whole=True),
+    }
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> list[SettingError]:
+    """Every problem with the set variables (unset ones take their defaults and are fine)."""
+    env = os.environ if environ is None else environ
+    problems: list[SettingError] = []
+    for name, check in environment_checks().items():
+        value = env.get(name)
+        if value is None or not value.strip():
+            continue
+        try:
+            check(value)
+        except SettingError as exc:
+            problems.append(exc)
+    return problems
+
+
+class SettingsInvalid(ValueError):
+    """All bad settings in one line each; raised when the definitions load."""
+
+    def __init__(self, problems: list[SettingError]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))

@@ -1,0 +1,124 @@
+"""Which step failures Dagster retries, and how long it waits: one policy for every asset.
+
+A step can fail for a moment (the warehouse restarts, a connection drops, an API answers 503 after the
+client's own retries) or for good (a wrong setting, a damaged file, rows that could not be saved). The
+first kind is worth a retry after a pause that doubles each time; the second only wastes the night and
+hides the real error behind retries. So every asset carries `STEP_RETRY_POLICY`, and its body is wrapped
+by `retry_only_transient`: an exception that is not transient becomes `dg.Failure(allow_retries=False)`
+with a one-line description, which Dagster does not retry.
+
+Settings (read when the code location loads): `TY_STEP_RETRY_DELAY_S` (first pause, default 15 s; later
+pauses grow exponentially with jitter) and `TY_STEP_MAX_RETRIES` (default 3; 0 turns retries off).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import dagster as dg
+import requests
+from sqlalchemy import exc as sa_exc
+
+from ty_pipeline.domain.urls import redact_urls_in
+from ty_pipeline.settings_check import parse_non_negative
+
+DEFAULT_STEP_RETRY_DELAY_S = 15.0
+DEFAULT_STEP_MAX_RETRIES = 3
+DELAY_ENV = "TY_STEP_RETRY_DELAY_S"
+MAX_RETRIES_ENV = "TY_STEP_MAX_RETRIES"
+
+# Failures that may pass by themselves. SQLAlchemy's OperationalError covers a dropped or refused
+# connection, a server shutting down and "database is locked"; the HTTP clients raise their own errors
+# only after their in-request retries are used up (resources/http_retry.py).
+_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # the connection pool had no connection free in time
+    requests.ConnectionError,
+    requests.Timeout,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _transient_names() -> tuple[str, ...]:
+    # Our HTTP error types are matched by name: importing the resources here would make every asset
+    # module import every client.
+    return ("SourceError", "BerufenetError", "OllamaTransientError", "SearchWindowExceeded")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when `exc` or an exception it was raised from may pass by itself (see `_TRANSIENT_TYPES`)."""
+    for item in _chain(exc):
+        if isinstance(item, _TRANSIENT_TYPES):
+            return True
+        if any(cls.__name__ in _transient_names() for cls in type(item).__mro__):
+            return True
+    return False
+
+
+def step_retry_policy(environ: dict[str, str] | None = None) -> dg.RetryPolicy | None:
+    """The policy from the environment; None when `TY_STEP_MAX_RETRIES=0`."""
+    env = os.environ if environ is None else environ
+    delay = parse_non_negative(DELAY_ENV, env.get(DELAY_ENV), DEFAULT_STEP_RETRY_DELAY_S, "seconds")
+    retries = int(parse_non_negative(MAX_RETRIES_ENV, env.get(MAX_RETRIES_ENV), DEFAULT_STEP_MAX_RETRIES,
+                                     "a whole number of retries", whole=True))
+    if retries == 0:
+        return None
+    return dg.RetryPolicy(max_retries=retries, delay=delay, backoff=dg.Backoff.EXPONENTIAL,
+                          jitter=dg.Jitter.PLUS_MINUS)
+
+
+STEP_RETRY_POLICY = step_retry_policy()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def retry_only_transient(fn: F) -> F:
+    """Wrap an asset body: transient errors propagate (and are retried), all others fail for good.
+
+    Put it under `@dg.asset(..., retry_policy=STEP_RETRY_POLICY)`; `functools.wraps` keeps the signature
+    Dagster reads for context, config and resources.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (dg.Failure, dg.RetryRequested):
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            raise dg.Failure(
+                description=f"{type(exc).__name__}: {redact_urls_in(first_line)} (not retried: a permanent error)",
+                allow_retries=False,
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def retried_asset(**asset_kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """`@dg.asset(**asset_kwargs)` with the step retry policy, retrying transient failures only.
+
+    Every asset of the code location is declared with this, so the policy is set in this one module.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> dg.AssetsDefinition:
+        return dg.asset(retry_policy=STEP_RETRY_POLICY, **asset_kwargs)(retry_only_transient(fn))
+
+    return decorate
