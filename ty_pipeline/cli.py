@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ty_pipeline.domain.urls import redact_url
-from ty_pipeline.settings_check import SettingError, check_warehouse_url
+from ty_pipeline.settings_check import SettingError, check_environment, check_warehouse_url
 from ty_pipeline.status_registry import ASSETS, Tally, describe_eta, llm_sources
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, get_engine
 from ty_pipeline.warehouse.errors import describe_db_error
@@ -102,6 +102,10 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except SettingError as exc:
         err.write(f"ty-pipeline status: {exc}\n")
         return 2
+    for problem in check_environment():
+        # The status does not read these, but the pipeline does (its code location will not load):
+        # one line each, so the operator sees the cause here as well.
+        err.write(f"ty-pipeline status: warning: {problem}\n")
     shown_url = redact_url(url)  # scheme://host:port only: the URL may carry a password
     now_utc = utc_now()
     today = now_utc.astimezone(BERLIN).date()
