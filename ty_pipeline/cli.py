@@ -23,6 +23,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from ty_pipeline.cli_pools import (
+    add_dagster_home_argument,
+    add_free_slots_command,
+    pool_slots,
+    render_pool_slots,
+    run_free_slots,
+)
 from ty_pipeline.domain.urls import redact_url
 from ty_pipeline.settings_check import SettingError, check_environment, check_warehouse_url
 from ty_pipeline.status_registry import ASSETS, Tally, describe_eta, llm_sources
@@ -60,12 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"only this asset (repeatable): {', '.join(ASSETS)}",
     )
+    add_dagster_home_argument(status)
     status.add_argument(
         "--window-hours",
         type=_positive_float,
         default=DEFAULT_WINDOW_HOURS,
         help="throughput window for the ETA, in hours (default 3)",
     )
+    add_free_slots_command(commands)
     return parser
 
 
@@ -84,9 +93,15 @@ def _positive_float(value: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return main_with(argv, sys.stdout, sys.stderr)
+
+
+def main_with(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "status":
-        return run_status(args, sys.stdout, sys.stderr)
+        return run_status(args, out, err)
+    if args.command == "free-slots":
+        return run_free_slots(args, out, err)
     return 2  # argparse rejects unknown commands before this
 
 
@@ -139,11 +154,17 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except SQLAlchemyError as exc:
             err.write(f"ty-pipeline status: cannot read the warehouse at {shown_url}: {describe_db_error(exc, url)}\n")
             return 2
+    slots = pool_slots(args, err)  # None: no Dagster instance given
     if args.json:
-        json.dump(report_to_json(report, shown_url), out, indent=2)
+        payload = report_to_json(report, shown_url)
+        if slots is not None:
+            payload["pool_slots"] = slots
+        json.dump(payload, out, indent=2)
         out.write("\n")
     else:
         out.write(render_text(report, shown_url))
+        if slots is not None:
+            out.write(render_pool_slots(slots))
     return 0
 
 
