@@ -4,8 +4,9 @@ A step can fail for a moment (the warehouse restarts, a connection drops, an API
 client's own retries) or for good (a wrong setting, a damaged file, rows that could not be saved). The
 first kind is worth a retry after a pause that doubles each time; the second only wastes the night and
 hides the real error behind retries. So every asset carries `STEP_RETRY_POLICY`, and its body is wrapped
-by `retry_only_transient`: an exception that is not transient becomes `dg.Failure(allow_retries=False)`
-with a one-line description, which Dagster does not retry.
+by `retry_only_transient`: every exception becomes a `dg.Failure` with a one-line, URL-redacted
+description; a transient one allows retries, any other is `allow_retries=False`, which Dagster does not
+retry.
 
 Settings (read when the code location loads): `TY_STEP_RETRY_DELAY_S` (first pause, default 15 s; later
 pauses grow exponentially with jitter) and `TY_STEP_MAX_RETRIES` (default 3; 0 turns retries off).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -87,8 +89,22 @@ STEP_RETRY_POLICY = step_retry_policy()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def redacted_failure(exc: BaseException, description: str, allow_retries: bool) -> dg.Failure:
+    """A `dg.Failure` whose description and traceback metadata have every URL redacted.
+
+    Raise it `from None`: Dagster stores an exception's cause chain verbatim in the event log, and
+    driver and HTTP errors quote URLs (issue 9: a credential in OLLAMA_HOST once reached the event log).
+    """
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return dg.Failure(
+        description=redact_urls_in(description),
+        allow_retries=allow_retries,
+        metadata={"error": dg.MetadataValue.text(redact_urls_in(trace))},
+    )
+
+
 def retry_only_transient(fn: F) -> F:
-    """Wrap an asset body: transient errors propagate (and are retried), all others fail for good.
+    """Wrap an asset body: transient errors fail retryably, all others fail for good; both in one line.
 
     Put it under `@dg.asset(..., retry_policy=STEP_RETRY_POLICY)`; `functools.wraps` keeps the signature
     Dagster reads for context, config and resources.
@@ -101,13 +117,10 @@ def retry_only_transient(fn: F) -> F:
         except (dg.Failure, dg.RetryRequested):
             raise
         except Exception as exc:
-            if is_transient(exc):
-                raise
+            transient = is_transient(exc)
             first_line = (str(exc).strip().splitlines() or [""])[0]
-            raise dg.Failure(
-                description=f"{type(exc).__name__}: {redact_urls_in(first_line)} (not retried: a permanent error)",
-                allow_retries=False,
-            ) from exc
+            suffix = "" if transient else " (not retried: a permanent error)"
+            raise redacted_failure(exc, f"{type(exc).__name__}: {first_line}{suffix}", transient) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import requests
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
@@ -20,7 +21,7 @@ from ty_pipeline.domain.kldb_catalog import load_seed_catalog
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
-from ty_pipeline.step_retries import STEP_RETRY_POLICY, is_transient, step_retry_policy
+from ty_pipeline.step_retries import STEP_RETRY_POLICY, is_transient, retried_asset, step_retry_policy
 from ty_pipeline.warehouse.engine import dispose_engine, get_engine
 from ty_pipeline.warehouse.schema import berufenet_catalog as catalog_table
 from ty_pipeline_tests.berufenet_fakes import fake_embedder
@@ -131,3 +132,30 @@ def test_every_asset_carries_the_step_retry_policy() -> None:
     assert len(assets_defs) >= 11
     for assets_def in assets_defs:
         assert assets_def.node_def.retry_policy == STEP_RETRY_POLICY, assets_def.keys
+
+
+def test_failures_carry_no_credentials_and_only_transient_ones_are_retried() -> None:
+    secret_url = "http://ops:tok3n@127.0.0.1:9/api/v1?key=abc"
+    raised: list[str] = []
+
+    @retried_asset(name="flaky_http")
+    def flaky_http() -> None:
+        raised.append("http")
+        raise requests.ConnectionError(f"Max retries exceeded: {secret_url}")
+
+    @retried_asset(name="broken_value")
+    def broken_value() -> None:
+        raised.append("value")
+        raise ValueError(f"cannot parse the answer of {secret_url}\nsecond line")
+
+    http = dg.materialize([flaky_http], raise_on_error=False)
+    value = dg.materialize([broken_value], raise_on_error=False)
+    assert STEP_RETRY_POLICY is not None
+    assert raised.count("http") == STEP_RETRY_POLICY.max_retries + 1 and raised.count("value") == 1
+    assert failure_description(http) == "ConnectionError: Max retries exceeded: http://127.0.0.1:9"
+    assert failure_description(value) == (
+        "ValueError: cannot parse the answer of http://127.0.0.1:9 (not retried: a permanent error)")
+    for result in (http, value):
+        stored = str(result.all_events)  # messages, error info and metadata as the event log keeps them
+        assert "tok3n" not in stored and "key=abc" not in stored
+        assert "Traceback" in stored  # the redacted traceback is kept for debugging

@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ty_pipeline.domain.urls import redact_url
 from ty_pipeline.settings_check import SettingError, check_warehouse_url
+from ty_pipeline.step_retries import redacted_failure
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, ensure_schema, get_engine
 from ty_pipeline.warehouse.errors import describe_db_error
 
@@ -32,10 +33,8 @@ class WarehouseResource(dg.ConfigurableResource):
         try:
             ensure_schema(engine)
         except SQLAlchemyError as exc:
-            raise dg.Failure(
-                description=f"TY_WAREHOUSE_URL={redact_url(self.url)!r}: the warehouse cannot be used: "
-                f"{describe_db_error(exc, self.url)}",
-                allow_retries=True,
-            ) from exc
+            description = (f"TY_WAREHOUSE_URL={redact_url(self.url)!r}: the warehouse cannot be used: "
+                           f"{describe_db_error(exc, self.url)}")
+            raise redacted_failure(exc, description, allow_retries=True) from None
         return engine
 
