@@ -29,7 +29,7 @@ def first_lines(tmp_path: Path, n: int, cut_last: bool = False) -> Path:
     return path
 
 
-def materialize(warehouse_url: str, kldb_csv: Path, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def materialize(warehouse_url: str, kldb_csv: Path | str, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [berufenet_catalog],
         resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": TinyEmbedder(),
@@ -48,7 +48,8 @@ def stored(warehouse_url: str) -> tuple[int, int]:
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
     (event,) = [e for e in result.all_events if e.is_step_failure]
-    return event.step_failure_data.error.message
+    data = event.step_failure_data
+    return data.user_failure_data.description if data.user_failure_data else data.error.message
 
 
 def test_truncated_kldb_csv_fails_and_keeps_the_stored_catalog(warehouse_url: str, tmp_path: Path) -> None:
@@ -91,3 +92,18 @@ def test_catalog_size_rule() -> None:
         check_catalog_size("f", 4_600, 20_138)
     with pytest.raises(CatalogRejected, match="no entries"):
         check_catalog_size("f", 0, 0)
+
+
+def test_an_unreachable_catalog_url_is_retried_and_shown_without_credentials(warehouse_url: str) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]  # closed again: the download is refused
+    result = materialize(warehouse_url, f"http://ops:pw123@127.0.0.1:{port}/kldb.csv?token=abc")
+    assert not result.success
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) >= 1  # transient
+    message = failure_text(result)
+    assert message.startswith(f"OSError: KldB CSV download from http://127.0.0.1:{port} failed")
+    events = str(result.all_events)  # messages, error info and metadata as the event log keeps them
+    assert "pw123" not in events and "token=abc" not in events
+    assert stored(warehouse_url) == (0, 0)

@@ -8,7 +8,7 @@ import dagster as dg
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.catalog_guard import DEFAULT_MIN_SHARE_OF_STORED, CatalogRejected
 from ty_pipeline.domain.kldb_catalog import QUALIFICATION_LEVELS
-from ty_pipeline.domain.urls import redact_urls_in
+from ty_pipeline.domain.urls import redact_url, redact_urls_in
 from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
@@ -67,7 +67,7 @@ def berufenet_catalog(
     api = loaded.berufenet
     if api is not None:
         context.log.info(
-            f"BERUFENET API {api.base_url}: {api.listed} listed on {api.pages} pages (API reports "
+            f"BERUFENET API {redact_url(api.base_url)}: {api.listed} listed on {api.pages} pages (API reports "
             f"{api.reported_total}), {api.fetched} details fetched, {len(api.professions)} professions kept"
         )
         if api.skipped_no_kldb or api.skipped_no_name:

@@ -116,9 +116,12 @@ def materialize_llm_asset(
             metadata=metadata,
         )
     if run.plan.to_compute and run.failed == run.report.saved:
+        # Not retried by the step RetryPolicy: every posting was charged an attempt already, and a retry
+        # would spend the rest of their attempts on what is most likely a prompt or model problem.
         raise dg.Failure(
             description=f"{asset} {day}: every one of {run.failed} postings failed; first: {run.report.failures[0]}",
             metadata=metadata,
+            allow_retries=False,
         )
     context.log.info(
         f"{asset} {day}: {run.report.saved} computed ({dict(run.report.statuses)}), {run.plan.cached} cached, "

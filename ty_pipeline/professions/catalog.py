@@ -21,7 +21,7 @@ from ty_pipeline.domain.kldb_catalog import (
     load_seed_catalog,
 )
 from ty_pipeline.domain.titles import clean_job_title
-from ty_pipeline.domain.urls import redact_url, redact_urls_in
+from ty_pipeline.domain.urls import redact_url
 
 if TYPE_CHECKING:  # only the type: importing it here would pull `requests` into every catalog reader
     from ty_pipeline.professions.berufenet_api import BerufenetFetch
@@ -87,7 +87,11 @@ def load_catalog_file(kldb_csv: str | None, seed_csv: str | Path = DEFAULT_SEED_
                 resp = requests.get(kldb_csv, timeout=(10, 120))
                 resp.raise_for_status()
             except requests.RequestException as exc:
-                raise OSError(f"KldB CSV download from {shown} failed: {redact_urls_in(str(exc), [kldb_csv])}") from None
+                # Not the library's text: urllib3 quotes the path and query ("with url: /x?token=..."),
+                # which redact_url would have removed. The status or error type says what failed.
+                status = getattr(exc.response, "status_code", None)
+                why = f"HTTP {status}" if status else type(exc).__name__
+                raise OSError(f"KldB CSV download from {shown} failed: {why}") from None
             return from_kldb(_parse_kldb(io.BytesIO(resp.content), shown), shown)
         return from_kldb(_parse_kldb(kldb_csv, kldb_csv), kldb_csv)
     seed = load_seed_catalog(seed_csv)
