@@ -110,10 +110,13 @@ def materialize_llm_asset(
     for message in run.report.failures[:10]:
         context.log.warning(message)
     if run.report.aborted:
+        # Not retried by the step RetryPolicy: the Ollama client has already retried with backoff, what
+        # was saved stays saved, and the next run (or a re-execution) resumes the pending postings.
         raise dg.Failure(
             description=f"{asset} {day}: stopped early, {run.report.aborted}. {run.report.saved} postings saved; "
             f"{run.pending} left pending for the next run.",
             metadata=metadata,
+            allow_retries=False,
         )
     if run.plan.to_compute and run.failed == run.report.saved:
         # Not retried by the step RetryPolicy: every posting was charged an attempt already, and a retry
