@@ -47,10 +47,11 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
 )
 
 
-def _transient_names() -> tuple[str, ...]:
-    # Our HTTP error types are matched by name: importing the resources here would make every asset
-    # module import every client.
-    return ("SourceError", "BerufenetError", "OllamaTransientError", "SearchWindowExceeded")
+# Our own error types are matched by class name: importing the resources here would make every asset
+# module import every client. A source error is what is left after the client's own retries (HTTP 5xx,
+# 429, timeouts); the search-window error is the API's fixed 10,000-result limit and does not pass.
+_TRANSIENT_NAMES = frozenset({"SourceError", "BerufenetError", "OllamaTransientError"})
+_PERMANENT_NAMES = frozenset({"SearchWindowExceeded"})
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -65,9 +66,13 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def is_transient(exc: BaseException) -> bool:
     """True when `exc` or an exception it was raised from may pass by itself (see `_TRANSIENT_TYPES`)."""
     for item in _chain(exc):
-        if isinstance(item, _TRANSIENT_TYPES):
-            return True
-        if any(cls.__name__ in _transient_names() for cls in type(item).__mro__):
+        names = {cls.__name__ for cls in type(item).__mro__}
+        if names & _PERMANENT_NAMES:
+            return False
+        status = getattr(item, "status", None)
+        if names & _TRANSIENT_NAMES and isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
+            return False  # the API refused the request itself (403, 404, 400): asking again changes nothing
+        if isinstance(item, _TRANSIENT_TYPES) or names & _TRANSIENT_NAMES:
             return True
     return False
 

@@ -19,6 +19,8 @@ from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.domain.kldb_catalog import load_seed_catalog
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG
+from ty_pipeline.resources.http_retry import SourceError
+from ty_pipeline.resources.jobsuche import SearchWindowExceeded
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import STEP_RETRY_POLICY, is_transient, retried_asset, step_retry_policy
@@ -111,6 +113,10 @@ def test_which_errors_are_transient() -> None:
     except RuntimeError as wrapped:
         assert is_transient(wrapped)
     assert not is_transient(ValueError("bad value"))
+    assert is_transient(SourceError("Jobsuche answered 503 after 3 retries", status=503))
+    assert is_transient(SourceError("connection reset"))  # no status: the connection failed
+    assert not is_transient(SourceError("Jobsuche answered 403", status=403))
+    assert not is_transient(SearchWindowExceeded("page 101 is beyond the 10,000-result window"))
     assert not is_transient(sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key")))
 
 
