@@ -7,8 +7,15 @@ setup(
     version="0.1.0",
     description="Dagster pipeline that fetches German job postings and enriches them with local LLMs",
     python_requires=">=3.11,<3.13",
-    packages=find_packages(exclude=["ty_pipeline_tests*", "bench*"]),
-    package_data={"ty_pipeline": ["prompts/*.md", "prompts/*.txt"]},
+    # The top-level data/ ships inside the package as ty_pipeline/data/ (ty_pipeline/data_files.py finds it
+    # there when installed, and in the checkout otherwise). Only the files the product reads at run time and
+    # their provenance notes: not the warehouse SQLite file a quickstart run writes into data/.
+    packages=[*find_packages(exclude=["ty_pipeline_tests*", "bench*"]), "ty_pipeline.data"],
+    package_dir={"ty_pipeline.data": "data"},
+    package_data={
+        "ty_pipeline": ["prompts/*.md", "prompts/*.txt"],
+        "ty_pipeline.data": ["seed_catalog.csv", "kldb/*.csv", "kldb/*.md", "sample/*.json", "sample/*.md"],
+    },
     install_requires=[
         # Dagster core and its libraries are released in lockstep: pin them together.
         "dagster==1.13.27",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ty_pipeline.professions.catalog import SEED
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.job_sources import JobSourcesResource
 from ty_pipeline.resources.jobsuche import JobsucheResource
@@ -38,6 +39,7 @@ def resources_for(
         # No Ollama unless a test passes its fake: a call fails fast with "connection refused".
         "ollama": OllamaResource(host=UNUSED_URL, max_retries=0, connect_timeout_s=1.0),
         "llm_scope": LlmScopeResource(),
-        "profession_catalog": ProfessionCatalogResource(),
+        # The seed catalog: 146 rows build in a blink; the default (the full KldB directory) has 20,000.
+        "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED),
         **overrides,
     }
