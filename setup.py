@@ -13,7 +13,7 @@ setup(
     packages=[*find_packages(exclude=["ty_pipeline_tests*", "bench*"]), "ty_pipeline.data"],
     package_dir={"ty_pipeline.data": "data"},
     package_data={
-        "ty_pipeline": ["prompts/*.md", "prompts/*.txt"],
+        "ty_pipeline": ["prompts/*.md"],
         "ty_pipeline.data": ["seed_catalog.csv", "kldb/*.csv", "kldb/*.md", "sample/*.json", "sample/*.md"],
     },
     install_requires=[
@@ -21,13 +21,14 @@ setup(
         "dagster==1.13.27",
         "dagster-webserver==1.13.27",
         "dagster-postgres==0.29.27",
-        "pandas>=2.2,<4",
         "requests>=2.31,<3",
         # 2.1 makes postgresql:// mean psycopg 3, which breaks dagster-postgres (NOTIFY with a bound
         # parameter); 2.0 keeps psycopg2 as the driver for both the instance and the warehouse.
         "sqlalchemy>=2.0,<2.1",
         "psycopg2-binary>=2.9,<3",
         "pydantic>=2.5,<3",
+        # No pandas: it was declared and never imported. Warehouse rows go through SQLAlchemy Core and
+        # vectors through numpy; nothing here is a DataFrame-shaped job, so it would only add install weight.
         "numpy>=1.26,<3",
         # Install torch==2.13.0 (CPU) before this, see README: otherwise pip pulls a CUDA build.
         "sentence-transformers>=3.0,<7",

@@ -145,8 +145,15 @@ def test_the_package_ships_the_data_files_it_reads(tmp_path: Path) -> None:
         shipped = build / "ty_pipeline" / "data" / name
         assert shipped.is_file(), f"setup.py does not ship data/{name}"
         assert shipped.read_bytes() == data_files.data_file(name).read_bytes(), name
-    prompts = sorted(p.name for p in (REPO_ROOT / "ty_pipeline" / "prompts").glob("*.md"))
-    assert prompts and sorted(p.name for p in (build / "ty_pipeline" / "prompts").glob("*.md")) == prompts
+    # Package data matches the files: every tracked non-Python file of the package and of data/ ships,
+    # and nothing else does (no stray pattern, no local warehouse file).
+    tracked = tracked_files()
+    expected = {f"ty_pipeline/{n[len('ty_pipeline/'):]}" for n in tracked
+                if n.startswith("ty_pipeline/") and not n.endswith(".py")}
+    expected |= {f"ty_pipeline/data/{n[len('data/'):]}" for n in tracked if n.startswith("data/")}
+    shipped = {p.relative_to(build).as_posix() for p in build.rglob("*") if p.is_file() and p.suffix != ".py"}
+    assert shipped == expected
+    assert any(name.startswith("ty_pipeline/prompts/") for name in shipped)
 
     # Installed (no checkout around it), the locator finds the copy inside the package.
     installed = runpy.run_path(str(build / "ty_pipeline" / "data_files.py"))
