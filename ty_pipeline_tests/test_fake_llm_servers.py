@@ -276,3 +276,19 @@ def test_openai_fake_content_faults_and_dead_server() -> None:
         json.loads(bad["choices"][0]["message"]["content"])
     degenerate = json.loads(loop["choices"][0]["message"]["content"])
     assert degenerate["verdict"] == "PASS" and degenerate["reasons"][0].count("wichtig") == 300
+
+
+def test_openai_fake_faults_the_model_listing_only_when_asked_and_resets_between_tests() -> None:
+    timing = LlmTiming(slots=1, time_scale=0.0, prefix_cache_entries=4)
+    with FakeOpenAI(models=[QWEN], timing=timing) as fake:
+        fake.fail_next(1, "500", endpoint="models")
+        assert completion(fake.base_url).status_code == 200  # chat calls are not hit by a listing fault
+        listing = requests.get(f"{fake.base_url}/v1/models", timeout=5)
+        assert listing.status_code == 500 and listing.json()["error"]["type"] == "InternalServerError"
+        assert requests.get(f"{fake.base_url}/v1/models", timeout=5).status_code == 200
+        fake.fail_next(2, "429")
+        fake.models.append("extra")
+        fake.reset()
+        assert fake.pending_faults() == 0 and fake.models == [QWEN] and fake.requests == []
+        assert timing.calls == [] and completion(fake.base_url).json()["usage"]["prompt_tokens_details"] == {
+            "cached_tokens": 0}  # the prefix cache was emptied too

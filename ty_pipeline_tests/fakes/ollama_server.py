@@ -647,8 +647,9 @@ class FakeOllama(LoopbackServer):
             self._loaded.add(canonical(model))
         ns = 1_000_000_000
         prompt_ns, eval_ns = int(served.prefill_s * ns), int(served.decode_s * ns)
+        # No `load_duration`: the model is always loaded in the timing model (the key is omitted when 0).
         out: dict[str, int] = {"total_duration": int(served.queue_s * ns) + prompt_ns + eval_ns,
-                               "load_duration": 0, "prompt_eval_count": served.prompt_tokens}
+                               "prompt_eval_count": served.prompt_tokens}
         if served.cached_tokens:
             out["prompt_eval_cached_count"] = served.cached_tokens
         out["prompt_eval_duration"] = prompt_ns

@@ -83,6 +83,12 @@ def prompt_text(messages: Any) -> str:
     return "".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
 
 
+def _endpoint_path(endpoint: str | None) -> str:
+    if endpoint is None or endpoint in ("chat", "chat/completions"):
+        return CHAT_PATH
+    return endpoint if endpoint.startswith("/") else f"/v1/{endpoint}"
+
+
 class FakeOpenAI(LoopbackServer):
     """Scriptable OpenAI-compatible server. Use as `with FakeOpenAI(models=[...], responder=fn) as fake:`.
 
@@ -109,17 +115,31 @@ class FakeOpenAI(LoopbackServer):
         super().__init__()
         if error_style not in ("openai", "vllm_legacy"):
             raise ValueError("error_style is 'openai' or 'vllm_legacy'")
-        self.models = list(models)
-        self.responder = responder
-        self.latency_s = latency_s
+        self._initial: dict[str, Any] = {
+            "models": list(models), "responder": responder, "latency_s": latency_s, "api_key": api_key,
+            "error_style": error_style, "report_cached_tokens": report_cached_tokens,
+        }
         self.timing = timing
-        self.api_key = api_key
-        self.error_style = error_style
-        self.report_cached_tokens = report_cached_tokens
         self._state_lock = threading.Lock()
-        self._faults: list[Fault] = []
-        self._ok_chats = 0
-        self._stop_after: int | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the constructor's settings with an empty log and timing (for a module-scoped server)."""
+        init = self._initial
+        self.models: list[str] = list(init["models"])
+        self.responder: Responder | None = init["responder"]
+        self.latency_s: float = init["latency_s"]
+        self.api_key: str | None = init["api_key"]
+        self.error_style: str = init["error_style"]
+        self.report_cached_tokens: bool = init["report_cached_tokens"]
+        if self.timing is not None:
+            self.timing.reset()
+        with self._state_lock:
+            self._faults: list[Fault] = []
+            self._ok_chats = 0
+            self._stop_after: int | None = None
+        with self._lock:
+            self.requests.clear()
 
     # -- scripting --------------------------------------------------------------------------------------
 
@@ -135,14 +155,15 @@ class FakeOpenAI(LoopbackServer):
         message: str | None = None,
     ) -> None:
         """Make the next `n` matching calls misbehave (kinds as `FakeOllama.fail_next`, plus `401`).
-        Without `endpoint` a fault hits chat completions; name `/v1/models` to fault the listing."""
+        Without `endpoint` a fault hits chat completions; name `models` (or `/v1/models`) to fault the
+        listing."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)}")
         if n < 1:
             raise ValueError("n must be >= 1")
         with self._state_lock:
             self._faults.append(Fault(
-                kind=kind, remaining=n, model=model, endpoint=endpoint or CHAT_PATH, delay_s=delay_s,
+                kind=kind, remaining=n, model=model, endpoint=_endpoint_path(endpoint), delay_s=delay_s,
                 retry_after=None if retry_after is None else str(retry_after), message=message,
             ))
 
