@@ -3,7 +3,7 @@
 Both arms run against the same loopback fake Ollama with a token-proportional latency model
 (`ty_pipeline_tests/fakes/llm_timing.py`): one host with `--slots` parallel slots (default 4), prefill
 `--prefill-tps` (2,000) and decode `--decode-tps` (40) tokens/s per slot, optional prefix cache, all
-durations multiplied by `--time-scale` (0.02: a modelled 8 s call takes 160 ms) so a run takes about a
+durations multiplied by `--time-scale` (0.05: a modelled 8 s call takes 400 ms) so a run takes about a
 minute. Figures are reported in modelled time.
 
 * today: the real `posting_summaries`, `skill_keywords` and `ihl_scores` assets, materialized by
@@ -29,7 +29,7 @@ window runs from the first to the last answer call of the arm (Dagster's start-u
 are left out). Saturation = modelled busy slot-seconds / (slots x modelled wall).
 
 Usage: `python bench/bench_llm_throughput.py [--postings 40] [--slots 4] [--prefill-tps 2000]
-[--decode-tps 40] [--time-scale 0.02] [--workers 2] [--prefix-cache 0] [--legacy-postings N]`.
+[--decode-tps 40] [--time-scale 0.05] [--workers 2] [--prefix-cache 0] [--legacy-postings N]`.
 """
 
 from __future__ import annotations
@@ -367,8 +367,9 @@ class ArmResult:
         return self.postings / self.modelled_wall_s * 3600
 
 
-def measure(name: str, postings: int, answer_calls: list[Request], timing: LlmTiming) -> ArmResult:
-    """Modelled wall = time with a call in flight / scale + time without one (see the module docstring)."""
+def modelled_window(answer_calls: list[Request], scale: float) -> tuple[float, float, float, float]:
+    """(start, end, uncovered real s, modelled s) of the calls' window: time with a call in flight counts
+    at model speed (divided by the scale), time without one as it is (see the module docstring)."""
     spans = sorted((r.started, r.ended) for r in answer_calls if r.ended is not None)
     start, end = spans[0][0], max(e for _, e in spans)
     covered, cur_start, cur_end = 0.0, spans[0][0], spans[0][1]
@@ -380,13 +381,36 @@ def measure(name: str, postings: int, answer_calls: list[Request], timing: LlmTi
             cur_end = max(cur_end, e)
     covered += cur_end - cur_start
     wall = end - start
+    return start, end, wall - covered, covered / scale + (wall - covered)
+
+
+def measure(name: str, postings: int, answer_calls: list[Request], timing: LlmTiming) -> ArmResult:
+    start, end, uncovered, modelled = modelled_window(answer_calls, timing.time_scale)
     totals = timing.totals()
     return ArmResult(
-        name=name, postings=postings, calls=len(answer_calls), wall_real_s=wall, uncovered_real_s=wall - covered,
-        modelled_wall_s=covered / timing.time_scale + (wall - covered), busy_s=totals.busy_s,
-        prompt_tokens=totals.prompt_tokens, cached_tokens=totals.cached_tokens, output_tokens=totals.output_tokens,
-        slots=timing.slots,
+        name=name, postings=postings, calls=len(answer_calls), wall_real_s=end - start, uncovered_real_s=uncovered,
+        modelled_wall_s=modelled, busy_s=totals.busy_s, prompt_tokens=totals.prompt_tokens,
+        cached_tokens=totals.cached_tokens, output_tokens=totals.output_tokens, slots=timing.slots,
     )
+
+
+ASSET_OF_SCHEMA = {"SummaryFields": "posting_summaries", "Grade": "posting_summaries", "SkillList": "skill_keywords",
+                   "AnalystOutput": "ihl_scores", "SkepticOutput": "ihl_scores", "HRExpertOutput": "ihl_scores"}
+
+
+def per_asset(calls: list[Request], timing: LlmTiming, postings: int) -> list[str]:
+    """Calls per posting and saturation of each asset over its own window (the assets run one after the
+    other, so the windows do not overlap)."""
+    lines = []
+    for asset in dict.fromkeys(ASSET_OF_SCHEMA.values()):
+        mine = [r for r in calls if ASSET_OF_SCHEMA.get(r.json()["format"]["title"]) == asset and r.ended is not None]
+        if not mine:
+            continue
+        start, end, _, modelled = modelled_window(mine, timing.time_scale)
+        busy = sum(c.busy_s for c in timing.calls if start <= c.started_real <= end)
+        lines.append(f"  {asset}: {len(mine) / postings:.2f} calls/posting, saturation "
+                     f"{busy / (timing.slots * modelled):.2f}, {modelled / postings:.1f} modelled s/posting")
+    return lines
 
 
 def run_today(fake: FakeOllama, timing: LlmTiming, items: list[BenchPosting], workers: int) -> ArmResult:
@@ -414,7 +438,9 @@ def run_today(fake: FakeOllama, timing: LlmTiming, items: list[BenchPosting], wo
             if len(statuses) != len(items) or set(statuses) - SUCCESS_STATUSES:
                 raise SystemExit(f"{table.name}: not every posting succeeded: {sorted(set(statuses))}")
         dispose_engine(url)
-        return measure("today's three assets", len(items), fake.calls("/api/chat"), timing)
+        calls = fake.calls("/api/chat")
+        print("today, per asset:", *per_asset(calls, timing, len(items)), sep="\n")
+        return measure("today's three assets", len(items), calls, timing)
 
 
 def run_legacy(fake: FakeOllama, timing: LlmTiming, items: list[BenchPosting]) -> ArmResult:
@@ -429,11 +455,13 @@ def run_legacy(fake: FakeOllama, timing: LlmTiming, items: list[BenchPosting]) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--postings", type=int, default=40)
-    parser.add_argument("--legacy-postings", type=int, default=None, help="default: --postings / 2 (it is steady)")
+    parser.add_argument("--legacy-postings", type=int, default=None,
+                        help="default: --postings / 4 (one call at a time: its rate is steady from the first posting)")
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--prefill-tps", type=float, default=2000.0)
     parser.add_argument("--decode-tps", type=float, default=40.0)
-    parser.add_argument("--time-scale", type=float, default=0.02)
+    parser.add_argument("--time-scale", type=float, default=0.05,
+                        help="real s per modelled s; smaller runs faster but counts real overheads more")
     parser.add_argument("--workers", type=int, default=2, help="the assets' `workers` run config (today: 2)")
     parser.add_argument("--prefix-cache", type=int, default=0, help="prompts remembered by the fake (0 = off)")
     args = parser.parse_args(argv)
@@ -442,7 +470,7 @@ def main(argv: list[str] | None = None) -> None:
     timing = LlmTiming(slots=args.slots, prefill_tps=args.prefill_tps, decode_tps=args.decode_tps,
                        time_scale=args.time_scale, prefix_cache_entries=args.prefix_cache)
     items = bench_postings(args.postings)
-    legacy_n = args.legacy_postings or max(1, args.postings // 2)
+    legacy_n = args.legacy_postings or max(1, args.postings // 4)
     print(f"1 host x {args.slots} slots, prefill {args.prefill_tps:,.0f} tok/s, decode {args.decode_tps:,.0f} tok/s "
           f"per slot, prefix cache {args.prefix_cache or 'off'}, time scale {args.time_scale}; "
           f"{args.postings} postings today, {legacy_n} through the replaced chain")
