@@ -282,10 +282,13 @@ def legacy_summary(posting: str) -> str:
 def legacy_answer(body: dict[str, Any]) -> str:
     prompt = body["prompt"]
     step = next(s for s, head in LEGACY_HEADS.items() if prompt.startswith(head))
+    # The posting follows "POSTING:"; the format and skills steps see only the summary, after the instructions.
     posting = prompt.split("POSTING:\n", 1)[-1].split("\n\nSUMMARY:", 1)[0].split("\n\nANALYST:", 1)[0]
-    if step in ("extract", "format"):
-        summary = posting if step == "format" else legacy_summary(posting)
-        return summary if step == "extract" else summary.replace("**", "")
+    summary = prompt.split("\n\n", 1)[-1]
+    if step == "extract":
+        return legacy_summary(posting)
+    if step == "format":
+        return summary.replace("**", "")
     if step == "grade":
         return ("[PASS]\nThe summary states only facts of the posting; role, company and location match, the "
                 "responsibilities and requirements are taken from the text and the template is followed. "
@@ -294,7 +297,7 @@ def legacy_answer(body: dict[str, Any]) -> str:
         return json.dumps([{"skill": n, "importance": "important", "weight": 60, "proficiency": "intermediate",
                             "years_required": 0, "reasoning": ("Named in the summary as " + n + ". " +
                                                                "The role needs it day to day. " * 4)[:LEGACY_SKILL_REASONING]}
-                           for n in skill_names(posting)[:10]], ensure_ascii=False)
+                           for n in skill_names(summary)[:10]], ensure_ascii=False)
     role = {"analyst": "AnalystOutput", "skeptic": "SkepticOutput", "hr_expert": "HRExpertOutput"}[step]
     return json.dumps(ihl_answers(posting)[role], ensure_ascii=False)
 
