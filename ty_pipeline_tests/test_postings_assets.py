@@ -305,16 +305,30 @@ def test_renamed_or_missing_fields_are_read_or_counted_never_crash(
     assert len(enriched(warehouse_url)) == 3
 
 
-def test_the_400_at_the_result_window_ends_paging_quietly(warehouse_url: str, aa: FakeJobsuche,
-                                                          db: FakeDeutscheBank) -> None:
+def test_a_400_inside_the_result_window_fails_that_state_instead_of_ending_it(
+    warehouse_url: str, aa: FakeJobsuche, db: FakeDeutscheBank
+) -> None:
+    """Issue #9 defect 4: page 2 of 150 results (page*size = 200) is nowhere near the 10,000 window."""
     for i in range(150):
         add_aa(aa, i, "Berlin")
+    add_aa(aa, 500, "Hamburg")
     window_error = ('{"timestamp": "2026-10-01T09:02:11.402Z", "logref": "5c1e09f2", "messages": '
                     '[{"code": "EINGABEN_UNVOLLSTAENDIG_ODER_FEHLERHAFT", "path": "page", "detail": "Wert ungültig"}]}')
     aa.fail_next("/pc/v6/jobs", status=400, body=window_error, match={"wo": "Berlin", "page": "2"})
     result = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[postings])
-    assert result.success and check_passed(result, "fetch_complete")
-    assert mat_metadata(result, "postings")["new"] == 100
+    assert result.success  # what arrived is saved ...
+    assert not check_passed(result, "fetch_complete")  # ... and the partition says Berlin is incomplete
+    meta = mat_metadata(result, "postings")
+    assert meta["new"] == 101 and meta["errors"] == 1
+    assert "Berlin page 2" in meta["error_messages"] and "inside the 10,000-result window" in meta["error_messages"]
+    assert meta["jobsuche_sweep"] == "skipped: the Jobsuche fetch was incomplete"
+
+
+def test_paging_never_asks_past_the_result_window() -> None:
+    from ty_pipeline.fetching.jobsuche import past_result_window
+
+    assert not past_result_window(100, 100) and past_result_window(101, 100)
+    assert not past_result_window(2, 100) and not past_result_window(333, 30) and past_result_window(334, 30)
 
 
 def test_standalone_checks_report_duplicates_totals_and_coverage(
