@@ -334,3 +334,31 @@ def test_leases_of_a_run_the_instance_reports_finished_are_taken_over(
                                 resources=resources_for(warehouse_url, aa_url=aa.base_url, sources="arbeitsagentur"))
     meta = mat_metadata(result, "job_descriptions")
     assert (meta["processed"], meta["skipped_leased_by_other_run"]) == (2, 1)
+
+
+@pytest.mark.parametrize("config_dir", [".", "deploy/quickstart"])
+def test_both_instance_configs_queue_a_second_run_of_the_same_partition(
+    config_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    """The run queue holds a second run of a partition while one runs; other partitions go ahead."""
+    import shutil
+    from pathlib import Path
+
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster._utils.tags import TagConcurrencyLimitsCounter  # what the run-queue daemon consults
+
+    source = Path(__file__).resolve().parents[1] / config_dir
+    if config_dir == ".":  # production: PostgreSQL storage; validate the file against Dagster's schema
+        monkeypatch.setenv("DAGSTER_PG_URL", "postgresql://dagster@127.0.0.1:5432/unused")
+        config, _ = dagster_instance_config(str(source), "dagster.yaml")
+        limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    else:  # the Quickstart instance loads as is
+        shutil.copy(source / "dagster.yaml", tmp_path / "dagster.yaml")
+        with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+            limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    nightly = DagsterRun(job_name="nightly_pipeline", tags={"dagster/partition": DAY.isoformat()})
+    counter = TagConcurrencyLimitsCounter(limits, [nightly])
+    rerun = DagsterRun(job_name="__ASSET_JOB", tags={"dagster/partition": DAY.isoformat()})
+    other_day = DagsterRun(job_name="__ASSET_JOB", tags={"dagster/partition": (DAY - timedelta(days=1)).isoformat()})
+    assert counter.is_blocked(rerun) and not counter.is_blocked(other_day)
