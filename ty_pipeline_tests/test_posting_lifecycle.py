@@ -24,7 +24,7 @@ from ty_pipeline.warehouse.schema import postings as postings_table
 from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank
 from ty_pipeline_tests.fakes.http_base import Request, Response
 from ty_pipeline_tests.fakes.jobsuche_server import DETAIL_PREFIX, FakeJobsuche, make_detail, make_v6_item
-from ty_pipeline_tests.helpers import resources_for
+from ty_pipeline_tests.helpers import resources_for, table_rows
 from ty_pipeline_tests.test_postings_assets import (
     DAY,
     DESCRIPTION,
@@ -57,11 +57,7 @@ def db() -> Iterator[FakeDeutscheBank]:
 
 def dump(url: str) -> dict[str, list[dict]]:
     """Every row of the ingestion tables, timestamps included."""
-    with get_engine(url).connect() as conn:
-        return {
-            t.name: [dict(r._mapping) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
-            for name in ("postings", "job_descriptions", "description_leases") if (t := metadata.tables.get(name)) is not None
-        }
+    return table_rows(url, "postings", "job_descriptions", "description_leases")
 
 
 def shift_back(url: str, days: int) -> None:

@@ -18,7 +18,7 @@ from ty_pipeline.partitions import berlin_today
 from ty_pipeline.warehouse.engine import get_engine
 from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank, make_db_item
 from ty_pipeline_tests.fakes.jobsuche_server import FakeJobsuche, make_detail, make_v6_item
-from ty_pipeline_tests.helpers import resources_for
+from ty_pipeline_tests.helpers import resources_for, table_rows
 
 TODAY = berlin_today()
 DAY = TODAY - timedelta(days=2)
@@ -270,8 +270,11 @@ def test_cli_materialize_against_any_server_speaking_the_formats(
     assert first.returncode == 0, first.stderr[-3000:]
     rows = enriched(warehouse_url)
     assert len(rows) == 4 and all(r["job_description"] for r in rows.values())
+    before = table_rows(warehouse_url, "postings", "job_descriptions")
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert second.returncode == 0, second.stderr[-3000:]
+    # Issue #9 "done when": re-materializing the day leaves every row identical, timestamps included.
+    assert table_rows(warehouse_url, "postings", "job_descriptions") == before
     assert enriched(warehouse_url).keys() == rows.keys()
     assert all(enriched(warehouse_url)[k]["job_description"] == r["job_description"] for k, r in rows.items())
 
@@ -322,6 +325,8 @@ def test_a_400_inside_the_result_window_fails_that_state_instead_of_ending_it(
     assert meta["new"] == 101 and meta["errors"] == 1
     assert "Berlin page 2" in meta["error_messages"] and "inside the 10,000-result window" in meta["error_messages"]
     assert meta["jobsuche_sweep"] == "skipped: the Jobsuche fetch was incomplete"
+    assert meta["per_state_arbeitsagentur"]["Berlin"]["failed"] == 1
+    assert "failed" not in meta["per_state_arbeitsagentur"]["Hamburg"]
 
 
 def test_paging_never_asks_past_the_result_window() -> None:

@@ -111,6 +111,7 @@ def fetch_jobsuche(
                     sleep(page_delay_s)
         except (SourceError, MalformedResponse) as exc:
             complete = False
+            counts["failed"] = 1  # shows in `per_state_arbeitsagentur` next to the counts
             result.errors.append(f"Jobsuche {state} page {page}: {exc}")
             log(f"Jobsuche {state} failed at page {page}: {exc}")
         result.fetched += counts["fetched"]
