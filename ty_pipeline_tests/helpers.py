@@ -43,3 +43,19 @@ def resources_for(
         "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED),
         **overrides,
     }
+
+
+def table_rows(warehouse_url: str, *tables: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the named warehouse tables in primary-key order, timestamps included: compare two
+    of these to show that a rerun changed nothing."""
+    import sqlalchemy as sa
+
+    from ty_pipeline.warehouse.engine import get_engine
+    from ty_pipeline.warehouse.schema import metadata
+
+    with get_engine(warehouse_url).connect() as conn:
+        return {
+            name: [dict(r._mapping) for r in conn.execute(
+                sa.select(metadata.tables[name]).order_by(*metadata.tables[name].primary_key.columns))]
+            for name in tables
+        }
