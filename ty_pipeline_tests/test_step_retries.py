@@ -18,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.domain.kldb_catalog import load_seed_catalog
-from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG
+from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED
 from ty_pipeline.resources.http_retry import SourceError
 from ty_pipeline.resources.jobsuche import SearchWindowExceeded
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
@@ -35,7 +35,7 @@ def build_catalog(warehouse_url: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [berufenet_catalog],
         resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": fake_embedder(),
-                   "profession_catalog": ProfessionCatalogResource()},
+                   "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED)},
         raise_on_error=False,
     )
 
