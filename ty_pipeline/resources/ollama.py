@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field, ValidationError
 from requests.adapters import HTTPAdapter
 
 from ty_pipeline.resources.http_retry import parse_retry_after
+from ty_pipeline.settings import from_env
 
 log = logging.getLogger(__name__)
 
@@ -567,7 +568,11 @@ class OllamaResource(dg.ConfigurableResource):
     """Connection settings for the Ollama server (`OLLAMA_HOST`). Assets call `get_client()` once per
     step and share that client between their worker threads."""
 
-    host: str = Field(default=DEFAULT_OLLAMA_HOST, description="Ollama base URL (`OLLAMA_HOST`; host:port is accepted)")
+    host: str = Field(
+        default="",
+        description="Ollama base URL (host:port is accepted); empty: `OLLAMA_HOST`, else http://localhost:11434. "
+        "Resolved at use, so run config that sets only a timeout keeps the environment's server",
+    )
     connect_timeout_s: float = Field(default=5.0, description="TCP connect timeout per request")
     read_timeout_s: float = Field(
         default=180.0, description="longest wait for one non-streamed answer (covers the whole generation)"
@@ -576,9 +581,13 @@ class OllamaResource(dg.ConfigurableResource):
     keep_alive: str = Field(default="30m", description="how long Ollama keeps a model loaded after a call")
     pool_size: int = Field(default=8, description="pooled HTTP connections; at least the worker count")
 
+    def endpoint(self) -> str:
+        """The server this resource talks to: the configured host, else `OLLAMA_HOST`, else the default."""
+        return normalize_host(from_env(self.host, "OLLAMA_HOST", DEFAULT_OLLAMA_HOST) or DEFAULT_OLLAMA_HOST)
+
     def get_client(self) -> OllamaClient:
         return OllamaClient(
-            self.host,
+            self.endpoint(),
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
             max_retries=self.max_retries,
