@@ -31,8 +31,8 @@ from ty_pipeline.professions.catalog import (
     with_berufenet,
 )
 from ty_pipeline.resources.http_retry import RetryPolicy
-from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.ollama import OllamaResource
+from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.berufenet_store import aliases_for_keys, load_catalog
 from ty_pipeline.warehouse.engine import get_engine

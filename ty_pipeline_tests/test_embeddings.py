@@ -30,7 +30,6 @@ from ty_pipeline.domain.embedding_text import (
 )
 from ty_pipeline.domain.invalidation import InvalidationReason
 from ty_pipeline.domain.posting_record import PostingRecord, Source
-from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.embedder import (
     EmbedderResource,
     OllamaEncoder,
@@ -38,6 +37,7 @@ from ty_pipeline.resources.embedder import (
     chunk_chars_for,
     encode_texts,
 )
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription, save_description
 from ty_pipeline.warehouse.embeddings_store import vector_from_bytes
