@@ -22,9 +22,11 @@ Wire format: docs/wire_formats.md §4.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 import requests
+import urllib3
 from pydantic import BaseModel, Field, ValidationError
 from requests.adapters import HTTPAdapter
 
@@ -82,6 +85,15 @@ def _rebuild_error(cls: type[OllamaError], args: tuple[Any, ...], state: dict[st
 
 class OllamaUnavailable(OllamaError):
     """No answer from the server at all (connection refused, dropped, connect timeout), after retries."""
+
+
+class OllamaConnectionReset(OllamaUnavailable):
+    """The server accepted the connection and then reset or closed it without an answer, after retries.
+
+    Not "start `ollama serve`": something is listening. A crash of the model runner, a proxy or load
+    balancer cutting the request, or an overloaded host does this; the server's own log says which.
+    Like `OllamaUnavailable` it is a server failure: a run stops and charges no posting for it.
+    """
 
 
 class OllamaModelMissing(OllamaError):
@@ -201,6 +213,27 @@ def canonical_model_name(name: str) -> str:
     name = name.strip()
     last = name.rsplit("/", 1)[-1]
     return name if ":" in last else f"{name}:latest"
+
+
+def _was_reset(exc: BaseException) -> bool:
+    """True when a connection error happened after the connection was made: reset (RST), aborted, or
+    closed by the server before any answer. Refused connections, DNS failures and connect timeouts
+    are not resets: then nothing is listening at the address."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        err = todo.pop()
+        if not isinstance(err, BaseException) or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ConnectionRefusedError | socket.gaierror | urllib3.exceptions.NewConnectionError
+                      | urllib3.exceptions.ConnectTimeoutError):
+            return False
+        if isinstance(err, ConnectionResetError | ConnectionAbortedError | http.client.RemoteDisconnected
+                      | urllib3.exceptions.ProtocolError):
+            return True
+        todo.extend([*err.args, err.__cause__, err.__context__, getattr(err, "reason", None)])
+    return False
 
 
 def _ollama_error_text(resp: requests.Response) -> str:
@@ -335,6 +368,7 @@ class OllamaClient:
         """
         retries = self.max_retries if max_retries is None else max_retries
         url = f"{self.base_url}{path}"
+        reset = False  # the latest attempt connected, then lost the connection without an answer
         what = f"{method} {path}" + (f" (model {model})" if model else "")
         started = time.monotonic()
         last_error = "no attempt made"
@@ -348,6 +382,7 @@ class OllamaClient:
 
         for attempt in range(retries + 1):
             retry_after: str | None = None
+            reset = False
             try:
                 resp = self.session.request(method, url, json=body, timeout=self.timeout)
             except requests.ConnectTimeout as exc:
@@ -355,7 +390,9 @@ class OllamaClient:
             except requests.ReadTimeout:
                 last_error, last_status, never_answered = f"no answer within the read timeout of {self.timeout[1]} s", None, False
             except requests.ConnectionError as exc:
-                last_error, last_status, never_answered = f"connection failed: {exc}", None, True
+                reset = _was_reset(exc)
+                kind = "connection reset by the server" if reset else "connection failed"
+                last_error, last_status, never_answered = f"{kind}: {exc}", None, True
             except requests.RequestException as exc:  # e.g. ChunkedEncodingError: the answer was cut off
                 last_error, last_status, never_answered = f"{type(exc).__name__}: {exc}", None, False
             else:
@@ -387,6 +424,14 @@ class OllamaClient:
                 self.sleep(delay)
 
         attempts = retries + 1
+        if never_answered and reset:
+            raise OllamaConnectionReset(
+                f"Ollama at {self.base_url} reset the connection without an answer: {what} failed {attempts} "
+                f"time(s); last error: {last_error}. The server is listening but dropped the request (a crash "
+                "of the model runner, a proxy or load balancer in between, or an overloaded host): check the "
+                "Ollama server log.",
+                metrics=failed_metrics(attempts),
+            )
         if never_answered:
             raise OllamaUnavailable(
                 self._unreachable_message(f"{what} failed {attempts} time(s); last error: {last_error}"),

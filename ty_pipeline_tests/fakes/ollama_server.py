@@ -48,7 +48,7 @@ MSG_RATE = "too many requests"
 
 MODEL_ENDPOINTS = ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings")
 ANSWER_ENDPOINTS = ("/api/chat", "/api/generate")
-TRANSPORT_KINDS = frozenset({"timeout", "refuse", "drop", "500", "503", "429", "404", "400"})
+TRANSPORT_KINDS = frozenset({"timeout", "refuse", "drop", "reset", "500", "503", "429", "404", "400"})
 CONTENT_KINDS = frozenset({"not_json", "schema_violation", "degenerate", "length"})
 FAULT_KINDS = TRANSPORT_KINDS | CONTENT_KINDS
 
@@ -289,7 +289,7 @@ class FakeOllama(LoopbackServer):
 
         Kinds: `timeout` (answer normally but only after `delay_s`, longer than the client's read
         timeout), `refuse`/`drop` (close the connection without an answer; a listening socket cannot
-        refuse, use a closed port for that), `500`, `503` (queue full; `retry_after` adds the header),
+        refuse, use a closed port for that), `reset` (abort with a TCP RST), `500`, `503` (queue full; `retry_after` adds the header),
         `429`, `404` (`model 'X' not found`), `400` (`message`, default `invalid input type`), and the
         answer faults for chat/generate: `not_json`, `schema_violation` (valid JSON missing the
         required keys), `degenerate` (every free-text string field, i.e. one without a pattern/enum/
@@ -467,6 +467,8 @@ class FakeOllama(LoopbackServer):
             return resp
         if kind in ("refuse", "drop"):
             return Response(drop_connection=True)
+        if kind == "reset":
+            return Response(reset_connection=True)
         if kind == "404":
             return _error(404, fault.message or f"model '{model}' not found")
         if kind == "400":
