@@ -1,5 +1,5 @@
-"""Endpoints wired from the environment survive run config, and one Ollama configuration serves every
-asset that can reach the GPU server.
+"""Endpoints wired from the environment survive run config, one Ollama configuration serves every
+asset that can reach the GPU server, and no endpoint credential reaches a log, metadata or error.
 
 Dagster replaces a resource's whole configuration when a run sets `resources.<name>.config`; the
 endpoint used to be a constructor value, so a run that only tuned a timeout went to the default
@@ -67,10 +67,11 @@ def ollama() -> Iterator[FakeOllama]:
 
 
 def materialize(assets: list[dg.AssetsDefinition], resources_config: dict[str, dict[str, Any]], *,
-                partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+                partition_key: str | None = None, instance: dg.DagsterInstance | None = None,
+                ) -> dg.ExecuteInProcessResult:
     """Production resources from the environment; run config sets only the given knobs."""
     return dg.materialize(
-        assets, partition_key=partition_key, resources=build_resources(), raise_on_error=False,
+        assets, partition_key=partition_key, resources=build_resources(), raise_on_error=False, instance=instance,
         run_config={"resources": {name: {"config": cfg} for name, cfg in resources_config.items()}},
     )
 
@@ -193,3 +194,88 @@ def test_ollama_embeddings_use_the_ollama_resource_retries(
     with engine.connect() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(embeddings_table)).scalar_one()
     assert stored == (1 if ok else 0)
+
+
+# -- credentials in endpoint URLs never reach logs, metadata or errors ------------------------------------
+
+SECRET = "s3cretpw"
+TOKEN = "t0kenvalue"
+
+
+def with_credentials(url: str) -> str:
+    """`http://127.0.0.1:PORT` with a user and password, as an operator may configure a proxy."""
+    return url.replace("http://", f"http://operator:{SECRET}@", 1)
+
+
+def everything_shown(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance,
+                     caplog: pytest.LogCaptureFixture) -> str:
+    """Event log (messages, failures with their causes, metadata) and the Python log of the run."""
+    parts = [caplog.text]
+    for record in instance.all_logs(result.run_id):
+        parts.append(record.user_message or "")
+        parts.append(repr(record.dagster_event.event_specific_data) if record.dagster_event else "")
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None:
+                parts.append(error.to_string())
+                error = error.cause
+    for mat in result.get_asset_materialization_events():
+        parts.append(repr(mat.materialization.metadata))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("fault", ["reset", "503", "refused"])
+def test_ollama_host_credentials_are_never_shown(
+    env: pytest.MonkeyPatch, warehouse_url: str, fixtures_dir: Path, ollama: FakeOllama,
+    caplog: pytest.LogCaptureFixture, fault: str,
+) -> None:
+    engine = get_engine(warehouse_url)
+    ensure_schema(engine)
+    add_db_posting(engine, fixtures_dir, "job44161")
+    base = UNUSED if fault == "refused" else ollama.base_url
+    env.setenv("OLLAMA_HOST", with_credentials(base))
+    if fault != "refused":
+        ollama.fail_next(100, fault, endpoint="chat")
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize([skill_keywords], {"ollama": {"max_retries": 1}}, partition_key=LLM_DAY.isoformat(),
+                         instance=instance)
+    assert not result.success
+    shown = everything_shown(result, instance, caplog)
+    assert base in shown  # the operator still sees which server failed
+    assert SECRET not in shown and "operator" not in shown
+
+
+def test_job_api_credentials_are_never_shown(env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    env.setenv("TY_AA_BASE_URL", with_credentials(UNUSED))
+    env.setenv("TY_DB_BASE_URL", with_credentials(UNUSED))
+    env.setenv("TY_SOURCES", "arbeitsagentur,deutsche_bank")
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize(
+        [postings],
+        {"jobsuche": {"page_delay_s": 0.0, "max_retries": 0}, "deutsche_bank": {"page_delay_s": 0.0, "max_retries": 0}},
+        partition_key=FETCH_DAY.isoformat(), instance=instance,
+    )
+    assert not result.success
+    shown = everything_shown(result, instance, caplog)
+    assert "Jobsuche search" in shown and "Deutsche Bank search" in shown and "127.0.0.1" in shown
+    assert SECRET not in shown and "operator" not in shown
+
+
+def test_catalog_url_credentials_and_tokens_are_never_shown(
+    env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.setenv("TY_KLDB_CSV", f"{with_credentials(UNUSED)}/kldb.csv?token={TOKEN}")
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize([berufenet_catalog], {}, instance=instance)
+    assert not result.success
+    shown = everything_shown(result, instance, caplog)
+    assert "TY_KLDB_CSV=http://127.0.0.1:9" in shown
+    assert SECRET not in shown and TOKEN not in shown and "operator" not in shown
+
+    env.delenv("TY_KLDB_CSV")
+    env.setenv("TY_BERUFENET_API_URL", with_credentials(UNUSED))
+    result = materialize([berufenet_catalog], {"profession_catalog": {"berufenet_workers": 1}}, instance=instance)
+    assert not result.success
+    shown = everything_shown(result, instance, caplog)
+    assert "http://127.0.0.1:9" in shown and SECRET not in shown and "operator" not in shown

@@ -40,6 +40,7 @@ import urllib3
 from pydantic import BaseModel, Field, ValidationError
 from requests.adapters import HTTPAdapter
 
+from ty_pipeline.domain.urls import redact_secrets_of, redact_url
 from ty_pipeline.resources.http_retry import parse_retry_after
 from ty_pipeline.settings import from_env
 
@@ -298,6 +299,8 @@ class OllamaClient:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, not {max_retries}")
         self.base_url = normalize_host(base_url)
+        # What messages, logs and metadata show: scheme://host:port, never a credential in the URL.
+        self.shown_url = redact_url(self.base_url)
         self.timeout = (connect_timeout_s, read_timeout_s)
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
@@ -323,7 +326,7 @@ class OllamaClient:
         self.session.close()
 
     def __repr__(self) -> str:
-        return f"OllamaClient({self.base_url!r})"
+        return f"OllamaClient({self.shown_url!r})"
 
     # -- HTTP policy (the one place every call goes through) ------------------------------------------
 
@@ -338,15 +341,19 @@ class OllamaClient:
         with self._rng_lock:
             return self._rng.uniform(0, ceiling)
 
+    def _safe(self, exc: BaseException) -> str:
+        """A library exception's text without the credentials of `OLLAMA_HOST` (docs/domain_rules.md §10)."""
+        return redact_secrets_of(str(exc), self.base_url)
+
     def _unreachable_message(self, detail: str) -> str:
         return (
-            f"Ollama at {self.base_url} is not reachable: {detail}. "
+            f"Ollama at {self.shown_url} is not reachable: {detail}. "
             "Start it with `ollama serve` or set OLLAMA_HOST to the server's URL."
         )
 
     def _model_missing(self, model: str, server_text: str, metrics: list[CallMetrics]) -> OllamaModelMissing:
         return OllamaModelMissing(
-            f"Ollama model '{model}' is not installed on {self.base_url} (server said: {server_text}). "
+            f"Ollama model '{model}' is not installed on {self.shown_url} (server said: {server_text}). "
             f"Install it with `ollama pull {model}`.",
             models=[model],
             metrics=metrics,
@@ -386,15 +393,15 @@ class OllamaClient:
             try:
                 resp = self.session.request(method, url, json=body, timeout=self.timeout)
             except requests.ConnectTimeout as exc:
-                last_error, last_status, never_answered = f"connect timeout after {self.timeout[0]} s ({exc})", None, True
+                last_error, last_status, never_answered = f"connect timeout after {self.timeout[0]} s ({self._safe(exc)})", None, True
             except requests.ReadTimeout:
                 last_error, last_status, never_answered = f"no answer within the read timeout of {self.timeout[1]} s", None, False
             except requests.ConnectionError as exc:
                 reset = _was_reset(exc)
                 kind = "connection reset by the server" if reset else "connection failed"
-                last_error, last_status, never_answered = f"{kind}: {exc}", None, True
+                last_error, last_status, never_answered = f"{kind}: {self._safe(exc)}", None, True
             except requests.RequestException as exc:  # e.g. ChunkedEncodingError: the answer was cut off
-                last_error, last_status, never_answered = f"{type(exc).__name__}: {exc}", None, False
+                last_error, last_status, never_answered = f"{type(exc).__name__}: {self._safe(exc)}", None, False
             else:
                 status = resp.status_code
                 never_answered = False
@@ -415,7 +422,7 @@ class OllamaClient:
                     if status == 404 and model is not None and "not found" in text.lower():
                         raise self._model_missing(model, text, failed_metrics(attempt + 1))
                     raise OllamaRequestError(
-                        f"Ollama at {self.base_url} rejected {what}: HTTP {status}: {text}",
+                        f"Ollama at {self.shown_url} rejected {what}: HTTP {status}: {text}",
                         status=status, error=text, metrics=failed_metrics(attempt + 1),
                     )
             if attempt < retries:
@@ -426,7 +433,7 @@ class OllamaClient:
         attempts = retries + 1
         if never_answered and reset:
             raise OllamaConnectionReset(
-                f"Ollama at {self.base_url} reset the connection without an answer: {what} failed {attempts} "
+                f"Ollama at {self.shown_url} reset the connection without an answer: {what} failed {attempts} "
                 f"time(s); last error: {last_error}. The server is listening but dropped the request (a crash "
                 "of the model runner, a proxy or load balancer in between, or an overloaded host): check the "
                 "Ollama server log.",
@@ -438,7 +445,7 @@ class OllamaClient:
                 metrics=failed_metrics(attempts),
             )
         raise OllamaTransientError(
-            f"Ollama at {self.base_url}: {what} failed {attempts} time(s) (timeouts / server errors); "
+            f"Ollama at {self.shown_url}: {what} failed {attempts} time(s) (timeouts / server errors); "
             f"last error: {last_error}",
             status=last_status, metrics=failed_metrics(attempts),
         )
@@ -469,7 +476,7 @@ class OllamaClient:
             pulls = "\n".join(f"  ollama pull {m}" for m in missing)
             have = ", ".join(sorted(installed)) or "none"
             raise OllamaModelMissing(
-                f"Ollama at {self.base_url} (version {version}) is missing {len(missing)} model(s) this run "
+                f"Ollama at {self.shown_url} (version {version}) is missing {len(missing)} model(s) this run "
                 f"needs: {', '.join(missing)}. Installed: {have}. Install them with:\n{pulls}",
                 models=missing,
                 status=None,
