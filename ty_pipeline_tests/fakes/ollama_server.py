@@ -169,13 +169,15 @@ def _resolve(schema: Any, root: Any) -> dict[str, Any]:
 
 
 def _replace_strings(value: Any, replacement: str, schema: Any = None, root: Any = None) -> tuple[Any, bool]:
-    """Replace the free-text strings of an answer. Strings the schema constrains (pattern, enum,
-    maxLength, ...) are kept, so the result still fits the schema: degenerate text is the kind of bad
-    answer only a validator can catch."""
+    """Replace the free-text strings of an answer. Strings the schema constrains (pattern, enum, ...) are
+    kept and length-bounded ones are cut to their maxLength, so the result still fits the schema:
+    degenerate text is the kind of bad answer only a validator can catch."""
     node = _resolve(schema, root)
     if isinstance(value, str):
-        if any(key in node for key in STRING_CONSTRAINTS):
+        if any(key in node for key in STRING_CONSTRAINTS if key != "maxLength"):
             return value, False
+        if "maxLength" in node:  # a constrained decoder still loops, only up to the length allowed
+            return replacement[: int(node["maxLength"])].rstrip(), True
         return replacement, True
     if isinstance(value, dict):
         props = node.get("properties") or {}
@@ -292,8 +294,9 @@ class FakeOllama(LoopbackServer):
         refuse, use a closed port for that), `reset` (abort with a TCP RST), `500`, `503` (queue full; `retry_after` adds the header),
         `429`, `404` (`model 'X' not found`), `400` (`message`, default `invalid input type`), and the
         answer faults for chat/generate: `not_json`, `schema_violation` (valid JSON missing the
-        required keys), `degenerate` (every free-text string field, i.e. one without a pattern/enum/
-        maxLength in the schema, becomes one word repeated hundreds of times: still schema-valid),
+        required keys), `degenerate` (every free-text string field, i.e. one without a pattern/enum
+        in the schema, becomes one word repeated hundreds of times, cut to its maxLength if it has
+        one: still schema-valid),
         `length` (`done_reason: "length"` with truncated JSON).
 
         `endpoint` ("chat", "/api/embed", "/api/tags", ...) and `model` narrow the match. Without an
