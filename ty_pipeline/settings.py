@@ -21,7 +21,7 @@ def from_env(value: str | None, name: str, default: str | None) -> str | None:
 
     Dagster replaces a resource's whole configuration with the run config's `resources.<name>.config`:
     values given to the constructor (including `EnvVar`s) are dropped when a run sets any other field,
-    such as a timeout (docs/domain_rules.md §10). So endpoint fields default to empty and an empty field
+    such as a timeout. So endpoint fields default to empty and an empty field
     falls back to the environment variable here, then to the default.
     """
     if value:

@@ -10,7 +10,7 @@ two kinds:
   gone (connection refused or reset) or a model disappeared: the run stops taking new postings at
   once. A timeout or 5xx that outlasted the client's retries (a hang, a 503 storm) defers that
   posting; a run of consecutive ones stops the run the same way, so a sick server costs no posting
-  an attempt (docs/domain_rules.md §10: the old chain burnt attempts on its own outages).
+  an attempt.
 """
 
 from __future__ import annotations

@@ -142,6 +142,11 @@ class BerufenetClient(KeyedJsonClient):
         # documented request is the literal `*`.
         return f"{self.base_url}{BERUFE_PATH}?suchwoerter=*&page={page}"
 
+    def shown_list_url(self, page: int) -> str:
+        """`list_url` as errors show it: the configured base URL reduced to scheme://host:port (no user,
+        password or query of TY_BERUFENET_API_URL), then the documented path and query."""
+        return f"{redact_url(self.base_url)}{BERUFE_PATH}?suchwoerter=*&page={page}"
+
     def list_page(self, page: int) -> dict[str, Any]:
         url = self.list_url(page)
         try:
@@ -149,12 +154,12 @@ class BerufenetClient(KeyedJsonClient):
                                       timeout=self.timeout, sleep=self.sleep)
         except SourceError as exc:
             raise BerufenetError(
-                f"BERUFENET list page {page} failed ({redact_url(url)}): {exc}; the catalog was left unchanged",
+                f"BERUFENET list page {page} failed ({self.shown_list_url(page)}): {exc}; the catalog was left unchanged",
                 status=exc.status, body=exc.body,
             ) from exc
         if not isinstance(payload, dict):
             raise BerufenetError(
-                f"BERUFENET list page {page} ({redact_url(url)}) is not a HAL object: {str(payload)[:200]}"
+                f"BERUFENET list page {page} ({self.shown_list_url(page)}) is not a HAL object: {str(payload)[:200]}"
             )
         return payload
 
@@ -198,7 +203,7 @@ def list_professions(client: BerufenetClient, *, delay_s: float = 0.0,
         if delay_s > 0:
             client.sleep(delay_s)
     raise BerufenetError(
-        f"BERUFENET list did not end after {MAX_LIST_PAGES} pages ({redact_url(client.list_url(MAX_LIST_PAGES))})"
+        f"BERUFENET list did not end after {MAX_LIST_PAGES} pages ({client.shown_list_url(MAX_LIST_PAGES)})"
     )
 
 
@@ -227,7 +232,7 @@ def fetch_berufenet(
     try:
         listing = list_professions(client, delay_s=delay_s, log=log)
         if not listing.ids:
-            raise BerufenetError(f"BERUFENET list at {redact_url(client.list_url(0))} returned no professions; "
+            raise BerufenetError(f"BERUFENET list at {client.shown_list_url(0)} returned no professions; "
                                  "the catalog was left unchanged")
         details = _fetch_details(client, listing, workers=workers, delay_s=delay_s,
                                  max_failed_share=max_failed_share, log=log, progress_every_s=progress_every_s)

@@ -43,7 +43,7 @@ def choice_schema(candidates: int) -> type[CandidateChoice]:
     """The answer schema for a list of `candidates`: `choice` bounded to 0..candidates.
 
     A grammar-constrained server can only emit what the schema allows; with a fixed bound of 50 it
-    answered 24 for a list of five (docs/domain_rules.md §6.3), which became an `error` row.
+    answered 24 for a list of five, which became an `error` row.
     """
     return create_model(
         f"CandidateChoiceOf{candidates}",

@@ -342,7 +342,7 @@ class OllamaClient:
             return self._rng.uniform(0, ceiling)
 
     def _safe(self, exc: BaseException) -> str:
-        """A library exception's text without the credentials of `OLLAMA_HOST` (docs/domain_rules.md §10)."""
+        """A library exception's text without the credentials or query string of `OLLAMA_HOST`."""
         return redact_secrets_of(str(exc), self.base_url)
 
     def _unreachable_message(self, detail: str) -> str:
@@ -375,7 +375,6 @@ class OllamaClient:
         """
         retries = self.max_retries if max_retries is None else max_retries
         url = f"{self.base_url}{path}"
-        reset = False  # the latest attempt connected, then lost the connection without an answer
         what = f"{method} {path}" + (f" (model {model})" if model else "")
         started = time.monotonic()
         last_error = "no attempt made"
@@ -389,7 +388,7 @@ class OllamaClient:
 
         for attempt in range(retries + 1):
             retry_after: str | None = None
-            reset = False
+            reset = False  # this attempt connected, then lost the connection without an answer
             try:
                 resp = self.session.request(method, url, json=body, timeout=self.timeout)
             except requests.ConnectTimeout as exc:
