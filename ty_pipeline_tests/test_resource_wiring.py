@@ -57,6 +57,7 @@ def env(monkeypatch: pytest.MonkeyPatch, warehouse_url: str) -> pytest.MonkeyPat
     monkeypatch.setenv("OLLAMA_HOST", UNUSED)
     monkeypatch.setenv("TY_AA_BASE_URL", UNUSED)
     monkeypatch.setenv("TY_DB_BASE_URL", UNUSED)
+    monkeypatch.setenv("TY_KLDB_CSV", "seed")  # the small catalog: these tests are about wiring, not size
     return monkeypatch
 
 
@@ -273,7 +274,7 @@ def test_catalog_url_credentials_and_tokens_are_never_shown(
     assert "TY_KLDB_CSV=http://127.0.0.1:9" in shown
     assert SECRET not in shown and TOKEN not in shown and "operator" not in shown
 
-    env.delenv("TY_KLDB_CSV")
+    env.setenv("TY_KLDB_CSV", "seed")
     env.setenv("TY_BERUFENET_API_URL", with_credentials(UNUSED))
     result = materialize([berufenet_catalog], {"profession_catalog": {"berufenet_workers": 1}}, instance=instance)
     assert not result.success
