@@ -100,7 +100,10 @@ def _snapshot_sql(dialect: str, n_spellings: int) -> str:
     # is linguistic, "C" compares UTF-8 bytes, which orders like code points.
     collate = ' COLLATE "C"' if dialect == "postgresql" else ""
     code = "trim(bm.kldb, :ws)"
+    # INSERT first: pysqlite reports no row count for a statement that starts with WITH.
     return f"""
+INSERT INTO demand_snapshots (snapshot_date, state, domain_code, berufenet_id, berufenet_name, total_postings,
+                              fresh_7d, fresh_14d, national_avg, demand_ratio, computed_at)
 WITH base AS (
     SELECT CASE p.state {when} END AS state,
            substr({code}, 1, 2) AS domain_code,
@@ -142,8 +145,6 @@ best_names AS (
            ROW_NUMBER() OVER (PARTITION BY berufenet_id ORDER BY n DESC, berufenet_name{collate}) AS rank
     FROM names
 )
-INSERT INTO demand_snapshots (snapshot_date, state, domain_code, berufenet_id, berufenet_name, total_postings,
-                              fresh_7d, fresh_14d, national_avg, demand_ratio, computed_at)
 SELECT :day, state, domain_code, NULL, NULL, total, f7, f14,
        CAST((2 * national * 10000 + :n_states) / (2 * :n_states) AS FLOAT) / 10000,
        CAST((2 * total * :n_states * 10000 + national) / (2 * national) AS FLOAT) / 10000,
