@@ -2,7 +2,8 @@
 
 `compute_snapshot` is the Python aggregation the `demand_snapshots` asset ran until it moved into one
 `INSERT ... SELECT` (ty_pipeline/warehouse/demand_store.py); `active_mapped_postings` is the query that
-fed it. The equivalence tests compare the two row for row; `bench/bench_demand.py` times both.
+fed it and `replace_snapshot` the batched write after it. The equivalence tests compare the two row for
+row; `bench/bench_demand.py` times both.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 
 from ty_pipeline.domain.demand import (
     FRESH_LONG_DAYS,
@@ -23,7 +24,7 @@ from ty_pipeline.domain.demand import (
 )
 from ty_pipeline.domain.states import STATES, canonical_state
 from ty_pipeline.warehouse.demand_store import active_on
-from ty_pipeline.warehouse.schema import berufenet_mappings, postings
+from ty_pipeline.warehouse.schema import berufenet_mappings, demand_snapshots, postings
 
 
 @dataclass(frozen=True)
@@ -167,3 +168,28 @@ def active_mapped_postings(engine: Engine, day: date) -> list[ActivePosting]:
                           berufenet_name=r.berufenet_name, published=r.partition_date)
             for r in conn.execute(query)
         ]
+
+
+def replace_snapshot(engine: Engine, day: date, rows: Sequence[SnapshotRow], now: datetime) -> int:
+    """Replace exactly this date's rows in one transaction; other dates are history and stay."""
+    values = [
+        {
+            "snapshot_date": day,
+            "state": r.state,
+            "domain_code": r.domain_code,
+            "berufenet_id": r.berufenet_id,
+            "berufenet_name": r.berufenet_name,
+            "total_postings": r.total_postings,
+            "fresh_7d": r.fresh_7d,
+            "fresh_14d": r.fresh_14d,
+            "national_avg": r.national_avg,
+            "demand_ratio": r.demand_ratio,
+            "computed_at": now,
+        }
+        for r in rows
+    ]
+    with engine.begin() as conn:
+        conn.execute(delete(demand_snapshots).where(demand_snapshots.c.snapshot_date == day))
+        for start in range(0, len(values), 1000):
+            conn.execute(demand_snapshots.insert(), values[start : start + 1000])
+    return len(values)

@@ -62,6 +62,15 @@ postings = Table(
     UniqueConstraint("source", "external_id", name="uq_postings_source_external_id"),
 )
 Index("ix_postings_partition_date", postings.c.partition_date)
+# "Active on a date" (demand snapshots, their check): published by then, not invalidated by then. On
+# PostgreSQL it also covers the state and the id, so the snapshot reads this index instead of the wide rows.
+Index(
+    "ix_postings_active",
+    postings.c.partition_date,
+    postings.c.invalidated,
+    postings.c.invalidated_at,
+    postgresql_include=["state", "posting_id"],
+)
 Index("ix_postings_source_last_seen", postings.c.source, postings.c.last_seen_at)
 
 job_descriptions = Table(

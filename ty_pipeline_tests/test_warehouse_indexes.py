@@ -1,0 +1,43 @@
+"""An index added in code reaches a warehouse created before it, and the demand snapshot can use it."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine
+
+
+def _indexes(engine: sa.Engine, table: str) -> set[str]:
+    return {ix["name"] for ix in sa.inspect(engine).get_indexes(table)}
+
+
+def test_ensure_schema_adds_indexes_missing_from_an_existing_warehouse(warehouse_url: str) -> None:
+    engine = get_engine(warehouse_url)
+    ensure_schema(engine)
+    assert "ix_postings_active" in _indexes(engine, "postings")
+    # A warehouse from before the index: the table and its rows exist, the index does not.
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_postings_active"))
+        conn.execute(sa.text(
+            "INSERT INTO postings (source, external_id, partition_date, first_seen_at, last_seen_at, invalidated) "
+            "VALUES ('dbank', 'old-1', '2026-11-01', '2026-11-01 02:00:00', '2026-11-01 02:00:00', false)"
+        ))
+    dispose_engine(warehouse_url)  # a new process: ensure_schema runs again
+    engine = get_engine(warehouse_url)
+    assert "ix_postings_active" not in _indexes(engine, "postings")
+
+    ensure_schema(engine)
+    assert "ix_postings_active" in _indexes(engine, "postings")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM postings")).scalar_one() == 1
+    dispose_engine(warehouse_url)
+    ensure_schema(get_engine(warehouse_url))  # and a third start finds it and changes nothing
+
+
+def test_the_active_index_covers_the_snapshot_scan_on_postgresql(pg_schema_url: str) -> None:
+    """On PostgreSQL the index carries state and id, so the active postings need no heap row."""
+    engine = get_engine(pg_schema_url)
+    ensure_schema(engine)
+    (ix,) = [ix for ix in sa.inspect(engine).get_indexes("postings") if ix["name"] == "ix_postings_active"]
+    assert ix["column_names"][:3] == ["partition_date", "invalidated", "invalidated_at"]
+    assert ix.get("include_columns") == ["state", "posting_id"]
