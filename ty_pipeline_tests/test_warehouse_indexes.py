@@ -1,9 +1,10 @@
-"""An index added in code reaches a warehouse created before it, and the demand snapshot can use it."""
+"""Indexes: one added in code reaches an existing warehouse; the demand and status queries have theirs."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from ty_pipeline.status_registry import ASSETS
 from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine
 
 
@@ -41,3 +42,16 @@ def test_the_active_index_covers_the_snapshot_scan_on_postgresql(pg_schema_url: 
     (ix,) = [ix for ix in sa.inspect(engine).get_indexes("postings") if ix["name"] == "ix_postings_active"]
     assert ix["column_names"][:3] == ["partition_date", "invalidated", "invalidated_at"]
     assert ix.get("include_columns") == ["state", "posting_id"]
+
+
+def test_every_time_column_the_status_cli_filters_by_leads_an_index(warehouse_url: str) -> None:
+    """`ty-pipeline status` counts recent work per asset by a time column; each must be indexed."""
+    engine = get_engine(warehouse_url)
+    ensure_schema(engine)
+    inspector = sa.inspect(engine)
+    missing = []
+    for spec in ASSETS.values():
+        leading = {tuple(ix["column_names"][:1]) for ix in inspector.get_indexes(spec.table)}
+        if (spec.time_column,) not in leading:
+            missing.append(f"{spec.table}.{spec.time_column}")
+    assert missing == []
