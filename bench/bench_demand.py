@@ -241,8 +241,8 @@ def main() -> None:
             ("old Python path", old_s),
             ("asset step (dagster.materialize)", step_s),
             ("  asset body (metadata `seconds`)", meta["seconds"]),
-            ("    independent count", meta["seconds_count"]),
             ("    snapshot INSERT ... SELECT", meta["seconds_statement"]),
+            ("    count (beside it), left to wait", meta["seconds_count_wait"]),
             ("    read back + check", meta["seconds_check"]),
         ]
         for label, seconds in rows:

@@ -9,7 +9,13 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.domain.demand import SnapshotRow
-from ty_pipeline.warehouse.demand_store import active_summary, end_of_day_utc, load_snapshot, write_snapshot
+from ty_pipeline.warehouse.demand_store import (
+    active_summary,
+    distinct_stored_states,
+    end_of_day_utc,
+    load_snapshot,
+    write_snapshot,
+)
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.schema import VIEWS, berufenet_mappings, postings
 from ty_pipeline_tests.demand_oracle import active_mapped_postings, compute_snapshot
@@ -71,7 +77,7 @@ def build_random_warehouse(engine: sa.Engine, seed: int, n: int) -> None:
 def sql_snapshot(engine: sa.Engine, day: date, min_postings: int) -> tuple[list[SnapshotRow], tuple[int, int, int]]:
     summary = active_summary(engine, day)
     written = write_snapshot(engine, day, NOW, min_postings_per_profession=min_postings,
-                             stored_states=summary.stored_states)
+                             stored_states=distinct_stored_states(engine))
     rows = load_snapshot(engine, day)
     assert written == len(rows)
     return sorted(rows, key=_key), (summary.counted, summary.without_state, summary.bad_kldb)
@@ -153,3 +159,12 @@ def test_a_tie_between_names_goes_to_the_smallest_by_code_point(engine: sa.Engin
     rows, _ = sql_snapshot(engine, D, 1)
     assert [r.berufenet_name for r in rows if r.berufenet_id] == ["Arzt/Ärztin"]
     assert rows == oracle_snapshot(engine, D, 1)[0]
+
+
+def test_distinct_stored_states_lists_every_spelling_once(engine: sa.Engine) -> None:
+    build_random_warehouse(engine, 4, 300)
+    with engine.connect() as conn:
+        expected = {r[0] for r in conn.execute(sa.select(postings.c.state).distinct()) if r[0] is not None}
+    found = distinct_stored_states(engine)
+    assert len(found) == len(set(found)) and set(found) == expected
+    assert {"", " Berlin ", "BADEN_WUERTTEMBERG"} <= expected

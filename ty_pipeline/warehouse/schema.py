@@ -71,6 +71,8 @@ Index(
     postings.c.invalidated_at,
     postgresql_include=["state", "posting_id"],
 )
+# The distinct stored spellings of the states (a few dozen), read by skipping through this index.
+Index("ix_postings_state", postings.c.state)
 Index("ix_postings_source_last_seen", postings.c.source, postings.c.last_seen_at)
 
 job_descriptions = Table(
