@@ -13,7 +13,7 @@ from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.demand_store import (
     active_summary,
     distinct_stored_states,
-    load_snapshot,
+    load_counts,
     write_snapshot,
 )
 
@@ -67,7 +67,7 @@ def demand_snapshots(
         written_at = time.monotonic()
         summary = counting.result()
     counted_at = time.monotonic()
-    stored = load_snapshot(engine, day)
+    stored = load_counts(engine, day)
     problems = consistency_problems(stored, summary.mapped_by_state)
     for problem in problems[:20]:
         context.log.error(problem)

@@ -105,7 +105,21 @@ def summarize(tallies: Iterable[StateTally], states: Sequence[str] = STATES) -> 
     )
 
 
-def consistency_problems(rows: Sequence[SnapshotRow], mapped_active_by_state: dict[str, int]) -> list[str]:
+@dataclass(frozen=True)
+class SnapshotCounts:
+    """The columns of a stored row the check reads (reading only these is several times faster)."""
+
+    state: str
+    domain_code: str
+    berufenet_id: str | None
+    total_postings: int
+    fresh_7d: int
+    fresh_14d: int
+
+
+def consistency_problems(
+    rows: Sequence[SnapshotRow | SnapshotCounts], mapped_active_by_state: dict[str, int]
+) -> list[str]:
     """What the `snapshot_sums_consistent` check reports; empty when the stored rows add up.
 
     Per state and domain, the profession rows never sum to more than the domain row (professions under

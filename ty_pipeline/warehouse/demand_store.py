@@ -30,6 +30,7 @@ from ty_pipeline.domain.demand import (
     FRESH_LONG_DAYS,
     FRESH_SHORT_DAYS,
     ActiveSummary,
+    SnapshotCounts,
     SnapshotRow,
     StateTally,
     state_spellings,
@@ -252,6 +253,16 @@ def write_snapshot(
         _tune(conn)
         conn.execute(delete(demand_snapshots).where(demand_snapshots.c.snapshot_date == day))
         return conn.execute(statement, params).rowcount
+
+
+def load_counts(engine: Engine, day: date) -> list[SnapshotCounts]:
+    """This date's stored rows, only what the check and the metadata need."""
+    d = demand_snapshots
+    query = select(
+        d.c.state, d.c.domain_code, d.c.berufenet_id, d.c.total_postings, d.c.fresh_7d, d.c.fresh_14d
+    ).where(d.c.snapshot_date == day)
+    with engine.connect() as conn:
+        return [SnapshotCounts(*row) for row in conn.execute(query)]
 
 
 def load_snapshot(engine: Engine, day: date) -> list[SnapshotRow]:
