@@ -20,6 +20,7 @@ from ty_pipeline.resources.job_sources import JobSourcesResource, parse_sources
 from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.postings_store import (
+    hold_revived_not_found,
     sweep_stale_arbeitsagentur,
     sweep_stale_deutsche_bank,
     touch_seen,
@@ -55,7 +56,8 @@ FETCH_COMPLETE_CHECK = "fetch_complete"
     description=(
         "Postings published on the partition day (Europe/Berlin) from the Jobsuche API (16 per-state "
         "queries) and the Deutsche Bank careers API, upserted by (source, external_id). Known postings "
-        "seen again are marked alive; stale ones are invalidated with a reason."
+        "seen again are marked alive, except those the source declared gone (they wait for a detail "
+        "re-check); stale ones are invalidated with a reason, only after a complete fetch of their source."
     ),
 )
 def postings(
@@ -106,8 +108,21 @@ def postings(
     stats = upsert_postings(engine, records, partition_date=day, now=now)
     touched, touch_resurrected = touch_seen(engine, [k for f in fetches for k in f.seen_elsewhere], now=now)
 
+    held_again = hold_revived_not_found(engine, now=now)
+
     rules = StaleRules()
-    sweep_aa = sweep_stale_arbeitsagentur(engine, now=now, rules=rules)
+    aa_fetch = next((f for f in fetches if f.source == str(Source.ARBEITSAGENTUR)), None)
+    sweep_aa_note = "Jobsuche not fetched in this run"
+    sweep_aa_count = 0
+    if aa_fetch is not None and aa_fetch.complete:
+        # Only a complete fetch makes "unseen" mean "gone"; after a failed one it means "not fetched".
+        sweep_aa = sweep_stale_arbeitsagentur(engine, now=now, rules=rules)
+        sweep_aa_count = sweep_aa.invalidated
+        sweep_aa_note = sweep_aa.skipped_reason or "ran"
+        if sweep_aa.skipped_reason:
+            context.log.warning(sweep_aa.skipped_reason)
+    elif aa_fetch is not None:
+        sweep_aa_note = "skipped: the Jobsuche fetch was incomplete"
     db_fetch = next((f for f in fetches if f.source == str(Source.DEUTSCHE_BANK)), None)
     sweep_db_note = "Deutsche Bank not fetched in this run"
     sweep_db_count = 0
@@ -138,11 +153,14 @@ def postings(
         "updated": stats.changed,
         "unchanged": stats.unchanged,
         "resurrected": stats.resurrected + touch_resurrected,
+        "listed_but_held_gone": stats.held_gone,
+        "revived_not_found_reinvalidated": held_again,
         "seen_in_other_partitions": touched,
         "duplicates_dropped": sum(f.duplicates for f in fetches),
         "malformed_items": sum(f.malformed for f in fetches),
         "errors": len(errors) + stats.errors,
-        "stale_invalidated_arbeitsagentur": sweep_aa.invalidated,
+        "stale_invalidated_arbeitsagentur": sweep_aa_count,
+        "jobsuche_sweep": sweep_aa_note,
         "stale_invalidated_deutsche_bank": sweep_db_count,
         "deutsche_bank_sweep": sweep_db_note,
         "kept_per_source_and_state": dg.MetadataValue.json(per_state),

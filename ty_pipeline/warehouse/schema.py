@@ -59,6 +59,10 @@ postings = Table(
     Column("invalidated", Boolean, nullable=False, server_default=false()),
     Column("invalidated_reason", String(64)),
     Column("invalidated_at", DateTime),
+    # Detail re-checks of a posting the source declared gone but a later listing still carried
+    # (docs/domain_rules.md §9): how many were made, and when the next one is due.
+    Column("rechecks", Integer, nullable=False, server_default="0"),
+    Column("recheck_after", DateTime),
     UniqueConstraint("source", "external_id", name="uq_postings_source_external_id"),
 )
 Index("ix_postings_partition_date", postings.c.partition_date)
@@ -88,6 +92,19 @@ job_descriptions = Table(
     Column("fetched_at", DateTime, nullable=False),
 )
 Index("ix_job_descriptions_status", job_descriptions.c.status)
+
+# Which run is fetching a posting's description right now, so a second run of the same partition skips
+# it instead of fetching every description twice. Rows live only while their run works; a run that died
+# leaves rows that expire (or that a later run takes over once the instance reports that run finished).
+description_leases = Table(
+    "description_leases",
+    metadata,
+    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("claimed_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
+Index("ix_description_leases_run", description_leases.c.run_id)
 
 posting_summaries = Table(
     "posting_summaries",
