@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
 from ty_pipeline.domain.catalog_guard import CatalogRejected, check_catalog_size
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.engine import get_engine
@@ -33,7 +34,8 @@ def materialize(warehouse_url: str, kldb_csv: Path | str, run_config: dict | Non
     return dg.materialize(
         [berufenet_catalog],
         resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": TinyEmbedder(),
-                   "profession_catalog": ProfessionCatalogResource(kldb_csv=str(kldb_csv))},
+                   "profession_catalog": ProfessionCatalogResource(kldb_csv=str(kldb_csv)),
+                   "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
         run_config=run_config,
         raise_on_error=False,
     )
@@ -103,7 +105,7 @@ def test_an_unreachable_catalog_url_is_retried_and_shown_without_credentials(war
     assert not result.success
     assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) >= 1  # transient
     message = failure_text(result)
-    assert message.startswith(f"OSError: KldB CSV download from http://127.0.0.1:{port} failed")
+    assert message.startswith(f"OSError: TY_KLDB_CSV=http://127.0.0.1:{port}: the KldB directory could not be downloaded")
     events = str(result.all_events)  # messages, error info and metadata as the event log keeps them
     assert "pw123" not in events and "token=abc" not in events
     assert stored(warehouse_url) == (0, 0)

@@ -21,6 +21,7 @@ from ty_pipeline.domain.kldb_catalog import load_seed_catalog
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED
 from ty_pipeline.resources.http_retry import SourceError
 from ty_pipeline.resources.jobsuche import SearchWindowExceeded
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import STEP_RETRY_POLICY, is_transient, retried_asset, step_retry_policy
@@ -35,7 +36,8 @@ def build_catalog(warehouse_url: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [berufenet_catalog],
         resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": fake_embedder(),
-                   "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED)},
+                   "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED),
+                   "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
         raise_on_error=False,
     )
 

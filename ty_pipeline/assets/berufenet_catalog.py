@@ -11,6 +11,7 @@ from ty_pipeline.domain.kldb_catalog import QUALIFICATION_LEVELS
 from ty_pipeline.domain.urls import redact_url, redact_urls_in
 from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.resources.embedder import EmbedderResource
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
@@ -29,6 +30,8 @@ class CatalogConfig(dg.Config):
 @retried_asset(
     group_name="professions",
     kinds={"python", "sql"},
+    # TY_EMBED_BACKEND=ollama sends the embeddings to the GPU server: share its pool with the LLM steps.
+    pool="ollama",
     # Built once when missing (with `default_automation_condition_sensor` on); after changing TY_KLDB_CSV,
     # TY_BERUFENET_API_URL or the embedding model, materialize it again by hand.
     automation_condition=dg.AutomationCondition.on_missing(),
@@ -52,6 +55,7 @@ def berufenet_catalog(
     config: CatalogConfig,
     warehouse: WarehouseResource,
     embedder: EmbedderResource,
+    ollama: OllamaResource,
     profession_catalog: ProfessionCatalogResource,
 ) -> dg.MaterializeResult:
     started = time.monotonic()
@@ -80,7 +84,7 @@ def berufenet_catalog(
             context.log.warning(f"BERUFENET list gave {api.listed} professions but reports {api.reported_total}")
     try:
         build = build_catalog(
-            engine, loaded, open_encoder=embedder.open_encoder, now=utcnow, batch_size=config.encode_batch,
+            engine, loaded, open_encoder=embedder.encoder_opener(ollama), now=utcnow, batch_size=config.encode_batch,
             log=context.log.info, min_share_of_stored=config.min_share_of_stored,
         )
     except CatalogRejected as exc:

@@ -22,7 +22,7 @@ from ty_pipeline.domain.kldb_catalog import (
     load_seed_catalog,
 )
 from ty_pipeline.domain.titles import clean_job_title
-from ty_pipeline.domain.urls import redact_url
+from ty_pipeline.domain.urls import redact_secrets_of, redact_url
 
 if TYPE_CHECKING:  # only the type: importing it here would pull `requests` into every catalog reader
     from ty_pipeline.professions.berufenet_api import BerufenetFetch
@@ -88,16 +88,18 @@ def load_catalog_file(kldb_csv: str | None, seed_csv: str | Path = DEFAULT_SEED_
     if kldb_csv and kldb_csv.startswith(("http://", "https://")):
         import requests
 
-        shown = redact_url(kldb_csv)  # the URL may carry a token; only scheme://host:port is shown
+        shown = redact_url(kldb_csv)  # a token in the URL must not reach logs or metadata
         try:
             resp = requests.get(kldb_csv, timeout=(10, 120))
             resp.raise_for_status()
         except requests.RequestException as exc:
-            # Not the library's text: urllib3 quotes the path and query ("with url: /x?token=..."),
-            # which redact_url would have removed. The status or error type says what failed.
-            status = getattr(exc.response, "status_code", None)
-            why = f"HTTP {status}" if status else type(exc).__name__
-            raise OSError(f"KldB CSV download from {shown} failed: {why}") from None
+            # `from None`: the library's exception quotes the full URL, and Dagster shows the chain.
+            # An OSError, not a ValueError: a failed download may pass, so the step retries it
+            # (ty_pipeline.step_retries sees the ConnectionError/HTTPError in __context__).
+            raise OSError(
+                f"TY_KLDB_CSV={shown}: the KldB directory could not be downloaded: "
+                f"{redact_secrets_of(f'{type(exc).__name__}: {exc}', kldb_csv)}"
+            ) from None
         return from_kldb(_parse_kldb(io.BytesIO(resp.content), shown), shown)
     path = kldb_csv or str(DEFAULT_KLDB_CSV)
     return from_kldb(_parse_kldb(path, path), path)
