@@ -50,7 +50,9 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
 # Our own error types are matched by class name: importing the resources here would make every asset
 # module import every client. A source error is what is left after the client's own retries (HTTP 5xx,
 # 429, timeouts); the search-window error is the API's fixed 10,000-result limit and does not pass.
-_TRANSIENT_NAMES = frozenset({"SourceError", "BerufenetError", "OllamaTransientError"})
+# Ollama's transient errors are not in the list: the Ollama client retries them itself, with the
+# operator's `max_retries` (resources/ollama.py); a step retry on top would multiply that setting.
+_TRANSIENT_NAMES = frozenset({"SourceError", "BerufenetError"})
 _PERMANENT_NAMES = frozenset({"SearchWindowExceeded"})
 
 

@@ -105,7 +105,8 @@ def test_an_unreachable_catalog_url_is_retried_and_shown_without_credentials(war
     assert not result.success
     assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) >= 1  # transient
     message = failure_text(result)
-    assert message.startswith(f"OSError: TY_KLDB_CSV=http://127.0.0.1:{port}: the KldB directory could not be downloaded")
+    assert message.startswith(
+        f"OSError: the KldB directory at TY_KLDB_CSV=http://127.0.0.1:{port} could not be downloaded: ConnectionError")
     events = str(result.all_events)  # messages, error info and metadata as the event log keeps them
     assert "pw123" not in events and "token=abc" not in events
     assert stored(warehouse_url) == (0, 0)

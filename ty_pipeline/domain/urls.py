@@ -53,7 +53,15 @@ def redact_urls_in(text: str, urls: list[str] | tuple[str, ...] = ()) -> str:
     out = text
     for url in sorted((u for u in urls if u), key=len, reverse=True):
         out = out.replace(url, redact_url(url))
-    return _ANY_URL.sub(lambda m: redact_url(m.group(0)), out)
+    return _ANY_URL.sub(_redact_match, out)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    # Punctuation that ends a sentence ("at http://host:1: POST ...") is not part of the URL: a trailing
+    # colon would otherwise be read as an empty port and the host shown as "[host:1:]".
+    url = match.group(0)
+    core = url.rstrip(".,:;")
+    return redact_url(core) + url[len(core):]
 
 
 _ANY_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>)\]]+")

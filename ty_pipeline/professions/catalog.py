@@ -97,7 +97,7 @@ def load_catalog_file(kldb_csv: str | None, seed_csv: str | Path = DEFAULT_SEED_
             # An OSError, not a ValueError: a failed download may pass, so the step retries it
             # (ty_pipeline.step_retries sees the ConnectionError/HTTPError in __context__).
             raise OSError(
-                f"TY_KLDB_CSV={shown}: the KldB directory could not be downloaded: "
+                f"the KldB directory at TY_KLDB_CSV={shown} could not be downloaded: "
                 f"{redact_secrets_of(f'{type(exc).__name__}: {exc}', kldb_csv)}"
             ) from None
         return from_kldb(_parse_kldb(io.BytesIO(resp.content), shown), shown)
