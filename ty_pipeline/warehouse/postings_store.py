@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy import Engine, and_, func, select, update
@@ -18,6 +18,8 @@ from ty_pipeline.domain.invalidation import (
     db_sweep_allowed,
 )
 from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source
+from ty_pipeline.domain.text_clean import strip_unstorable
+from ty_pipeline.domain.urls import redact_urls_in
 from ty_pipeline.warehouse.schema import postings
 
 # Columns a re-fetch refreshes. `first_seen_at` and `partition_date` are deliberately absent.
@@ -36,6 +38,8 @@ class UpsertStats:
     resurrected: int = 0
     errors: int = 0
     error_messages: list[str] | None = None
+    # Postings that could not be stored even on their own, as "source:external_id: reason".
+    lost: list[str] = field(default_factory=list)
 
     def add_error(self, message: str, count: int) -> None:
         self.errors += count
@@ -85,35 +89,78 @@ def upsert_postings(
 ) -> UpsertStats:
     """Insert new postings, refresh known ones, revalidate invalidated ones that were seen again.
 
-    Each chunk is its own transaction: a failing chunk is rolled back and counted, the rest still lands.
+    Each chunk is its own transaction. A chunk that fails is rolled back and retried row by row, so
+    one unstorable posting costs only itself (issue #9: one NUL byte used to lose the whole day);
+    such a posting is named in `stats.lost`, and the caller fails the partition for it.
     """
     stats = UpsertStats()
     for start in range(0, len(records), chunk_size):
         chunk = records[start : start + chunk_size]
         try:
-            with engine.begin() as conn:
-                before = _existing_state(conn, chunk)
-                rows = [_row(r, partition_date, now) for r in chunk]
-                stmt = _insert(engine).values(rows)
-                excluded = stmt.excluded
-                set_ = {name: getattr(excluded, name) for name in _REFRESHED}
-                set_.update(invalidated=False, invalidated_reason=None, invalidated_at=None)
-                conn.execute(stmt.on_conflict_do_update(index_elements=["source", "external_id"], set_=set_))
-            for row in rows:
-                previous = before.get((row["source"], row["external_id"]))
-                if previous is None:
-                    stats.new += 1
-                    continue
-                old_hash, was_invalidated = previous
-                if was_invalidated:
-                    stats.resurrected += 1
-                if old_hash == row["content_hash"]:
-                    stats.unchanged += 1
-                else:
-                    stats.changed += 1
-        except Exception as exc:  # keep the rest of the night's rows; the asset fails at the end
-            stats.add_error(f"upsert of {len(chunk)} postings failed: {exc}", len(chunk))
+            _upsert_chunk(engine, chunk, partition_date, now, stats)
+        except Exception:  # noqa: BLE001 - any database error: find the row(s) that caused it
+            for record in chunk:
+                try:
+                    _upsert_chunk(engine, [record], partition_date, now, stats)
+                except Exception as exc:  # noqa: BLE001 - this row is lost; the rest still lands
+                    # Names and reasons go to metadata and the event log: they must be storable too.
+                    key = strip_unstorable(f"{record.source}:{record.external_id}")
+                    first_line = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    reason = strip_unstorable(redact_urls_in(first_line))
+                    stats.lost.append(f"{key}: {reason[:300]}")
+                    stats.add_error(f"posting {key} could not be stored: {reason[:300]}", 1)
     return stats
+
+
+def _upsert_chunk(
+    engine: Engine, chunk: Sequence[PostingRecord], partition_date: date, now: datetime, stats: UpsertStats
+) -> None:
+    """One transaction for `chunk`; counts into `stats` only after it committed."""
+    with engine.begin() as conn:
+        before = _existing_state(conn, chunk)
+        rows = [_row(r, partition_date, now) for r in chunk]
+        stmt = _insert(engine).values(rows)
+        excluded = stmt.excluded
+        set_ = {name: getattr(excluded, name) for name in _REFRESHED}
+        set_.update(invalidated=False, invalidated_reason=None, invalidated_at=None)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["source", "external_id"], set_=set_))
+    for row in rows:
+        previous = before.get((row["source"], row["external_id"]))
+        if previous is None:
+            stats.new += 1
+            continue
+        old_hash, was_invalidated = previous
+        if was_invalidated:
+            stats.resurrected += 1
+        if old_hash == row["content_hash"]:
+            stats.unchanged += 1
+        else:
+            stats.changed += 1
+
+
+def count_stored(engine: Engine, records: Sequence[PostingRecord], *, now: datetime, chunk_size: int = 500) -> dict[str, int]:
+    """Per source, how many of `records` are in the table as written at `now` (this run's upsert).
+
+    What the "fetched vs reported" check compares: rows that reached the warehouse, not API counts.
+    """
+    by_source: dict[str, list[str]] = {}
+    for r in records:
+        by_source.setdefault(str(r.source), []).append(r.external_id)
+    stored: dict[str, int] = {}
+    with engine.connect() as conn:
+        for source, ids in by_source.items():
+            unique = sorted(set(ids))
+            total = 0
+            for start in range(0, len(unique), chunk_size):
+                total += conn.execute(
+                    select(func.count()).select_from(postings).where(
+                        postings.c.source == source,
+                        postings.c.external_id.in_(unique[start : start + chunk_size]),
+                        postings.c.last_seen_at >= now,
+                    )
+                ).scalar_one()
+            stored[source] = total
+    return stored
 
 
 def _existing_state(conn, chunk: Sequence[PostingRecord]) -> dict[tuple[str, str], tuple[str | None, bool]]:  # type: ignore[no-untyped-def]
