@@ -166,3 +166,33 @@ def test_a_jobsuche_item_without_a_publication_date_is_counted_as_malformed(
     meta = mat_metadata(result, "postings")
     assert (meta["malformed_items"], meta["new"], meta["seen_in_other_partitions"]) == (3, 0, 0)
     assert enriched(warehouse_url) == {}
+
+
+def test_a_description_the_warehouse_refuses_gets_a_terminal_status_and_the_rest_is_saved(
+    warehouse_url: str, aa: FakeJobsuche, db: FakeDeutscheBank, no_cleaning: None
+) -> None:
+    for i in range(6):
+        add_aa(aa, i, "Sachsen")
+    bad = make_v6_item(refnr(77), "Koch (m/w/d)", published=DAY, state="Sachsen", city="Leipzig", plz="04109")
+    aa.add(bad, state="Sachsen", detail=make_detail(bad, DESCRIPTION + "\nZum Schluss \ud800 ein Fehler"))
+
+    result = run(warehouse_url, aa, db, sources="arbeitsagentur")
+    assert result.success  # no raw traceback, no discarded fetches
+    rows = enriched(warehouse_url)
+    assert [r["description_status"] for k, r in sorted(rows.items()) if k[1] != refnr(77)] == ["ok"] * 6
+    bad_row = rows[("arbeitsagentur", refnr(77))]
+    assert bad_row["description_status"] == "unstorable" and bad_row["job_description"] is None
+    with get_engine(warehouse_url).connect() as conn:
+        reason = conn.execute(sa.text(
+            "SELECT last_error FROM job_descriptions WHERE posting_id = :pid"), {"pid": bad_row["posting_id"]}
+        ).scalar_one()
+    assert reason.startswith("could not store the fetched description")
+    meta = mat_metadata(result, "job_descriptions")
+    assert meta["unstorable"] == 1 and refnr(77) in meta["unstorable_postings"]
+    passed, check_meta = evaluation(result, "no_failed_fetches")
+    assert not passed and refnr(77) in check_meta["unstorable_postings"]
+
+    calls = len(aa.detail_calls())
+    again = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[job_descriptions])
+    assert again.success and mat_metadata(again, "job_descriptions")["processed"] == 0  # a final status
+    assert len(aa.detail_calls()) == calls
