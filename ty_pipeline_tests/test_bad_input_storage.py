@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.checks.ingestion import INGESTION_CHECKS, fetch_matches_reported_totals
+from ty_pipeline.domain.jobsuche_format import encode_refnr
 from ty_pipeline.domain.states import STATES
 from ty_pipeline.warehouse.engine import get_engine
 from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank, make_db_item
@@ -196,3 +197,17 @@ def test_a_description_the_warehouse_refuses_gets_a_terminal_status_and_the_rest
     again = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[job_descriptions])
     assert again.success and mat_metadata(again, "job_descriptions")["processed"] == 0  # a final status
     assert len(aa.detail_calls()) == calls
+
+
+def test_an_error_page_with_a_nul_byte_is_still_a_retryable_failure(
+    warehouse_url: str, aa: FakeJobsuche, db: FakeDeutscheBank
+) -> None:
+    add_aa(aa, 1, "Berlin")
+    aa.fail_next(f"/pc/v4/jobdetails/{encode_refnr(refnr(1))}", status=500, times=100,
+                 body="Gateway\u0000 Fehler\u001b")
+    assert run(warehouse_url, aa, db, sources="arbeitsagentur").success
+    row = enriched(warehouse_url)[("arbeitsagentur", refnr(1))]
+    assert row["description_status"] == "failed"  # retried next run, not mistaken for unstorable
+    with get_engine(warehouse_url).connect() as conn:
+        error = conn.execute(sa.text("SELECT last_error FROM job_descriptions")).scalar_one()
+    assert "Gateway Fehler" in error and not set(error) & CONTROL_CHARS
