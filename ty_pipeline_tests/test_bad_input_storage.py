@@ -211,3 +211,30 @@ def test_an_error_page_with_a_nul_byte_is_still_a_retryable_failure(
     with get_engine(warehouse_url).connect() as conn:
         error = conn.execute(sa.text("SELECT last_error FROM job_descriptions")).scalar_one()
     assert "Gateway Fehler" in error and not set(error) & CONTROL_CHARS
+
+
+def test_a_lost_row_makes_the_cli_exit_non_zero_after_saving_the_rest(
+    pg_schema_url: str, aa: FakeJobsuche, db: FakeDeutscheBank, tmp_path
+) -> None:
+    """As an operator runs it, on PostgreSQL, with cleaning on: a postal code longer than the column
+    allows (`VARCHAR(16)`) is refused by the database itself, so only that posting is lost."""
+    import os
+    import subprocess
+    import sys
+
+    for i in range(4):
+        add_aa(aa, i, "Hessen")
+    too_long = make_v6_item(refnr(88), "Bäcker (m/w/d)", published=DAY, state="Hessen", city="Kassel",
+                            plz="34117" * 5)
+    aa.add(too_long, state="Hessen")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "TY_WAREHOUSE_URL": pg_schema_url,
+           "TY_AA_BASE_URL": aa.base_url, "TY_DB_BASE_URL": db.base_url, "TY_SOURCES": "arbeitsagentur"}
+    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ty_pipeline",
+           "--select", "postings", "--partition", DAY.isoformat()]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
+    assert done.returncode != 0
+    assert "all_postings_stored" in done.stderr + done.stdout
+    rows = enriched(pg_schema_url)
+    assert len(rows) == 4 and ("arbeitsagentur", refnr(88)) not in rows
