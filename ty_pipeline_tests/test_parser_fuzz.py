@@ -38,7 +38,7 @@ from ty_pipeline.domain.titles import clean_job_title, title_key
 from ty_pipeline_tests.fakes.deutsche_bank_server import make_db_item
 from ty_pipeline_tests.fakes.jobsuche_server import make_detail, make_v6_item, to_v4_item
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 DAY = date(2026, 10, 1)
 
