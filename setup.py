@@ -7,20 +7,28 @@ setup(
     version="0.1.0",
     description="Dagster pipeline that fetches German job postings and enriches them with local LLMs",
     python_requires=">=3.11,<3.13",
-    packages=find_packages(exclude=["ty_pipeline_tests*", "bench*"]),
-    package_data={"ty_pipeline": ["prompts/*.md", "prompts/*.txt"]},
+    # The top-level data/ ships inside the package as ty_pipeline/data/ (ty_pipeline/data_files.py finds it
+    # there when installed, and in the checkout otherwise). Only the files the product reads at run time and
+    # their provenance notes: not the warehouse SQLite file a quickstart run writes into data/.
+    packages=[*find_packages(exclude=["ty_pipeline_tests*", "bench*"]), "ty_pipeline.data"],
+    package_dir={"ty_pipeline.data": "data"},
+    package_data={
+        "ty_pipeline": ["prompts/*.md"],
+        "ty_pipeline.data": ["seed_catalog.csv", "kldb/*.csv", "kldb/*.md", "sample/*.json", "sample/*.md"],
+    },
     install_requires=[
         # Dagster core and its libraries are released in lockstep: pin them together.
         "dagster==1.13.27",
         "dagster-webserver==1.13.27",
         "dagster-postgres==0.29.27",
-        "pandas>=2.2,<4",
         "requests>=2.31,<3",
         # 2.1 makes postgresql:// mean psycopg 3, which breaks dagster-postgres (NOTIFY with a bound
         # parameter); 2.0 keeps psycopg2 as the driver for both the instance and the warehouse.
         "sqlalchemy>=2.0,<2.1",
         "psycopg2-binary>=2.9,<3",
         "pydantic>=2.5,<3",
+        # No pandas: it was declared and never imported. Warehouse rows go through SQLAlchemy Core and
+        # vectors through numpy; nothing here is a DataFrame-shaped job, so it would only add install weight.
         "numpy>=1.26,<3",
         # Install torch==2.13.0 (CPU) before this, see README: otherwise pip pulls a CUDA build.
         "sentence-transformers>=3.0,<7",

@@ -35,10 +35,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ty_pipeline.data_files import kldb_csv  # noqa: E402
 from ty_pipeline.domain.kldb_catalog import NamedProfession, load_kldb_catalog  # noqa: E402
 from ty_pipeline.domain.profession_names import build_alias_index  # noqa: E402
 from ty_pipeline.domain.titles import clean_job_title  # noqa: E402
-from ty_pipeline.professions.catalog import CatalogSnapshot, embed_text_for  # noqa: E402
+from ty_pipeline.professions.catalog import (  # noqa: E402
+    SEED,
+    CatalogSnapshot,
+    embed_text_for,
+)
 from ty_pipeline.professions.matching import (  # noqa: E402
     CatalogMatrix,
     per_title_loop_baseline,
@@ -56,7 +61,7 @@ from ty_pipeline.professions.statuses import RESOLVED, BerufenetStatus  # noqa: 
 from ty_pipeline.professions.thresholds import MatchThresholds, thresholds_for  # noqa: E402
 from ty_pipeline.resources.embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEncoder  # noqa: E402
 
-DEFAULT_CSV = ROOT / "data" / "kldb" / "KldB_2010_V2020_Gliederung_mit_Erlaeuterung.csv"
+DEFAULT_CSV = kldb_csv()
 CACHE_DIR = ROOT / "bench" / "out" / "berufenet_cache"
 
 # -- the labelled set ---------------------------------------------------------------------------------------
@@ -240,7 +245,9 @@ def suggest(rows: list[tuple[float, bool]], precision: float, recall: float) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--csv", default=os.environ.get("TY_KLDB_CSV") or str(DEFAULT_CSV))
+    # The benchmark needs a KldB directory; TY_KLDB_CSV=seed (the tests' small catalog) does not apply here.
+    env_csv = os.environ.get("TY_KLDB_CSV")
+    ap.add_argument("--csv", default=env_csv if env_csv and env_csv != SEED else str(DEFAULT_CSV))
     ap.add_argument("--titles", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--baseline-titles", type=int, default=40, help="titles timed through the slow baseline")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ty_pipeline.professions.catalog import SEED
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.job_sources import JobSourcesResource
 from ty_pipeline.resources.jobsuche import JobsucheResource
@@ -38,6 +39,23 @@ def resources_for(
         # No Ollama unless a test passes its fake: a call fails fast with "connection refused".
         "ollama": OllamaResource(host=UNUSED_URL, max_retries=0, connect_timeout_s=1.0),
         "llm_scope": LlmScopeResource(),
-        "profession_catalog": ProfessionCatalogResource(),
+        # The seed catalog: 146 rows build in a blink; the default (the full KldB directory) has 20,000.
+        "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED),
         **overrides,
     }
+
+
+def table_rows(warehouse_url: str, *tables: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the named warehouse tables in primary-key order, timestamps included: compare two
+    of these to show that a rerun changed nothing."""
+    import sqlalchemy as sa
+
+    from ty_pipeline.warehouse.engine import get_engine
+    from ty_pipeline.warehouse.schema import metadata
+
+    with get_engine(warehouse_url).connect() as conn:
+        return {
+            name: [dict(r._mapping) for r in conn.execute(
+                sa.select(metadata.tables[name]).order_by(*metadata.tables[name].primary_key.columns))]
+            for name in tables
+        }

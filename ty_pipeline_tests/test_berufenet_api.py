@@ -25,6 +25,7 @@ from ty_pipeline.professions.berufenet_api import (
 )
 from ty_pipeline.professions.catalog import (
     DEFAULT_SEED_CATALOG,
+    SEED,
     SOURCE_BERUFENET,
     SOURCE_SEED,
     load_catalog_file,
@@ -191,7 +192,7 @@ def test_the_api_key_is_required_and_a_wrong_one_fails_at_once(fake: FakeBerufen
 def test_with_berufenet_adds_the_api_professions_once(fake: FakeBerufenet, sleeps: Sleeps) -> None:
     fake.professions = [*numbered_professions(3), FakeBeruf(27272, "Kampfschwimmer/in", "B 01104")]
     api = fetch(fake, sleeps)
-    seed = load_catalog_file(None)
+    seed = load_catalog_file(SEED)
     combined = with_berufenet(seed, api)
     assert combined.entries[: len(seed.entries)] == seed.entries
     assert [(e.profession.profession_id, e.source) for e in combined.entries[len(seed.entries):]] == [
@@ -215,7 +216,7 @@ def test_catalog_asset_adds_berufenet_professions_to_the_seed(warehouse_url: str
         result = dg.materialize(
             [berufenet_catalog],
             resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": fake_embedder(),
-                       "profession_catalog": ProfessionCatalogResource(berufenet_api_url=base_url)},
+                       "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED, berufenet_api_url=base_url)},
         )
     assert result.success
     meta = {k: v.value for k, v in result.asset_materializations_for_node("berufenet_catalog")[0].metadata.items()}

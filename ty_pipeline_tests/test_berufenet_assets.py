@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_mappings import MAPPED_CHECK, VERIFIED_CHECK, berufenet_mappings
-from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG
+from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED
 from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.professions.statuses import BerufenetStatus as S
 from ty_pipeline.resources.embedder import EmbedderResource
@@ -72,7 +72,9 @@ def _reset_encoder_log() -> None:
 def engine(warehouse_url: str, tmp_path: Path) -> sa.Engine:
     eng = get_engine(warehouse_url)
     ensure_schema(eng)
-    loaded = ProfessionCatalogResource(seed_csv=str(write_test_catalog(tmp_path, DEFAULT_SEED_CATALOG))).load()
+    loaded = ProfessionCatalogResource(
+        kldb_csv=SEED, seed_csv=str(write_test_catalog(tmp_path, DEFAULT_SEED_CATALOG))
+    ).load()
     build_catalog(eng, loaded, open_encoder=fake_embedder().open_encoder, now=lambda: NOW)
     ENCODE_CALLS.clear()  # the catalog's own name vectors are not what these tests count
     return eng
@@ -288,7 +290,7 @@ def test_real_offline_model_maps_a_title_by_embedding(tmp_path: Path, ollama: Fa
     eng = get_engine(url)
     ensure_schema(eng)
     real = EmbedderResource()
-    build_catalog(eng, ProfessionCatalogResource().load(), open_encoder=real.open_encoder, now=lambda: NOW)
+    build_catalog(eng, ProfessionCatalogResource(kldb_csv=SEED).load(), open_encoder=real.open_encoder, now=lambda: NOW)
     ids = add_postings(eng, DAY1, [("Senior Data Scientist (m/w/d)", None), ("Koch (m/w/d)", None)])
     result = dg.materialize(
         [berufenet_mappings], partition_key=DAY1.isoformat(),

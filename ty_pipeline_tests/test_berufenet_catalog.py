@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_catalog import CATALOG_CHECK, berufenet_catalog
 from ty_pipeline.assets.profession_similarity import profession_similarity
-from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, embed_text_for
+from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED, embed_text_for
 from ty_pipeline.professions.similarity import audit_similarity, kldb_proximity, similar_professions
 from ty_pipeline.resources.embedder import EmbedderResource, TextEncoder
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
@@ -64,7 +64,7 @@ def build(
     result = dg.materialize(
         [berufenet_catalog],
         resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": embedder or fake_embedder(),
-                   "profession_catalog": catalog or ProfessionCatalogResource()},
+                   "profession_catalog": catalog or ProfessionCatalogResource(kldb_csv=SEED)},
     )
     assert result.success
     return result
@@ -118,7 +118,7 @@ def test_catalog_is_replaced_not_merged(warehouse_url: str, tmp_path: Path) -> N
     small = tmp_path / "small.csv"
     small.write_text("profession_id;name;kldb;qualification_level\n29302-100;Koch/Köchin;29302;2\n"
                      "43414-100;Testberuf/in;43414;4\n", encoding="utf-8")
-    result = build(warehouse_url, ProfessionCatalogResource(seed_csv=str(small)))
+    result = build(warehouse_url, ProfessionCatalogResource(kldb_csv=SEED, seed_csv=str(small)))
     engine = get_engine(warehouse_url)
     with engine.connect() as conn:
         ids = conn.execute(sa.select(catalog_table.c.profession_id).order_by(catalog_table.c.profession_id)).scalars()

@@ -16,6 +16,7 @@ from ty_pipeline.assets.berufenet_mappings import berufenet_mappings
 from ty_pipeline.assets.berufenet_retry import berufenet_title_retry, failed_titles_partitions
 from ty_pipeline.automation.berufenet_sensor import SENSOR_NAME, berufenet_failed_titles_sensor
 from ty_pipeline.domain.description_status import DescriptionStatus
+from ty_pipeline.professions.catalog import SEED
 from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.professions.failed_titles import PARTITIONS_NAME, is_partition_key, partition_key_for
 from ty_pipeline.resources.ollama import OllamaResource
@@ -53,7 +54,7 @@ def _reset_encoder_log() -> None:
 def engine(warehouse_url: str) -> sa.Engine:
     eng = get_engine(warehouse_url)
     ensure_schema(eng)
-    build_catalog(eng, ProfessionCatalogResource().load(), open_encoder=fake_embedder().open_encoder, now=lambda: NOW)
+    build_catalog(eng, ProfessionCatalogResource(kldb_csv=SEED).load(), open_encoder=fake_embedder().open_encoder, now=lambda: NOW)
     ENCODE_CALLS.clear()
     return eng
 
@@ -75,7 +76,7 @@ def resources(warehouse_url: str, ollama_url: str, cap: int = 5000) -> dict[str,
         "warehouse": WarehouseResource(url=warehouse_url),
         "embedder": fake_embedder(),
         "ollama": OllamaResource(host=ollama_url, max_retries=0, read_timeout_s=10),
-        "profession_catalog": ProfessionCatalogResource(max_failed_title_partitions=cap),
+        "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED, max_failed_title_partitions=cap),
     }
 
 
@@ -251,7 +252,7 @@ def test_the_profession_assets_load_with_the_rest_of_the_code_location() -> None
     defs = dg.Definitions(
         assets=[*DAILY_ASSETS, berufenet_catalog, berufenet_mappings, berufenet_title_retry, profession_similarity],
         sensors=[berufenet_failed_titles_sensor],
-        resources={**build_resources(), "ollama": OllamaResource(), "profession_catalog": ProfessionCatalogResource()},
+        resources={**build_resources(), "ollama": OllamaResource(), "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED)},
     )
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()

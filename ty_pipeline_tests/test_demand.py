@@ -1,4 +1,4 @@
-"""Demand snapshots: hand-checked arithmetic, the "active on a date" rule, and per-date replacement."""
+"""Demand snapshots: hand-checked arithmetic (of the oracle), the "active on a date" rule, per-date replacement."""
 
 from __future__ import annotations
 
@@ -9,14 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.demand import SNAPSHOT_CHECK, demand_snapshots
-from ty_pipeline.domain.demand import (
-    ActivePosting,
-    SnapshotRow,
-    compute_snapshot,
-    consistency_problems,
-    domain_code,
-    round4,
-)
+from ty_pipeline.domain.demand import SnapshotRow, consistency_problems
 from ty_pipeline.domain.posting_record import PostingRecord, Source
 from ty_pipeline.domain.states import STATES
 from ty_pipeline.resources.warehouse import WarehouseResource
@@ -24,6 +17,7 @@ from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.postings_store import upsert_postings
 from ty_pipeline.warehouse.schema import berufenet_mappings, postings
 from ty_pipeline.warehouse.schema import demand_snapshots as snapshots_table
+from ty_pipeline_tests.demand_oracle import ActivePosting, compute_snapshot, domain_code, round4
 
 D = date(2026, 11, 18)
 NOW = datetime(2026, 11, 19, 2, 0)

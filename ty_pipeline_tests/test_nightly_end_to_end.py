@@ -20,6 +20,7 @@ from ty_pipeline.assets.postings import postings
 from ty_pipeline.automation.jobs import NIGHTLY_JOB_NAME
 from ty_pipeline.definitions import build_defs
 from ty_pipeline.partitions import berlin_today
+from ty_pipeline.professions.catalog import SEED
 from ty_pipeline.professions.llm import CandidateChoice
 from ty_pipeline_tests.berufenet_fakes import fake_embedder
 from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank, make_db_item
@@ -146,7 +147,8 @@ def test_the_issues_acceptance_commands_fill_the_view_from_the_command_line(
     shutil.copy(Path(__file__).resolve().parents[1] / "deploy" / "quickstart" / "dagster.yaml", home)
     with FakeOllama(responder=NightLlm()) as ollama:
         env = {**os.environ, "DAGSTER_HOME": str(home), "TY_WAREHOUSE_URL": warehouse_url, "TY_SOURCES": "sample",
-               "OLLAMA_HOST": ollama.base_url, "HF_HUB_OFFLINE": "1"}
+               "OLLAMA_HOST": ollama.base_url, "HF_HUB_OFFLINE": "1",
+               "TY_KLDB_CSV": SEED}  # the seed catalog: embedding the full KldB directory takes minutes
         env.pop("TY_LLM_SOURCES", None)
         env.pop("TY_LLM_MAX_POSTINGS", None)
         # Ingestion's own command is the foundation's acceptance test; here it runs in-process to save time.

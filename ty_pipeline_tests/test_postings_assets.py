@@ -18,7 +18,7 @@ from ty_pipeline.partitions import berlin_today
 from ty_pipeline.warehouse.engine import get_engine
 from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank, make_db_item
 from ty_pipeline_tests.fakes.jobsuche_server import FakeJobsuche, make_detail, make_v6_item
-from ty_pipeline_tests.helpers import resources_for
+from ty_pipeline_tests.helpers import resources_for, table_rows
 
 TODAY = berlin_today()
 DAY = TODAY - timedelta(days=2)
@@ -270,8 +270,11 @@ def test_cli_materialize_against_any_server_speaking_the_formats(
     assert first.returncode == 0, first.stderr[-3000:]
     rows = enriched(warehouse_url)
     assert len(rows) == 4 and all(r["job_description"] for r in rows.values())
+    before = table_rows(warehouse_url, "postings", "job_descriptions")
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert second.returncode == 0, second.stderr[-3000:]
+    # Issue #9 "done when": re-materializing the day leaves every row identical, timestamps included.
+    assert table_rows(warehouse_url, "postings", "job_descriptions") == before
     assert enriched(warehouse_url).keys() == rows.keys()
     assert all(enriched(warehouse_url)[k]["job_description"] == r["job_description"] for k, r in rows.items())
 
@@ -305,16 +308,32 @@ def test_renamed_or_missing_fields_are_read_or_counted_never_crash(
     assert len(enriched(warehouse_url)) == 3
 
 
-def test_the_400_at_the_result_window_ends_paging_quietly(warehouse_url: str, aa: FakeJobsuche,
-                                                          db: FakeDeutscheBank) -> None:
+def test_a_400_inside_the_result_window_fails_that_state_instead_of_ending_it(
+    warehouse_url: str, aa: FakeJobsuche, db: FakeDeutscheBank
+) -> None:
+    """Issue #9 defect 4: page 2 of 150 results (page*size = 200) is nowhere near the 10,000 window."""
     for i in range(150):
         add_aa(aa, i, "Berlin")
+    add_aa(aa, 500, "Hamburg")
     window_error = ('{"timestamp": "2026-10-01T09:02:11.402Z", "logref": "5c1e09f2", "messages": '
                     '[{"code": "EINGABEN_UNVOLLSTAENDIG_ODER_FEHLERHAFT", "path": "page", "detail": "Wert ungültig"}]}')
     aa.fail_next("/pc/v6/jobs", status=400, body=window_error, match={"wo": "Berlin", "page": "2"})
     result = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[postings])
-    assert result.success and check_passed(result, "fetch_complete")
-    assert mat_metadata(result, "postings")["new"] == 100
+    assert result.success  # what arrived is saved ...
+    assert not check_passed(result, "fetch_complete")  # ... and the partition says Berlin is incomplete
+    meta = mat_metadata(result, "postings")
+    assert meta["new"] == 101 and meta["errors"] == 1
+    assert "Berlin page 2" in meta["error_messages"] and "inside the 10,000-result window" in meta["error_messages"]
+    assert meta["jobsuche_sweep"] == "skipped: the Jobsuche fetch was incomplete"
+    assert meta["per_state_arbeitsagentur"]["Berlin"]["failed"] == 1
+    assert "failed" not in meta["per_state_arbeitsagentur"]["Hamburg"]
+
+
+def test_paging_never_asks_past_the_result_window() -> None:
+    from ty_pipeline.fetching.jobsuche import past_result_window
+
+    assert not past_result_window(100, 100) and past_result_window(101, 100)
+    assert not past_result_window(2, 100) and not past_result_window(333, 30) and past_result_window(334, 30)
 
 
 def test_standalone_checks_report_duplicates_totals_and_coverage(

@@ -85,21 +85,41 @@ def test_upsert_counts_new_unchanged_changed_and_keeps_first_seen(engine: sa.Eng
     assert state["a"]["partition_date"] == DAY
 
 
-def test_resighting_an_invalidated_posting_revalidates_it_without_a_duplicate(engine: sa.Engine) -> None:
-    upsert_postings(engine, [rec("a"), rec("z", source=Source.DEUTSCHE_BANK)], partition_date=DAY, now=NOW)
+def test_resighting_revives_only_unseen_postings_and_holds_those_the_source_declared_gone(
+    engine: sa.Engine,
+) -> None:
+    upsert_postings(engine, [rec("a"), rec("g"), rec("z", source=Source.DEUTSCHE_BANK)], partition_date=DAY, now=NOW)
     with engine.begin() as conn:
         ids = {r.external_id: r.posting_id for r in conn.execute(sa.select(postings.c.external_id, postings.c.posting_id))}
         invalidate_posting(conn, ids["a"], InvalidationReason.STALE_UNSEEN, NOW)
+        invalidate_posting(conn, ids["g"], InvalidationReason.NOT_FOUND_AT_SOURCE, NOW)
         invalidate_posting(conn, ids["z"], InvalidationReason.REMOVED_FROM_SOURCE, NOW)
-    stats = upsert_postings(engine, [rec("a")], partition_date=DAY, now=NOW + timedelta(days=1))
-    assert stats.resurrected == 1 and stats.new == 0
-    touched, resurrected = touch_seen(engine, [("deutsche_bank", "z")], now=NOW + timedelta(days=1))
-    assert (touched, resurrected) == (1, 1)
+    later = NOW + timedelta(days=1)
+    stats = upsert_postings(engine, [rec("a"), rec("g")], partition_date=DAY, now=later)
+    assert (stats.resurrected, stats.held_gone, stats.new) == (1, 1, 0)
+    touched, resurrected = touch_seen(engine, [("deutsche_bank", "z")], now=later)
+    assert (touched, resurrected) == (1, 0)
     state = rows(engine)
-    assert len(state) == 2
-    for ext in ("a", "z"):
-        assert not state[ext]["invalidated"]
-        assert state[ext]["invalidated_reason"] is None and state[ext]["invalidated_at"] is None
+    assert len(state) == 3  # no duplicate row either way
+    assert not state["a"]["invalidated"]
+    assert state["a"]["invalidated_reason"] is None and state["a"]["invalidated_at"] is None
+    for ext, reason in (("g", "not_found_at_source"), ("z", "removed_from_source")):
+        assert state[ext]["invalidated"] and state[ext]["invalidated_reason"] == reason
+        assert state[ext]["invalidated_at"] == NOW  # the date it went away is kept
+        assert state[ext]["last_seen_at"] == later  # the sighting is recorded: it makes a re-check due
+    assert state["g"]["recheck_after"] == NOW + timedelta(days=3)
+
+
+def test_a_resighting_within_the_resolution_writes_nothing(engine: sa.Engine) -> None:
+    upsert_postings(engine, [rec("a"), rec("b", source=Source.DEUTSCHE_BANK)], partition_date=DAY, now=NOW)
+    before = rows(engine)
+    soon = NOW + timedelta(minutes=20)
+    stats = upsert_postings(engine, [rec("a")], partition_date=DAY, now=soon)
+    touch_seen(engine, [("deutsche_bank", "b")], now=soon)
+    assert stats.unchanged == 1 and rows(engine) == before
+    much_later = NOW + timedelta(hours=3)
+    upsert_postings(engine, [rec("a")], partition_date=DAY, now=much_later)
+    assert rows(engine)["a"]["last_seen_at"] == much_later
 
 
 def test_aa_stale_sweep_needs_both_age_and_absence(engine: sa.Engine) -> None:
@@ -113,6 +133,15 @@ def test_aa_stale_sweep_needs_both_age_and_absence(engine: sa.Engine) -> None:
     assert state["old_unseen"]["invalidated"]
     assert state["old_unseen"]["invalidated_reason"] == "stale_unseen"
     assert not state["old_seen"]["invalidated"] and not state["young"]["invalidated"]
+
+
+def test_aa_sweep_refuses_to_hit_more_than_half_of_the_active_postings(engine: sa.Engine) -> None:
+    old = NOW - timedelta(days=40)
+    upsert_postings(engine, [rec(f"o{i}") for i in range(3)], partition_date=DAY, now=old)
+    upsert_postings(engine, [rec("young")], partition_date=DAY, now=NOW)
+    refused = sweep_stale_arbeitsagentur(engine, now=NOW, rules=StaleRules())
+    assert refused.invalidated == 0 and "suggests a fetch problem" in (refused.skipped_reason or "")
+    assert not any(r["invalidated"] for r in rows(engine).values())
 
 
 def test_db_sweep_invalidates_unseen_and_refuses_to_hit_more_than_half(engine: sa.Engine) -> None:

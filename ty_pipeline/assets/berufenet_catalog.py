@@ -35,8 +35,8 @@ class CatalogConfig(dg.Config):
     ],
     description=(
         "Professions titles are mapped to: the named professions and five-digit occupations of the KldB 2010 "
-        "directory (TY_KLDB_CSV), or the seed catalog in data/ when that is not set; with TY_BERUFENET_API_URL "
-        "set, plus the professions of the BERUFENET REST API (ids 'bn-<Berufs-ID>'). Replaced in one "
+        "directory shipped in data/kldb/ (TY_KLDB_CSV: another edition, or 'seed' for the small seed "
+        "catalog); with TY_BERUFENET_API_URL set, plus the professions of the BERUFENET REST API (ids 'bn-<Berufs-ID>'). Replaced in one "
         "transaction together with its alias index; name embeddings are cached by content hash in the "
         "shared `embeddings` table, so a rebuild only encodes names it has not seen."
     ),

@@ -24,6 +24,8 @@ from ty_pipeline.warehouse.descriptions_store import (
     pending_descriptions,
     save_description_or_unstorable,
 )
+from ty_pipeline.warehouse.leases_store import LEASE_TTL, claim, other_holders, release, renew
+from ty_pipeline.warehouse.rechecks_store import due_rechecks, save_recheck
 
 
 class DescriptionsConfig(dg.Config):
@@ -32,6 +34,21 @@ class DescriptionsConfig(dg.Config):
 
 DESCRIPTIONS_CHECK = "no_failed_fetches"
 ALL_FAILED_MIN = 5
+RECHECKS_PER_RUN = 200  # re-checks of held "gone" postings (any partition) per run: bounded extra detail calls
+
+
+def _finished_runs(instance: dg.DagsterInstance, run_ids: set[str]) -> set[str]:
+    """Lease holders the instance knows to be over (crashed, failed, cancelled): their leases are free.
+
+    A run the instance does not know (another instance sharing the warehouse) is trusted until its
+    lease expires.
+    """
+    finished = set()
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.is_finished:
+            finished.add(run_id)
+    return finished
 
 
 @dg.asset(
@@ -54,8 +71,10 @@ ALL_FAILED_MIN = 5
         "Full description text per posting: Jobsuche `/pc/v4/jobdetails/{base64(refnr)}` (JSON, no HTML "
         "scraping) and Deutsche Bank `jobhtml`, HTML cleaned to text. Partner-hosted postings get status "
         "`external_partner`; postings the source no longer has are invalidated; two failures and a posting "
-        "is not retried again (`gave_up`). A text the warehouse refuses becomes the final status `unstorable` "
-        "with the reason, and the other postings are still saved."
+        "is not retried again (`gave_up`). Postings another live run is fetching are skipped (a lease per "
+        "posting); postings declared gone but listed again are re-checked after a few days, at most twice, "
+        "and revived only when the detail call succeeds. A text the warehouse refuses becomes the final "
+        "status `unstorable` with the reason, and the other postings are still saved."
     ),
 )
 def job_descriptions(
@@ -70,7 +89,19 @@ def job_descriptions(
     engine = warehouse.get_engine()
     todo = pending_descriptions(engine, day, limit=config.max_postings)
     left_out = len(pending_descriptions(engine, day)) - len(todo) if config.max_postings else 0
-    context.log.info(f"{len(todo)} postings of {day} need a description")
+    rechecks = due_rechecks(engine, now=utcnow(), limit=RECHECKS_PER_RUN)
+    run_id = context.run.run_id
+    # Claim before fetching: a second run of this partition skips what a live run is already fetching.
+    wanted = [p.posting_id for p in todo + rechecks]
+    holders = other_holders(engine, wanted, run_id=run_id, now=utcnow())
+    held = claim(engine, wanted, run_id=run_id, now=utcnow(),
+                 takeover_from=_finished_runs(context.instance, holders))
+    leased_elsewhere = len(set(wanted) - held)
+    todo = [p for p in todo if p.posting_id in held]
+    rechecks = [p for p in rechecks if p.posting_id in held]
+    if leased_elsewhere:
+        context.log.info(f"{leased_elsewhere} postings skipped: another live run is fetching them")
+    context.log.info(f"{len(todo)} postings of {day} need a description; {len(rechecks)} held postings re-checked")
 
     aa_client = jobsuche.get_client()
     db_client = deutsche_bank.get_client()
@@ -88,12 +119,13 @@ def job_descriptions(
     failures: list[str] = []
     unstorable: list[str] = []  # "source external_id (posting_id)" of texts the warehouse refused
     unsaved: list[str] = []  # not even a status could be written (the database itself is failing)
-    progress = Progress("descriptions", len(todo), context.log.info)
-    started = time.monotonic()
+    recheck_counts: Counter[str] = Counter()
+    progress = Progress("descriptions", len(todo) + len(rechecks), context.log.info)
+    started = renewed = time.monotonic()
     workers = max(1, max(jobsuche.detail_workers, deutsche_bank.detail_workers))
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="descriptions") as pool:
-            futures = {pool.submit(work, p): p for p in todo}
+            futures = {pool.submit(work, p): p for p in todo + rechecks}
             for future in as_completed(futures):
                 try:
                     posting, outcome = future.result()
@@ -101,6 +133,19 @@ def job_descriptions(
                     posting = futures[future]
                     outcome = DescriptionOutcome(status_after_failure(posting.attempts),
                                                  error=f"{type(exc).__name__}: {exc}"[:500])
+                if time.monotonic() - renewed > LEASE_TTL.total_seconds() / 6:
+                    renew(engine, run_id=run_id, now=utcnow())
+                    renewed = time.monotonic()
+                if posting.recheck:
+                    try:
+                        revived = save_recheck(engine, posting, outcome, utcnow())
+                    except Exception as exc:  # noqa: BLE001 - keep saving the others; fail at the end
+                        unsaved.append(f"{posting.source} {posting.external_id}: {type(exc).__name__}")
+                        progress.step()
+                        continue
+                    recheck_counts["revived" if revived else f"still_{outcome.status}"] += 1
+                    progress.step()
+                    continue
                 # Saved one by one from this thread: a crash later loses nothing already fetched. One
                 # posting's refused text becomes its final status, never the run's end (issue #9).
                 try:
@@ -119,6 +164,7 @@ def job_descriptions(
                     failures.append(f"{posting.source} {posting.external_id}: {outcome.error}")
                 progress.step()
     finally:
+        release(engine, run_id=run_id)
         aa_client.close()
         db_client.close()
 
@@ -135,6 +181,9 @@ def job_descriptions(
         "unstorable": len(unstorable),
         "unstorable_postings": ", ".join(unstorable[:50]) or "none",
         "pending_left_out": left_out,
+        "skipped_leased_by_other_run": leased_elsewhere,
+        "rechecked_held_postings": len(rechecks),
+        "revived_after_recheck": recheck_counts["revived"],
         "seconds": round(time.monotonic() - started, 2),
         "by_source_and_status": dg.MetadataValue.json(dict(sorted(by_source.items()))),
     }

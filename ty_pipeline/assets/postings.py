@@ -21,6 +21,7 @@ from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.postings_store import (
     count_stored,
+    hold_revived_not_found,
     sweep_stale_arbeitsagentur,
     sweep_stale_deutsche_bank,
     touch_seen,
@@ -66,7 +67,8 @@ ALL_STORED_CHECK = "all_postings_stored"
     description=(
         "Postings published on the partition day (Europe/Berlin) from the Jobsuche API (16 per-state "
         "queries) and the Deutsche Bank careers API, upserted by (source, external_id). Known postings "
-        "seen again are marked alive; stale ones are invalidated with a reason."
+        "seen again are marked alive, except those the source declared gone (they wait for a detail "
+        "re-check); stale ones are invalidated with a reason, only after a complete fetch of their source."
     ),
 )
 def postings(
@@ -117,8 +119,21 @@ def postings(
     stats = upsert_postings(engine, records, partition_date=day, now=now)
     touched, touch_resurrected = touch_seen(engine, [k for f in fetches for k in f.seen_elsewhere], now=now)
 
+    held_again = hold_revived_not_found(engine, now=now)
+
     rules = StaleRules()
-    sweep_aa = sweep_stale_arbeitsagentur(engine, now=now, rules=rules)
+    aa_fetch = next((f for f in fetches if f.source == str(Source.ARBEITSAGENTUR)), None)
+    sweep_aa_note = "Jobsuche not fetched in this run"
+    sweep_aa_count = 0
+    if aa_fetch is not None and aa_fetch.complete:
+        # Only a complete fetch makes "unseen" mean "gone"; after a failed one it means "not fetched".
+        sweep_aa = sweep_stale_arbeitsagentur(engine, now=now, rules=rules)
+        sweep_aa_count = sweep_aa.invalidated
+        sweep_aa_note = sweep_aa.skipped_reason or "ran"
+        if sweep_aa.skipped_reason:
+            context.log.warning(sweep_aa.skipped_reason)
+    elif aa_fetch is not None:
+        sweep_aa_note = "skipped: the Jobsuche fetch was incomplete"
     db_fetch = next((f for f in fetches if f.source == str(Source.DEUTSCHE_BANK)), None)
     sweep_db_note = "Deutsche Bank not fetched in this run"
     sweep_db_count = 0
@@ -137,7 +152,7 @@ def postings(
         ).scalar_one()
 
     # Rows that reached the warehouse in this run, per fetch: what the totals check compares.
-    stored = {id(f): sum(count_stored(engine, f.records, now=now).values()) for f in fetches}
+    stored = {id(f): sum(count_stored(engine, f.records).values()) for f in fetches}
     fetch_errors = [e for f in fetches for e in f.errors]
     errors = fetch_errors + (stats.error_messages or [])
     for message in errors:
@@ -152,12 +167,15 @@ def postings(
         "updated": stats.changed,
         "unchanged": stats.unchanged,
         "resurrected": stats.resurrected + touch_resurrected,
+        "listed_but_held_gone": stats.held_gone,
+        "revived_not_found_reinvalidated": held_again,
         "seen_in_other_partitions": touched,
         "duplicates_dropped": sum(f.duplicates for f in fetches),
         "malformed_items": sum(f.malformed for f in fetches),
         "errors": len(fetch_errors) + stats.errors,
         "rows_lost": len(stats.lost),
-        "stale_invalidated_arbeitsagentur": sweep_aa.invalidated,
+        "stale_invalidated_arbeitsagentur": sweep_aa_count,
+        "jobsuche_sweep": sweep_aa_note,
         "stale_invalidated_deutsche_bank": sweep_db_count,
         "deutsche_bank_sweep": sweep_db_note,
         "kept_per_source_and_state": dg.MetadataValue.json(per_state),

@@ -1,4 +1,7 @@
-"""Demand snapshot arithmetic: postings per state x KldB domain and per state x profession.
+"""Demand snapshot rules: postings per state x KldB domain and per state x profession.
+
+The counting itself runs in the warehouse (ty_pipeline/warehouse/demand_store.py, one `INSERT ... SELECT`);
+this module holds the rules it follows, the row type, and the Python side of the check.
 
 Differences from the replaced `compute_demand_snapshot.py` (docs/domain_rules.md §8.1), on purpose:
 
@@ -10,34 +13,25 @@ Differences from the replaced `compute_demand_snapshot.py` (docs/domain_rules.md
   snapshot of a past date reproducible and unaffected by when a backfill fetched the posting.
   `fresh_7d` = published on the snapshot date or the 6 days before it; `fresh_14d` likewise 14 days.
 
-States with no posting in a domain (or profession) get no row; readers treat a missing row as 0.
-No Dagster and no SQL here: the caller selects the active postings.
+A posting is counted when its state is one of the 16 Länder under any API spelling (`canonical_state`)
+and its KldB code, stripped, starts with two digits (the domain). Profession rows only for professions
+with at least `min_postings_per_profession` postings over all states; their name is the one most postings
+carry (ties: the smallest by code point). Averages and ratios are rounded half-up to 4 decimals, as
+PostgreSQL `numeric(10,4)` did upstream. States with no posting in a domain (or profession) get no row;
+readers treat a missing row as 0.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from dataclasses import dataclass
 
 from ty_pipeline.domain.states import STATES, canonical_state
 
 MIN_POSTINGS_PER_PROFESSION = 20
 FRESH_SHORT_DAYS = 7
 FRESH_LONG_DAYS = 14
-
-
-@dataclass(frozen=True)
-class ActivePosting:
-    """A posting active on the snapshot date with a profession mapping."""
-
-    state: str | None
-    kldb: str | None
-    berufenet_id: str | None
-    berufenet_name: str | None
-    published: date
 
 
 @dataclass(frozen=True)
@@ -53,121 +47,79 @@ class SnapshotRow:
     demand_ratio: float | None
 
 
-@dataclass
-class Snapshot:
-    rows: list[SnapshotRow] = field(default_factory=list)
-    counted: int = 0  # postings in the domain rows
-    without_state: int = 0  # no state, or not one of the 16 Länder
-    bad_kldb: int = 0  # KldB code whose first two characters are not digits
+@dataclass(frozen=True)
+class StateTally:
+    """Active postings of one stored `state` value (any spelling), as counted in the warehouse."""
 
-    @property
-    def domain_rows(self) -> list[SnapshotRow]:
-        return [r for r in self.rows if r.berufenet_id is None]
-
-    @property
-    def profession_rows(self) -> list[SnapshotRow]:
-        return [r for r in self.rows if r.berufenet_id is not None]
+    state: str | None
+    active: int  # active on the snapshot date
+    mapped: int  # ... with a profession mapping that has a KldB code
+    valid_domain: int  # ... whose KldB code yields a domain
 
 
-def domain_code(kldb: str | None) -> str | None:
-    """The KldB 2010 Berufsbereich+Berufshauptgruppe: the first two digits of the 5-digit code."""
-    code = (kldb or "").strip()
-    return code[:2] if len(code) >= 2 and code[:2].isdigit() else None
+@dataclass(frozen=True)
+class ActiveSummary:
+    active: int  # all active postings
+    counted: int  # postings in the domain rows
+    without_state: int  # mapped, but no state or not one of the 16 Länder
+    bad_kldb: int  # mapped to a Land, but the KldB code yields no domain
+    mapped_by_state: dict[str, int]  # mapped, stored under a Land's exact name: the check's independent count
+    stored_states: tuple[str | None, ...]  # the distinct `state` values of the active postings
 
 
-def round4(value: float) -> float:
-    """Half-up to 4 decimals, as PostgreSQL `numeric(10,4)` did upstream (not Python's banker's rounding)."""
-    return float(Decimal(repr(value)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+def state_spellings(stored: Iterable[str | None], states: Sequence[str] = STATES) -> dict[str, str]:
+    """Stored `state` values -> the Land they name, for the values naming one of `states`.
 
-
-def national_average(total: int, n_states: int = len(STATES)) -> float:
-    return total / n_states
-
-
-def demand_ratio(state_total: int, average: float) -> float | None:
-    return None if average == 0 else round4(state_total / average)
-
-
-@dataclass
-class _Tally:
-    total: int = 0
-    fresh_7d: int = 0
-    fresh_14d: int = 0
-
-    def add(self, age_days: int) -> None:
-        self.total += 1
-        if 0 <= age_days < FRESH_SHORT_DAYS:
-            self.fresh_7d += 1
-        if 0 <= age_days < FRESH_LONG_DAYS:
-            self.fresh_14d += 1
-
-
-def compute_snapshot(
-    postings: Iterable[ActivePosting],
-    day: date,
-    *,
-    min_postings_per_profession: int = MIN_POSTINGS_PER_PROFESSION,
-    states: Sequence[str] = STATES,
-) -> Snapshot:
-    """Rows for one snapshot date from the postings active on that date.
-
-    Profession rows only for professions with at least `min_postings_per_profession` postings over all
-    states; their name is the one most postings carry.
+    The SQL cannot fold spellings itself (`canonical_state` folds umlauts and Unicode), so the distinct
+    stored values are folded here and handed to the statement as a lookup. Every name in `states` maps
+    to itself, so the lookup is never empty.
     """
-    snapshot = Snapshot()
-    domains: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
-    professions: dict[tuple[str, str, str], _Tally] = defaultdict(_Tally)
-    names: dict[str, Counter[str]] = defaultdict(Counter)
-    known_states = set(states)
-    for posting in postings:
-        state = canonical_state(posting.state)
-        if state is None or state not in known_states:
-            snapshot.without_state += 1
+    known = set(states)
+    spellings = {state: state for state in states}
+    for value in stored:
+        if value is None:
             continue
-        domain = domain_code(posting.kldb)
-        if domain is None:
-            snapshot.bad_kldb += 1
+        canonical = canonical_state(value)
+        if canonical in known:
+            spellings[value] = canonical
+    return spellings
+
+
+def summarize(tallies: Iterable[StateTally], states: Sequence[str] = STATES) -> ActiveSummary:
+    tallies = list(tallies)
+    spellings = state_spellings((t.state for t in tallies), states)
+    known = set(states)
+    counted = without_state = bad_kldb = 0
+    mapped_by_state: dict[str, int] = {}
+    for t in tallies:
+        if t.state is None or t.state not in spellings:
+            without_state += t.mapped
             continue
-        age = (day - posting.published).days
-        snapshot.counted += 1
-        domains[(state, domain)].add(age)
-        if posting.berufenet_id:
-            professions[(state, domain, posting.berufenet_id)].add(age)
-            if posting.berufenet_name:
-                names[posting.berufenet_id][posting.berufenet_name] += 1
-
-    domain_totals: Counter[str] = Counter()
-    for (_state, domain), tally in domains.items():
-        domain_totals[domain] += tally.total
-    for (state, domain), tally in sorted(domains.items()):
-        avg = national_average(domain_totals[domain], len(states))
-        snapshot.rows.append(
-            SnapshotRow(state, domain, None, None, tally.total, tally.fresh_7d, tally.fresh_14d,
-                        round4(avg), demand_ratio(tally.total, avg))
-        )
-
-    profession_totals: Counter[tuple[str, str]] = Counter()
-    for (_state, domain, berufenet_id), tally in professions.items():
-        profession_totals[(domain, berufenet_id)] += tally.total
-    for (state, domain, berufenet_id), tally in sorted(professions.items()):
-        national = profession_totals[(domain, berufenet_id)]
-        if national < min_postings_per_profession:
-            continue
-        avg = national_average(national, len(states))
-        snapshot.rows.append(
-            SnapshotRow(state, domain, berufenet_id, _most_common(names.get(berufenet_id)), tally.total,
-                        tally.fresh_7d, tally.fresh_14d, round4(avg), demand_ratio(tally.total, avg))
-        )
-    return snapshot
+        counted += t.valid_domain
+        bad_kldb += t.mapped - t.valid_domain
+        if t.state in known and t.mapped:
+            mapped_by_state[t.state] = t.mapped
+    return ActiveSummary(
+        sum(t.active for t in tallies), counted, without_state, bad_kldb, mapped_by_state,
+        tuple(t.state for t in tallies),
+    )
 
 
-def _most_common(counter: Counter[str] | None) -> str | None:
-    if not counter:
-        return None
-    return min(counter.items(), key=lambda item: (-item[1], item[0]))[0]
+@dataclass(frozen=True)
+class SnapshotCounts:
+    """The columns of a stored row the check reads (reading only these is several times faster)."""
+
+    state: str
+    domain_code: str
+    berufenet_id: str | None
+    total_postings: int
+    fresh_7d: int
+    fresh_14d: int
 
 
-def consistency_problems(rows: Sequence[SnapshotRow], mapped_active_by_state: dict[str, int]) -> list[str]:
+def consistency_problems(
+    rows: Sequence[SnapshotRow | SnapshotCounts], mapped_active_by_state: dict[str, int]
+) -> list[str]:
     """What the `snapshot_sums_consistent` check reports; empty when the stored rows add up.
 
     Per state and domain, the profession rows never sum to more than the domain row (professions under

@@ -1,7 +1,7 @@
 """The KldB 2010 (Fassung 2020) directory as a profession catalog.
 
 Source: the Bundesagentur für Arbeit's "Gliederung mit Erläuterungen" CSV (UTF-8 with BOM, `;`-separated,
-one row per classification node on five levels; see `shared/kldb/PROVENANCE.md` and docs/wire_formats.md §3).
+one row per classification node on five levels; see `data/kldb/PROVENANCE.md` and docs/wire_formats.md §3).
 What we take from it:
 
 * **Occupations** (Ebene 5, "Berufsgattungen", 1,301 rows): the five-digit code, `Titel` and `Kurztitel`.

@@ -18,6 +18,11 @@ MAX_DAYS_BACK = 100  # `veroeffentlichtseit` accepts 0-100
 ANGEBOTSART_ARBEIT = 1  # regular employment; without it course providers' listings appear
 
 
+def past_result_window(page: int, size: int) -> bool:
+    """True when a page lies beyond the 10,000-result window, so its 400 is the end of what is readable."""
+    return page * size > RESULT_WINDOW
+
+
 def days_back_for(partition_date: date, today: date) -> int:
     """`veroeffentlichtseit` that covers the partition date; one extra day absorbs clock/zone skew."""
     return min((today - partition_date).days + 1, MAX_DAYS_BACK)
@@ -59,9 +64,16 @@ def fetch_jobsuche(
                 }
                 try:
                     search = client.search(params)
-                except SearchWindowExceeded:
-                    log(f"Jobsuche {state}: 10,000-result window reached at page {page}")
-                    break
+                except SearchWindowExceeded as exc:
+                    if past_result_window(page, page_size):
+                        log(f"Jobsuche {state}: 10,000-result window reached at page {page}")
+                        break
+                    # Inside the window a 400 is a failed query, not the end: stopping here once lost
+                    # 29 of 129 postings of a state while `fetch_complete` passed.
+                    raise SourceError(
+                        f"400 at page {page} of size {page_size}, inside the {RESULT_WINDOW:,}-result window: {exc}",
+                        status=400, body=exc.body,
+                    ) from exc
                 if page == 1 and search.total is not None:
                     counts["reported_total"] = search.total
                     if search.total > RESULT_WINDOW:
@@ -92,13 +104,14 @@ def fetch_jobsuche(
                         result.seen_elsewhere.append((record.source, record.external_id))
                 # Stop on a short page rather than on a count: a page may repeat items of the previous
                 # one (results shift while we page), so counting would stop one page early.
-                if len(search.items) < page_size or page * page_size >= RESULT_WINDOW:
+                if len(search.items) < page_size or past_result_window(page + 1, page_size):
                     break
                 page += 1
                 if page_delay_s:
                     sleep(page_delay_s)
         except (SourceError, MalformedResponse) as exc:
             complete = False
+            counts["failed"] = 1  # shows in `per_state_arbeitsagentur` next to the counts
             result.errors.append(f"Jobsuche {state} page {page}: {exc}")
             log(f"Jobsuche {state} failed at page {page}: {exc}")
         result.fetched += counts["fetched"]

@@ -15,12 +15,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ty_pipeline.data_files import sample_dir
 from ty_pipeline.domain.deutsche_bank_format import JobHtml, normalize_db_item, parse_jobhtml
 from ty_pipeline.domain.jobsuche_format import DetailContent, item_refnr, normalize_search_item, parse_details
 from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source, parse_iso_date
 from ty_pipeline.fetching.result import SourceFetch
 
-DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
+DEFAULT_SAMPLE_DIR = sample_dir()
 
 
 def _shift(value: Any, days: int) -> Any:

@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ty_pipeline import data_files
 from ty_pipeline.domain.embedding_text import content_hash, normalize_text
 from ty_pipeline.domain.kldb_catalog import (
     KldbCatalog,
@@ -23,12 +24,14 @@ from ty_pipeline.domain.titles import clean_job_title
 if TYPE_CHECKING:  # only the type: importing it here would pull `requests` into every catalog reader
     from ty_pipeline.professions.berufenet_api import BerufenetFetch
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SEED_CATALOG = PROJECT_ROOT / "data" / "seed_catalog.csv"
+DEFAULT_KLDB_CSV = data_files.kldb_csv()  # the official directory shipped in data/kldb/: the default catalog
+DEFAULT_SEED_CATALOG = data_files.seed_catalog_csv()  # 146 rows: builds in a blink, for tests that need speed
+SEED = "seed"
+"""The value of `TY_KLDB_CSV` (and of `kldb_csv` arguments) that picks the seed catalog instead."""
 
 SOURCE_KLDB = "kldb"  # a named profession from the KldB column "Umfasst ferner"
 SOURCE_KLDB_OCCUPATION = "kldb_occupation"  # a five-digit KldB occupation standing in as a profession
-SOURCE_SEED = "seed"  # the hand-written seed catalog in data/
+SOURCE_SEED = "seed"  # the hand-written seed catalog in data/seed_catalog.csv
 SOURCE_BERUFENET = "berufenet"  # a profession from the BERUFENET REST API, id "bn-<Berufs-ID>"
 
 
@@ -74,19 +77,21 @@ def from_kldb(catalog: KldbCatalog, origin: str) -> LoadedCatalog:
 
 
 def load_catalog_file(kldb_csv: str | None, seed_csv: str | Path = DEFAULT_SEED_CATALOG) -> LoadedCatalog:
-    """The KldB directory when a path/URL is configured, else the small seed catalog."""
-    if kldb_csv:
-        if kldb_csv.startswith(("http://", "https://")):
-            import io
+    """The catalog file `kldb_csv` names: unset, the shipped KldB directory; `"seed"`, the seed catalog at
+    `seed_csv`; otherwise a path or URL of a KldB directory CSV."""
+    if kldb_csv == SEED:
+        seed = load_seed_catalog(seed_csv)
+        return LoadedCatalog(tuple(CatalogEntry(p, SOURCE_SEED) for p in seed), str(seed_csv))
+    if kldb_csv and kldb_csv.startswith(("http://", "https://")):
+        import io
 
-            import requests
+        import requests
 
-            resp = requests.get(kldb_csv, timeout=(10, 120))
-            resp.raise_for_status()
-            return from_kldb(load_kldb_catalog(io.BytesIO(resp.content)), kldb_csv)
-        return from_kldb(load_kldb_catalog(kldb_csv), kldb_csv)
-    seed = load_seed_catalog(seed_csv)
-    return LoadedCatalog(tuple(CatalogEntry(p, SOURCE_SEED) for p in seed), str(seed_csv))
+        resp = requests.get(kldb_csv, timeout=(10, 120))
+        resp.raise_for_status()
+        return from_kldb(load_kldb_catalog(io.BytesIO(resp.content)), kldb_csv)
+    path = kldb_csv or str(DEFAULT_KLDB_CSV)
+    return from_kldb(load_kldb_catalog(path), path)
 
 
 def with_berufenet(loaded: LoadedCatalog, api_result: BerufenetFetch) -> LoadedCatalog:

@@ -159,7 +159,7 @@ def map_partition(
     if catalog.empty:
         raise CatalogMissing(
             "The profession catalog is empty. Materialize the `berufenet_catalog` asset first "
-            "(it reads TY_KLDB_CSV, or the seed catalog in data/ when that is not set)."
+            "(it reads the KldB directory shipped in data/kldb/, or TY_KLDB_CSV when that is set)."
         )
     settings = options.settings
     run = PartitionRun(catalog_size=len(catalog.snapshot), catalog_version=catalog.snapshot.version)

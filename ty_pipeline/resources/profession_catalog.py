@@ -1,9 +1,10 @@
 """Where the profession catalog comes from, and the limits of the failed-title backfill.
 
-`TY_KLDB_CSV` (a path or URL of the official KldB 2010 directory CSV) gives the full catalog: 18,838
-named professions plus the 1,300 five-digit occupations. Unset, the small hand-written seed catalog in
-`data/seed_catalog.csv` keeps the product runnable offline (docs/contract.md). `TY_BERUFENET_API_URL` adds the
-professions of the BERUFENET REST API on top of either (optional; none of it is reachable offline).
+By default the official KldB 2010 directory shipped in `data/kldb/` (docs/contract.md): 18,838 named
+professions plus the 1,300 five-digit occupations, offline. `TY_KLDB_CSV` points at another edition (a
+path or URL), or says `seed` for the 146-row hand-written catalog in `data/seed_catalog.csv`, which tests
+use because it builds in a blink. `TY_BERUFENET_API_URL` adds the professions of the BERUFENET REST API on
+top of either (optional; none of it is reachable offline).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import Field
 from ty_pipeline.professions.berufenet_api import PUBLIC_API_KEY, fetch_berufenet
 from ty_pipeline.professions.catalog import (
     DEFAULT_SEED_CATALOG,
+    SEED,
     LoadedCatalog,
     load_catalog_file,
     with_berufenet,
@@ -25,9 +27,13 @@ from ty_pipeline.professions.failed_titles import DEFAULT_MAX_PARTITIONS
 
 class ProfessionCatalogResource(dg.ConfigurableResource):
     kldb_csv: str | None = Field(
-        default=None, description="Path or URL of the KldB 2010 directory CSV (TY_KLDB_CSV); unset: the seed catalog"
+        default=None,
+        description=(
+            "Path or URL of a KldB 2010 directory CSV (TY_KLDB_CSV); unset: the directory shipped in data/kldb/; "
+            f"'{SEED}': the small seed catalog at seed_csv"
+        ),
     )
-    seed_csv: str = Field(default=str(DEFAULT_SEED_CATALOG), description="The seed catalog used without kldb_csv")
+    seed_csv: str = Field(default=str(DEFAULT_SEED_CATALOG), description=f"The seed catalog used when kldb_csv='{SEED}'")
     max_failed_title_partitions: int = Field(
         default=DEFAULT_MAX_PARTITIONS,
         description="Cap on `berufenet_failed_titles` dynamic partitions (the UI slows down beyond ~35,000)",

@@ -24,6 +24,7 @@ class PendingDescription:
     origin: str
     partner_url: str | None
     attempts: int
+    recheck: bool = False  # a held "gone" posting listed again (warehouse/rechecks_store.py)
 
 
 def pending_descriptions(engine: Engine, partition_date: date, limit: int | None = None) -> list[PendingDescription]:

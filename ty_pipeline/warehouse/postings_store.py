@@ -5,22 +5,32 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import Engine, and_, case, exists, false, func, null, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.invalidation import (
+    HELD_UNTIL_RECHECK,
+    RECHECK_RULES,
     InvalidationReason,
+    RecheckRules,
     StaleRules,
     aa_cutoffs,
     db_cutoff,
-    db_sweep_allowed,
+    recheck_due_at,
+    sweep_allowed,
 )
 from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source
 from ty_pipeline.domain.text_clean import strip_unstorable
 from ty_pipeline.domain.urls import redact_urls_in
-from ty_pipeline.warehouse.schema import postings
+from ty_pipeline.warehouse.schema import job_descriptions, postings
+
+# A re-sighting within this long of the recorded one is not written: the sweeps count in days, and a
+# rerun of a partition must leave rows it did not change exactly as they were (no timestamp churn).
+SEEN_RESOLUTION = timedelta(hours=1)
+_HELD = sorted(str(r) for r in HELD_UNTIL_RECHECK)
 
 # Columns a re-fetch refreshes. `first_seen_at` and `partition_date` are deliberately absent.
 _REFRESHED = (
@@ -36,6 +46,7 @@ class UpsertStats:
     changed: int = 0
     unchanged: int = 0
     resurrected: int = 0
+    held_gone: int = 0  # listed again, but the source said "gone": stays invalidated until a re-check
     errors: int = 0
     error_messages: list[str] | None = None
     # Postings that could not be stored even on their own, as "source:external_id: reason".
@@ -122,15 +133,19 @@ def _upsert_chunk(
         stmt = _insert(engine).values(rows)
         excluded = stmt.excluded
         set_ = {name: getattr(excluded, name) for name in _REFRESHED}
-        set_.update(invalidated=False, invalidated_reason=None, invalidated_at=None)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["source", "external_id"], set_=set_))
+        set_.update(_revival_values())
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["source", "external_id"], set_=set_, where=_needs_write(excluded, now)
+        ))
     for row in rows:
         previous = before.get((row["source"], row["external_id"]))
         if previous is None:
             stats.new += 1
             continue
-        old_hash, was_invalidated = previous
-        if was_invalidated:
+        old_hash, was_invalidated, reason = previous
+        if was_invalidated and reason in HELD_UNTIL_RECHECK:
+            stats.held_gone += 1
+        elif was_invalidated:
             stats.resurrected += 1
         if old_hash == row["content_hash"]:
             stats.unchanged += 1
@@ -138,10 +153,11 @@ def _upsert_chunk(
             stats.changed += 1
 
 
-def count_stored(engine: Engine, records: Sequence[PostingRecord], *, now: datetime, chunk_size: int = 500) -> dict[str, int]:
-    """Per source, how many of `records` are in the table as written at `now` (this run's upsert).
+def count_stored(engine: Engine, records: Sequence[PostingRecord], *, chunk_size: int = 500) -> dict[str, int]:
+    """Per source, how many of `records` have a row in the table after this run's upsert.
 
     What the "fetched vs reported" check compares: rows that reached the warehouse, not API counts.
+    Existence, not `last_seen_at`: an unchanged re-sighting is deliberately not rewritten.
     """
     by_source: dict[str, list[str]] = {}
     for r in records:
@@ -156,33 +172,64 @@ def count_stored(engine: Engine, records: Sequence[PostingRecord], *, now: datet
                     select(func.count()).select_from(postings).where(
                         postings.c.source == source,
                         postings.c.external_id.in_(unique[start : start + chunk_size]),
-                        postings.c.last_seen_at >= now,
                     )
                 ).scalar_one()
             stored[source] = total
     return stored
 
 
-def _existing_state(conn, chunk: Sequence[PostingRecord]) -> dict[tuple[str, str], tuple[str | None, bool]]:  # type: ignore[no-untyped-def]
-    found: dict[tuple[str, str], tuple[str | None, bool]] = {}
+def _revival_values() -> dict:
+    """A listing revives a posting that was only unseen; one the source declared gone stays as it is."""
+    held = and_(postings.c.invalidated.is_(True), postings.c.invalidated_reason.in_(_HELD))
+    return {
+        "invalidated": case((held, true()), else_=false()),
+        "invalidated_reason": case((held, postings.c.invalidated_reason), else_=null()),
+        "invalidated_at": case((held, postings.c.invalidated_at), else_=null()),
+    }
+
+
+def _revivable():  # type: ignore[no-untyped-def]
+    return and_(
+        postings.c.invalidated.is_(True),
+        or_(postings.c.invalidated_reason.is_(None), postings.c.invalidated_reason.not_in(_HELD)),
+    )
+
+
+def _needs_write(excluded, now: datetime):  # type: ignore[no-untyped-def]
+    """Only rows with news are written: changed content, a sighting worth recording, or a revival."""
+    return or_(
+        postings.c.content_hash.is_distinct_from(excluded.content_hash),
+        postings.c.last_seen_at < now - SEEN_RESOLUTION,
+        _revivable(),
+    )
+
+
+def _existing_state(conn, chunk: Sequence[PostingRecord]) -> dict[tuple[str, str], tuple[str | None, bool, str | None]]:  # type: ignore[no-untyped-def]
+    found: dict[tuple[str, str], tuple[str | None, bool, str | None]] = {}
     by_source: dict[str, list[str]] = {}
     for r in chunk:
         by_source.setdefault(str(r.source), []).append(r.external_id)
     for source, ids in by_source.items():
         rows = conn.execute(
-            select(postings.c.external_id, postings.c.content_hash, postings.c.invalidated).where(
-                postings.c.source == source, postings.c.external_id.in_(ids)
-            )
+            select(
+                postings.c.external_id, postings.c.content_hash, postings.c.invalidated,
+                postings.c.invalidated_reason,
+            ).where(postings.c.source == source, postings.c.external_id.in_(ids))
         )
-        for ext_id, chash, invalidated in rows:
-            found[(source, ext_id)] = (chash, bool(invalidated))
+        for ext_id, chash, invalidated, reason in rows:
+            found[(source, ext_id)] = (chash, bool(invalidated), reason)
     return found
 
 
 def touch_seen(
     engine: Engine, keys: Iterable[tuple[str, str]], *, now: datetime, chunk_size: int = 500
 ) -> tuple[int, int]:
-    """Mark known postings seen in a listing (outside this partition) as alive. Returns (touched, resurrected)."""
+    """Record that known postings (of other partitions) were listed. Returns (touched, resurrected).
+
+    Revives postings that were only unseen; postings the source declared gone stay invalidated (the
+    newer sighting makes them due for a detail re-check). Sightings within SEEN_RESOLUTION of the
+    recorded one are not written.
+    """
     by_source: dict[str, list[str]] = {}
     for source, ext_id in keys:
         by_source.setdefault(source, []).append(ext_id)
@@ -194,10 +241,15 @@ def touch_seen(
                 where = and_(postings.c.source == source, postings.c.external_id.in_(part))
                 resurrected += conn.execute(
                     update(postings)
-                    .where(where, postings.c.invalidated.is_(True))
+                    .where(where, _revivable())
                     .values(invalidated=False, invalidated_reason=None, invalidated_at=None)
                 ).rowcount
-                touched += conn.execute(update(postings).where(where).values(last_seen_at=now)).rowcount
+                touched += conn.execute(select(func.count()).select_from(postings).where(where)).scalar_one()
+                conn.execute(
+                    update(postings)
+                    .where(where, postings.c.last_seen_at < now - SEEN_RESOLUTION)
+                    .values(last_seen_at=now)
+                )
     return touched, resurrected
 
 
@@ -208,18 +260,30 @@ class SweepResult:
 
 
 def sweep_stale_arbeitsagentur(engine: Engine, *, now: datetime, rules: StaleRules) -> SweepResult:
-    """Jobsuche postings first seen over 30 days ago and unseen for 7 are gone (docs/domain_rules.md §9)."""
+    """Jobsuche postings first seen over 30 days ago and unseen for 7 are gone (docs/domain_rules.md §9),
+    unless that would hit more than half of the active ones.
+
+    Call only after a complete Jobsuche fetch in this run: after a week of 403s, "unseen" means "not
+    fetched", and the guard keeps a long outage from invalidating everything older than 30 days.
+    """
     first_before, last_before = aa_cutoffs(now, rules)
+    base = and_(
+        postings.c.source == str(Source.ARBEITSAGENTUR),
+        postings.c.origin == str(Origin.API),
+        postings.c.invalidated.is_(False),
+    )
+    stale = and_(postings.c.first_seen_at < first_before, postings.c.last_seen_at < last_before)
     with engine.begin() as conn:
+        active = conn.execute(select(func.count()).select_from(postings).where(base)).scalar_one()
+        candidates = conn.execute(select(func.count()).select_from(postings).where(base, stale)).scalar_one()
+        if not sweep_allowed(candidates, active, rules.aa_max_share):
+            return SweepResult(
+                skipped_reason=f"{candidates} of {active} active Jobsuche postings look stale; "
+                f"more than {rules.aa_max_share:.0%} suggests a fetch problem, so none were invalidated"
+            )
         count = conn.execute(
             update(postings)
-            .where(
-                postings.c.source == str(Source.ARBEITSAGENTUR),
-                postings.c.origin == str(Origin.API),
-                postings.c.invalidated.is_(False),
-                postings.c.first_seen_at < first_before,
-                postings.c.last_seen_at < last_before,
-            )
+            .where(base, stale)
             .values(invalidated=True, invalidated_reason=str(InvalidationReason.STALE_UNSEEN), invalidated_at=now)
         ).rowcount
     return SweepResult(invalidated=count)
@@ -242,7 +306,7 @@ def sweep_stale_deutsche_bank(engine: Engine, *, now: datetime, rules: StaleRule
         candidates = conn.execute(
             select(func.count()).select_from(postings).where(base, postings.c.last_seen_at < cutoff)
         ).scalar_one()
-        if not db_sweep_allowed(candidates, active, rules):
+        if not sweep_allowed(candidates, active, rules.db_max_share):
             return SweepResult(
                 skipped_reason=f"{candidates} of {active} active Deutsche Bank postings look removed; "
                 f"more than {rules.db_max_share:.0%} suggests an API problem, so none were invalidated"
@@ -251,15 +315,37 @@ def sweep_stale_deutsche_bank(engine: Engine, *, now: datetime, rules: StaleRule
             update(postings)
             .where(base, postings.c.last_seen_at < cutoff)
             .values(
-                invalidated=True, invalidated_reason=str(InvalidationReason.REMOVED_FROM_SOURCE), invalidated_at=now
+                invalidated=True, invalidated_reason=str(InvalidationReason.REMOVED_FROM_SOURCE), invalidated_at=now,
+                # Listed again later, it is re-checked at once: the removal rests on absence, not on a 404.
+                recheck_after=now,
             )
         ).rowcount
     return SweepResult(invalidated=count)
 
 
-def invalidate_posting(conn, posting_id: int, reason: InvalidationReason, now: datetime) -> None:  # type: ignore[no-untyped-def]
-    conn.execute(
-        update(postings)
-        .where(postings.c.posting_id == posting_id)
-        .values(invalidated=True, invalidated_reason=str(reason), invalidated_at=now)
-    )
+def invalidate_posting(  # type: ignore[no-untyped-def]
+    conn, posting_id: int, reason: InvalidationReason, now: datetime, rules: RecheckRules = RECHECK_RULES
+) -> None:
+    values: dict = {"invalidated": True, "invalidated_reason": str(reason), "invalidated_at": now}
+    if reason in HELD_UNTIL_RECHECK:
+        values["recheck_after"] = recheck_due_at(now, rules)
+    conn.execute(update(postings).where(postings.c.posting_id == posting_id).values(**values))
+
+
+def hold_revived_not_found(engine: Engine, *, now: datetime, rules: RecheckRules = RECHECK_RULES) -> int:
+    """Invalidate again postings whose description fetch said "not found" but that are valid.
+
+    Only older code produced these (a listing revived them); they counted as active in demand,
+    completeness and status. Idempotent: a no-op once repaired.
+    """
+    jd = job_descriptions
+    gone = exists().where(jd.c.posting_id == postings.c.posting_id, jd.c.status == str(DescriptionStatus.NOT_FOUND))
+    with engine.begin() as conn:
+        return conn.execute(
+            update(postings)
+            .where(postings.c.invalidated.is_(False), gone)
+            .values(
+                invalidated=True, invalidated_reason=str(InvalidationReason.NOT_FOUND_AT_SOURCE),
+                invalidated_at=now, recheck_after=recheck_due_at(now, rules),
+            )
+        ).rowcount

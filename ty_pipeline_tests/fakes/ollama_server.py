@@ -12,7 +12,8 @@ Routes: `GET|HEAD /`, `GET /api/version`, `GET /api/tags`, `GET /api/ps`, `POST 
 `404 page not found` (Gin's text answer).
 
 Scripting (see `FakeOllama`): installed `models`, a `responder(model, request_json)` for answers,
-`latency_s`, a fault queue `fail_next(...)`, `stop_after(n)` for a server that dies mid-run, and
+`latency_s` or a token-proportional `timing` model (slots, prefill/decode rates, prefix cache; see
+`llm_timing.py`), a fault queue `fail_next(...)`, `stop_after(n)` for a server that dies mid-run, and
 helpers over the request log (`chat_calls`, `intervals`, `max_overlap`) to assert retries and
 concurrency by order and overlap instead of wall-clock time.
 """
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ty_pipeline_tests.fakes.http_base import LoopbackServer, Request, Response
+from ty_pipeline_tests.fakes.llm_timing import CallTiming, LlmTiming, count_tokens
 
 VERSION = "0.32.15"
 DEFAULT_MODELS = ("qwen2.5:7b-instruct", "llama3.1:8b", "bge-m3")
@@ -190,6 +192,31 @@ def _replace_strings(value: Any, replacement: str, schema: Any = None, root: Any
     return value, False
 
 
+def faulty_content(kind: str, content: str, fmt: Any) -> str:
+    """The bad answer of a content fault, given the good `content` and the request's JSON schema `fmt`
+    (shared with the OpenAI-compatible fake)."""
+    if kind == "not_json":
+        return NOT_JSON_CONTENT
+    if kind == "schema_violation":
+        required = fmt.get("required") if isinstance(fmt, dict) else None
+        return json.dumps({"kommentar": "Hier ist meine Antwort."}) if required else json.dumps(["kein", "Objekt"])
+    if kind == "degenerate":
+        repeated = " ".join([DEGENERATE_WORD] * DEGENERATE_REPEATS)
+        try:
+            base: Any = json.loads(content)
+        except ValueError:
+            base = None
+        replaced, hit = _replace_strings(base, repeated, fmt, fmt)
+        if not hit and isinstance(fmt, dict):
+            replaced, hit = _replace_strings(example_for_schema(fmt), repeated, fmt, fmt)
+        if not hit:
+            replaced = {"text": repeated}
+        return json.dumps(replaced, ensure_ascii=False)
+    # length: the same answer, cut in the middle, so it is never complete JSON
+    full = content if len(content) >= 4 else json.dumps({"text": "abgeschnitten"})
+    return full[: max(1, len(full) // 2)]
+
+
 @dataclass
 class Fault:
     """One scripted misbehaviour for the next `remaining` matching calls."""
@@ -226,6 +253,10 @@ class FakeOllama(LoopbackServer):
       JSON-encoded (as Ollama does with `format`), a `Response` is sent as is. Without one, a minimal
       instance of the request's `format` schema is answered.
     * `latency_s`: added to every chat/generate/embed answer (requests stay in flight that long).
+    * `timing`: an `LlmTiming` (off by default): chat/generate calls wait for one of its slots and hold
+      it for prefill + decode time; `prompt_eval_count` / `eval_count` and the durations follow it, and
+      tokens served from its prefix cache are reported as `prompt_eval_cached_count` (Ollama >= 0.33
+      keeps `prompt_eval_count` the whole prompt and reports cache hits separately, ollama/ollama#17943).
     * `fail_next(n, kind, ...)`, `stop_after(n)`: faults, see their docstrings.
     """
 
@@ -239,8 +270,10 @@ class FakeOllama(LoopbackServer):
         latency_s: float = 0.0,
         version: str = VERSION,
         embed_context_chars: int = 8192 * 4,
+        timing: LlmTiming | None = None,
     ) -> None:
         super().__init__()
+        self.timing = timing
         self._initial: dict[str, Any] = {
             "models": list(models),
             "embedding_only": {canonical(m) for m in embedding_only},
@@ -264,6 +297,8 @@ class FakeOllama(LoopbackServer):
         self.latency_s: float = init["latency_s"]
         self.version: str = init["version"]
         self.embed_context_chars: int = init["embed_context_chars"]
+        if self.timing is not None:
+            self.timing.reset()
         with self._state_lock:
             self._faults: list[Fault] = []
             self._loaded: set[str] = set()
@@ -507,27 +542,7 @@ class FakeOllama(LoopbackServer):
         return json.dumps(result, ensure_ascii=False)
 
     def _faulty_content(self, kind: str, content: str, body: dict[str, Any]) -> str:
-        fmt = body.get("format")
-        if kind == "not_json":
-            return NOT_JSON_CONTENT
-        if kind == "schema_violation":
-            required = fmt.get("required") if isinstance(fmt, dict) else None
-            return json.dumps({"kommentar": "Hier ist meine Antwort."}) if required else json.dumps(["kein", "Objekt"])
-        if kind == "degenerate":
-            repeated = " ".join([DEGENERATE_WORD] * DEGENERATE_REPEATS)
-            try:
-                base: Any = json.loads(content)
-            except ValueError:
-                base = None
-            replaced, hit = _replace_strings(base, repeated, fmt, fmt)
-            if not hit and isinstance(fmt, dict):
-                replaced, hit = _replace_strings(example_for_schema(fmt), repeated, fmt, fmt)
-            if not hit:
-                replaced = {"text": repeated}
-            return json.dumps(replaced, ensure_ascii=False)
-        # length: the same answer, cut in the middle, so it is never complete JSON
-        full = content if len(content) >= 4 else json.dumps({"text": "abgeschnitten"})
-        return full[: max(1, len(full) // 2)]
+        return faulty_content(kind, content, body.get("format"))
 
     def _answer(self, path: str, model: str, body: dict[str, Any], *, fault: Fault | None) -> Response:
         fmt = body.get("format")
@@ -550,23 +565,29 @@ class FakeOllama(LoopbackServer):
             return produced
         content, done_reason = produced, "stop"
         options = body.get("options") if isinstance(body.get("options"), dict) else {}
-        eval_tokens = _tokens(content)
+        # One tokenizer per server: the timing model's when it is on, so the counters agree with it.
+        tokens = _tokens if self.timing is None else count_tokens
+        eval_tokens = tokens(content)
         if fault is not None:
             content = self._faulty_content(fault.kind, content, body)
-            eval_tokens = _tokens(content)
+            eval_tokens = tokens(content)
             if fault.kind == "length":
                 done_reason = "length"
                 eval_tokens = int(options.get("num_predict") or 1024)
+        served: CallTiming | None = None
+        if self.timing is not None:
+            # The call occupies a modelled slot before it can be answered (or dropped by `stop_after`).
+            served = self.timing.serve(canonical(model), prompt_text, eval_tokens)
         if path == "/api/chat" and not self._reserve_chat():
             return Response(drop_connection=True)  # the server died while this call was queued
         return self._final(path, model, body, content, done_reason, prompt_tokens=_tokens(prompt_text),
-                           eval_tokens=eval_tokens)
+                           eval_tokens=eval_tokens, served=served)
 
     def _final(
         self, path: str, model: str, body: dict[str, Any], content: str, done_reason: str, *,
-        prompt_tokens: int, eval_tokens: int,
+        prompt_tokens: int, eval_tokens: int, served: CallTiming | None = None,
     ) -> Response:
-        metrics = self._metrics(model, prompt_tokens, eval_tokens)
+        metrics = self._metrics(model, prompt_tokens, eval_tokens) if served is None else self._timed_metrics(model, served)
         if path == "/api/chat":
             head: dict[str, Any] = {"model": model, "created_at": rfc3339_now(),
                                     "message": {"role": "assistant", "content": content}}
@@ -616,6 +637,24 @@ class FakeOllama(LoopbackServer):
             out["prompt_eval_duration"] = prompt_ns
         if eval_tokens:
             out["eval_count"] = eval_tokens
+            out["eval_duration"] = eval_ns
+        return out
+
+    def _timed_metrics(self, model: str, served: CallTiming) -> dict[str, int]:
+        """Counters that agree with the timing model: the durations are the modelled ones, the prompt
+        count is the whole prompt and cache hits are reported separately (as Ollama >= 0.33 does)."""
+        with self._state_lock:
+            self._loaded.add(canonical(model))
+        ns = 1_000_000_000
+        prompt_ns, eval_ns = int(served.prefill_s * ns), int(served.decode_s * ns)
+        # No `load_duration`: the model is always loaded in the timing model (the key is omitted when 0).
+        out: dict[str, int] = {"total_duration": int(served.queue_s * ns) + prompt_ns + eval_ns,
+                               "prompt_eval_count": served.prompt_tokens}
+        if served.cached_tokens:
+            out["prompt_eval_cached_count"] = served.cached_tokens
+        out["prompt_eval_duration"] = prompt_ns
+        if served.output_tokens:
+            out["eval_count"] = served.output_tokens
             out["eval_duration"] = eval_ns
         return out
 
