@@ -22,16 +22,11 @@ from ty_pipeline.automation.sensors import build_new_fetch_sensor
 from ty_pipeline.checks.ingestion import INGESTION_CHECKS
 from ty_pipeline.checks.llm_outputs import build_llm_output_checks
 from ty_pipeline.resources.deutsche_bank import DEFAULT_DB_BASE_URL, DeutscheBankResource
-from ty_pipeline.resources.embedder import (
-    DEFAULT_EMBED_BACKEND,
-    DEFAULT_EMBED_MODEL,
-    DEFAULT_OLLAMA_HOST,
-    EmbedderResource,
-)
+from ty_pipeline.resources.embedder import DEFAULT_EMBED_BACKEND, DEFAULT_EMBED_MODEL, EmbedderResource
 from ty_pipeline.resources.job_sources import DEFAULT_SOURCES, JobSourcesResource
 from ty_pipeline.resources.jobsuche import DEFAULT_AA_BASE_URL, JobsucheResource
 from ty_pipeline.resources.llm_scope import build_llm_scope_resource
-from ty_pipeline.resources.ollama import OllamaResource
+from ty_pipeline.resources.ollama import DEFAULT_OLLAMA_HOST, OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.settings import env_or
@@ -61,8 +56,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "embedder": EmbedderResource(
             backend=env_or("TY_EMBED_BACKEND", DEFAULT_EMBED_BACKEND),
             model=env_or("TY_EMBED_MODEL", DEFAULT_EMBED_MODEL),
-            ollama_host=env_or("OLLAMA_HOST", DEFAULT_OLLAMA_HOST),
         ),
+        # Endpoints given here are also resolved from the environment at use (settings.from_env): run
+        # config that sets only a tuning knob replaces this configuration but never the endpoint.
         "ollama": OllamaResource(host=env_or("OLLAMA_HOST", DEFAULT_OLLAMA_HOST)),
         "llm_scope": build_llm_scope_resource(),
         "profession_catalog": ProfessionCatalogResource(

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from ty_pipeline.domain.posting_record import PostingRecord, Source
 from ty_pipeline.resources.embedder import EmbedderResource, TextEncoder
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.warehouse.postings_store import upsert_postings
 from ty_pipeline.warehouse.schema import postings
 
@@ -49,7 +50,7 @@ class TrigramEncoder:
 
 
 class TrigramEmbedder(EmbedderResource):
-    def build_encoder(self) -> TextEncoder:
+    def build_encoder(self, ollama: OllamaResource | None = None) -> TextEncoder:
         return TrigramEncoder()
 
 

@@ -32,6 +32,7 @@ from ty_pipeline.professions.catalog import (
     with_berufenet,
 )
 from ty_pipeline.resources.http_retry import RetryPolicy
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.berufenet_store import aliases_for_keys, load_catalog
@@ -216,7 +217,8 @@ def test_catalog_asset_adds_berufenet_professions_to_the_seed(warehouse_url: str
         result = dg.materialize(
             [berufenet_catalog],
             resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": fake_embedder(),
-                       "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED, berufenet_api_url=base_url)},
+                       "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED, berufenet_api_url=base_url),
+                       "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
         )
     assert result.success
     meta = {k: v.value for k, v in result.asset_materializations_for_node("berufenet_catalog")[0].metadata.items()}

@@ -20,6 +20,7 @@ from ty_pipeline.assets.profession_similarity import profession_similarity
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED, embed_text_for
 from ty_pipeline.professions.similarity import audit_similarity, kldb_proximity, similar_professions
 from ty_pipeline.resources.embedder import EmbedderResource, TextEncoder
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.berufenet_store import similarity_rows
@@ -54,7 +55,7 @@ class TinyEncoder:
 
 
 class TinyEmbedder(EmbedderResource):
-    def build_encoder(self) -> TextEncoder:
+    def build_encoder(self, ollama: OllamaResource | None = None) -> TextEncoder:
         return TinyEncoder()
 
 
@@ -64,7 +65,8 @@ def build(
     result = dg.materialize(
         [berufenet_catalog],
         resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": embedder or fake_embedder(),
-                   "profession_catalog": catalog or ProfessionCatalogResource(kldb_csv=SEED)},
+                   "profession_catalog": catalog or ProfessionCatalogResource(kldb_csv=SEED),
+                   "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
     )
     assert result.success
     return result
@@ -155,7 +157,8 @@ def test_profession_similarity_combines_kldb_and_name_cosine(warehouse_url: str)
     build(warehouse_url)
     result = dg.materialize(
         [profession_similarity],
-        resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": fake_embedder()},
+        resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": fake_embedder(),
+                   "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
         run_config={"ops": {"profession_similarity": {"config": {"top_n": 3}}}},
     )
     assert result.success

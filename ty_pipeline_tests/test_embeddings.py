@@ -37,6 +37,7 @@ from ty_pipeline.resources.embedder import (
     chunk_chars_for,
     encode_texts,
 )
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription, save_description
 from ty_pipeline.warehouse.embeddings_store import vector_from_bytes
@@ -94,7 +95,7 @@ class FakeEncoder:
 
 
 class FakeEmbedder(EmbedderResource):
-    def build_encoder(self) -> TextEncoder:
+    def build_encoder(self, ollama: OllamaResource | None = None) -> TextEncoder:
         return FakeEncoder()
 
 
@@ -145,7 +146,8 @@ def run(warehouse_url: str, *, day: date = DAY, embedder: EmbedderResource | Non
     result = dg.materialize(
         [posting_embeddings],
         partition_key=day.isoformat(),
-        resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": embedder or FakeEmbedder()},
+        resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": embedder or FakeEmbedder(),
+                   "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
     )
     assert result.success
     return result

@@ -659,18 +659,39 @@ def test_workers_bound_the_postings_in_flight(
     assert fake.max_overlap() == 1 and len(fake.chat_calls()) == 4
 
 
-def test_consecutive_transport_failures_stop_the_run_instead_of_burning_every_attempt(
+@pytest.mark.parametrize("kind", ["503", "500", "timeout"])
+def test_a_503_storm_or_a_hang_stops_the_run_and_charges_no_posting_an_attempt(
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama, kind: str
+) -> None:
+    """Server failures are not the postings' fault: nothing is saved, nothing is charged, the step fails
+    with the reason, and the next run computes every posting at its first attempt."""
+    ids = [add_posting(engine, fixtures_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES[:3])]
+    fake.fail_next(100, kind, endpoint="chat", delay_s=1.0)  # timeout: answers after 1 s, read timeout 0.2 s
+    result = run([skill_keywords], warehouse_url, fake.base_url, ok=False, max_retries=1, read_timeout_s=0.2,
+                 config={"skill_keywords": {"workers": 1, "abort_after_consecutive_transport_errors": 2}})
+    text = failure_text(result)
+    assert "2 postings in a row met server failures" in text and "none was charged an attempt" in text
+    assert "3 left pending" in text
+    assert rows(engine, "skill_keywords") == {}  # no llm_error row, no attempt spent
+    assert len(fake.chat_calls()) == 4  # two postings x (one try + one retry); the third was never sent
+
+    fake.reset()
+    again = run([skill_keywords], warehouse_url, fake.base_url)
+    saved = rows(engine, "skill_keywords")
+    assert set(saved) == set(ids) and {(r["status"], r["attempts"]) for r in saved.values()} == {("ok", 1)}
+    assert meta(again, "skill_keywords")["server_errors"] == 0
+
+
+def test_one_server_failure_defers_that_posting_and_the_run_goes_on(
     warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
 ) -> None:
     ids = [add_posting(engine, fixtures_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES[:3])]
-    fake.fail_next(100, "500", endpoint="chat")
-    result = run([skill_keywords], warehouse_url, fake.base_url, ok=False, max_retries=1,
-                 config={"skill_keywords": {"workers": 1, "abort_after_consecutive_transport_errors": 2}})
-    assert "2 postings in a row failed with transport errors" in failure_text(result)
-    saved = rows(engine, "skill_keywords")
-    assert set(saved) == set(ids[:2])  # newest first; the third was never sent
-    assert all(r["status"] == "llm_error" and "OllamaTransientError" in r["error"] for r in saved.values())
-    assert len(fake.chat_calls()) == 4  # two postings x (one try + one retry)
+    fake.fail_next(2, "503", endpoint="chat")  # the newest posting's try and its one retry
+    result = run([skill_keywords], warehouse_url, fake.base_url, max_retries=1,
+                 config={"skill_keywords": {"workers": 1}})
+    m = meta(result, "skill_keywords")
+    assert (m["processed"], m["server_errors"], m["pending"], m["failed"]) == (2, 1, 1, 0)
+    assert set(rows(engine, "skill_keywords")) == set(ids[1:])  # the newest one has no row: still pending
 
 
 def test_the_assets_load_with_the_output_checks_and_their_resources() -> None:

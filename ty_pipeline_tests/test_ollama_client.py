@@ -27,6 +27,7 @@ from ty_pipeline.resources.ollama import (
     DEFAULT_CHAT_OPTIONS,
     CallMetrics,
     OllamaClient,
+    OllamaConnectionReset,
     OllamaError,
     OllamaInvalidAnswer,
     OllamaModelMissing,
@@ -240,6 +241,29 @@ def test_connection_refused_fails_fast_as_unavailable(sleeps: SleepRecorder) -> 
     text = str(info.value)
     assert "is not reachable" in text and "ollama serve" in text and "OLLAMA_HOST" in text
     assert info.value.metrics and info.value.metrics[0].attempts == 3
+
+
+def test_a_tcp_reset_is_reported_as_a_reset_not_as_a_server_to_start(
+    fake: FakeOllama, sleeps: SleepRecorder
+) -> None:
+    """Something is listening and cut the request: "start `ollama serve`" would send the operator the
+    wrong way. Still a server failure (`OllamaUnavailable`): a run stops and charges no posting."""
+    fake.fail_next(10, "reset", endpoint="chat")
+    with OllamaClient(fake.base_url, max_retries=1, sleep=sleeps) as c, pytest.raises(OllamaConnectionReset) as info:
+        chat(c)
+    text = str(info.value)
+    assert "reset the connection" in text and "server log" in text
+    assert "not reachable" not in text and "ollama serve" not in text
+    assert isinstance(info.value, OllamaUnavailable) and info.value.metrics[0].attempts == 2
+    assert len(fake.chat_calls()) == 2
+
+
+def test_a_reset_once_is_retried_like_any_dropped_connection(
+    fake: FakeOllama, client: OllamaClient, sleeps: SleepRecorder
+) -> None:
+    fake.fail_next(1, "reset", endpoint="chat")
+    answer, [m] = chat(client)
+    assert answer == Mapping(**GOOD_ANSWER) and m.attempts == 2
 
 
 def test_a_missing_model_fails_at_once_naming_the_model_and_the_fix(

@@ -9,6 +9,7 @@ from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.kldb_catalog import QUALIFICATION_LEVELS
 from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.resources.embedder import EmbedderResource
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.berufenet_store import ensure_indexes
@@ -23,6 +24,8 @@ class CatalogConfig(dg.Config):
 @dg.asset(
     group_name="professions",
     kinds={"python", "sql"},
+    # TY_EMBED_BACKEND=ollama sends the embeddings to the GPU server: share its pool with the LLM steps.
+    pool="ollama",
     # Built once when missing (with `default_automation_condition_sensor` on); after changing TY_KLDB_CSV,
     # TY_BERUFENET_API_URL or the embedding model, materialize it again by hand.
     automation_condition=dg.AutomationCondition.on_missing(),
@@ -46,6 +49,7 @@ def berufenet_catalog(
     config: CatalogConfig,
     warehouse: WarehouseResource,
     embedder: EmbedderResource,
+    ollama: OllamaResource,
     profession_catalog: ProfessionCatalogResource,
 ) -> dg.MaterializeResult:
     started = time.monotonic()
@@ -67,7 +71,7 @@ def berufenet_catalog(
         if api.reported_total is not None and api.listed + api.invalid_list_entries < api.reported_total:
             context.log.warning(f"BERUFENET list gave {api.listed} professions but reports {api.reported_total}")
     build = build_catalog(
-        engine, loaded, open_encoder=embedder.open_encoder, now=utcnow, batch_size=config.encode_batch,
+        engine, loaded, open_encoder=embedder.encoder_opener(ollama), now=utcnow, batch_size=config.encode_batch,
         log=context.log.info,
     )
     for text in build.vectors.failed[:10]:

@@ -41,7 +41,7 @@ class BerufenetMappingConfig(dg.Config):
 
 def configured_model_id(embedder: EmbedderResource) -> str:
     """The encoder's `model_id` as configured, known before the (slow) model load."""
-    return f"{embedder.backend}:{embedder.model}"
+    return embedder.configured_model_id()
 
 
 @dg.asset(
@@ -101,8 +101,8 @@ def berufenet_mappings(
     clients: list[OllamaClient] = []
     verifier: Callable[[], Verifier] | None = None
     problem: str | None = None
-    if not config.llm_model or not ollama.host:
-        problem = "no LLM is configured for verification (llm_model or the Ollama host is empty)"
+    if not config.llm_model:
+        problem = "no LLM is configured for verification (llm_model is empty)"
     else:
         def make_verifier() -> Verifier:
             client = ollama.get_client()
@@ -117,7 +117,7 @@ def berufenet_mappings(
             engine, day,
             MappingOptions(settings=settings, reprocess=config.reprocess, embed_model_id=model_id,
                            llm_model=config.llm_model, prompt_version=load_prompt(VERIFY_PROMPT).version),
-            open_encoder=embedder.open_encoder, verifier=verifier, verifier_problem=problem, now=utcnow,
+            open_encoder=embedder.encoder_opener(ollama), verifier=verifier, verifier_problem=problem, now=utcnow,
             log=context.log.info,
         )
     except CatalogMissing as exc:

@@ -70,7 +70,7 @@ def berufenet_title_retry(
 
     try:
         outcome = retry_title(
-            engine, context.partition_key, chooser=chooser, open_encoder=embedder.open_encoder, now=utcnow,
+            engine, context.partition_key, chooser=chooser, open_encoder=embedder.encoder_opener(ollama), now=utcnow,
             top_k=config.top_k, context_chars=config.context_chars, log=context.log.info,
         )
     except (RetryRejected, UnknownFailedTitle, CatalogMissing) as exc:

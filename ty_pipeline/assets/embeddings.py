@@ -10,6 +10,7 @@ from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, SkipReason, plan_
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.progress import Progress
 from ty_pipeline.resources.embedder import EmbedderResource, encode_texts
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.embeddings_store import (
     NewVector,
@@ -34,6 +35,8 @@ class EmbeddingsConfig(dg.Config):
     partitions_def=daily_partitions,
     group_name="market",
     kinds={"python", "sql"},
+    # TY_EMBED_BACKEND=ollama sends the embeddings to the GPU server: share its pool with the LLM steps.
+    pool="ollama",
     deps=UPSTREAM,
     check_specs=[
         dg.AssetCheckSpec(
@@ -58,11 +61,12 @@ def posting_embeddings(
     config: EmbeddingsConfig,
     warehouse: WarehouseResource,
     embedder: EmbedderResource,
+    ollama: OllamaResource,
 ) -> dg.MaterializeResult:
     day = partition_date(context)
     engine = warehouse.get_engine()
     started = time.monotonic()
-    with embedder.open_encoder() as encoder:
+    with embedder.open_encoder(ollama) as encoder:
         model = encoder.model_id
         max_chars = embedder.chunk_chars(encoder)
         plan = plan_embeddings(load_posting_texts(engine, day), model)

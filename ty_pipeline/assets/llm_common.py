@@ -27,7 +27,9 @@ class LlmRunConfig(dg.Config):
     num_ctx: int = 8192  # context window sent with every call (the server default depends on VRAM)
     num_predict: int = 1024  # output token cap; an answer cut here gets one corrective retry
     max_description_chars: int = 12000  # longer descriptions are cut so the prompt fits num_ctx
-    abort_after_consecutive_transport_errors: int = 5  # a hung server stops the run instead of burning attempts
+    # Server failures (timeouts, 5xx, 503 busy after the client's retries) charge no posting an attempt;
+    # this many in a row stop the run, the postings stay pending.
+    abort_after_consecutive_transport_errors: int = 3
 
 
 def run_settings(config: LlmRunConfig, scope: LlmScopeResource) -> RunSettings:
@@ -107,13 +109,21 @@ def materialize_llm_asset(
     metadata.update(extra_metadata or {})
     for message in run.report.failures[:10]:
         context.log.warning(message)
+    for message in run.report.server_errors[:10]:
+        context.log.warning(f"server failure, posting left pending (no attempt charged): {message}")
     if run.report.aborted:
         raise dg.Failure(
             description=f"{asset} {day}: stopped early, {run.report.aborted}. {run.report.saved} postings saved; "
             f"{run.pending} left pending for the next run.",
             metadata=metadata,
         )
-    if run.plan.to_compute and run.failed == run.report.saved:
+    if run.report.deferred and not run.report.saved:
+        raise dg.Failure(
+            description=f"{asset} {day}: the Ollama server failed on all {len(run.report.deferred)} postings sent "
+            f"(no attempt charged, all left pending); first: {run.report.server_errors[0]}",
+            metadata=metadata,
+        )
+    if run.report.saved and run.failed == run.report.saved:
         raise dg.Failure(
             description=f"{asset} {day}: every one of {run.failed} postings failed; first: {run.report.failures[0]}",
             metadata=metadata,
@@ -140,6 +150,7 @@ def llm_metadata(
         "cached": run.plan.cached,
         "failed": run.failed,
         "pending": run.pending,
+        "server_errors": len(run.report.deferred),
         "skipped_no_description": len(run.plan.skipped),
         "retried": run.plan.retries,
         "out_of_attempts": run.plan.exhausted,

@@ -11,6 +11,7 @@ from ty_pipeline.professions.partition_run import CatalogMissing
 from ty_pipeline.professions.similarity import DEFAULT_TOP_N, MIN_SCORE, audit_similarity
 from ty_pipeline.professions.similarity_build import build_similarity
 from ty_pipeline.resources.embedder import EmbedderResource
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.berufenet_store import similarity_rows
 
@@ -28,6 +29,8 @@ class SimilarityConfig(dg.Config):
 @dg.asset(
     group_name="professions",
     kinds={"python", "sql"},
+    # TY_EMBED_BACKEND=ollama sends the embeddings to the GPU server: share its pool with the LLM steps.
+    pool="ollama",
     deps=["berufenet_catalog"],
     check_specs=[
         dg.AssetCheckSpec(
@@ -47,11 +50,12 @@ def profession_similarity(
     config: SimilarityConfig,
     warehouse: WarehouseResource,
     embedder: EmbedderResource,
+    ollama: OllamaResource,
 ) -> dg.MaterializeResult:
     started = time.monotonic()
     try:
         build = build_similarity(
-            warehouse.get_engine(), open_encoder=embedder.open_encoder, now=utcnow, top_n=config.top_n,
+            warehouse.get_engine(), open_encoder=embedder.encoder_opener(ollama), now=utcnow, top_n=config.top_n,
             min_postings=config.min_postings, min_score=config.min_score, log=context.log.info,
         )
     except CatalogMissing as exc:

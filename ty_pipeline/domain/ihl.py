@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -64,6 +64,11 @@ CandidatePool = Literal["LARGE (1000+)", "MEDIUM (100-1000)", "SMALL (10-100)", 
 Recommendation = Literal["APPLY", "CAUTION", "SKIP"]
 
 
+# `validate_role_output` rejects an empty reasoning or evidence; the schema says so, so a grammar-constrained
+# server cannot emit one. Schema only: pydantic itself stays lenient and the validator words the retry.
+_NON_EMPTY: dict[str, Any] = {"minLength": 1}
+
+
 class _Schema(BaseModel):
     # additionalProperties: false in the schema keeps the model to the listed keys.
     model_config = ConfigDict(extra="forbid")
@@ -71,7 +76,7 @@ class _Schema(BaseModel):
 
 class RedFlag(_Schema):
     flag: str = Field(description="Description of the red flag.")
-    evidence: str = Field(description="Exact quote from the posting that shows it.")
+    evidence: str = Field(description="Exact quote from the posting that shows it.", json_schema_extra=_NON_EMPTY)
     severity: Severity = Field(description="How strongly this suggests a pre-selected candidate.")
 
 
@@ -82,7 +87,7 @@ class AnalystOutput(_Schema):
     analyst_verdict: Literal["GENUINE", "SUSPICIOUS", "PRE_WIRED"]
     suggested_ihl_score: ScoreInt = Field(ge=1, le=10, description="1 = totally genuine, 10 = totally fake.")
     red_flags: list[RedFlag] = Field(description="Real red flags only; an empty list if there are none.")
-    reasoning: str = Field(description="1-2 sentences explaining the verdict.")
+    reasoning: str = Field(description="1-2 sentences explaining the verdict.", json_schema_extra=_NON_EMPTY)
 
 
 class CounterArgument(_Schema):
@@ -99,7 +104,9 @@ class SkepticOutput(_Schema):
         ge=1, le=5, description="1 = totally genuine, 5 = the analyst may have a point."
     )
     counter_arguments: list[CounterArgument]
-    reasoning: str = Field(description="1-2 sentences explaining why this job might be genuine.")
+    reasoning: str = Field(
+        description="1-2 sentences explaining why this job might be genuine.", json_schema_extra=_NON_EMPTY
+    )
 
 
 class HRExpertOutput(_Schema):
@@ -116,7 +123,9 @@ class HRExpertOutput(_Schema):
     red_flags: list[RedFlag]
     candidate_pool_estimate: CandidatePool
     recommendation: Recommendation
-    reasoning: str = Field(description="2-3 sentences explaining the final decision, considering both sides.")
+    reasoning: str = Field(
+        description="2-3 sentences explaining the final decision, considering both sides.", json_schema_extra=_NON_EMPTY
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

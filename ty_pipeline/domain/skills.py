@@ -31,7 +31,10 @@ class SkillItem(BaseModel):
 
     name: str = Field(
         description="Short atomic skill, tool, technology, soft skill or domain knowledge as named in the "
-        "posting (1-4 words, German kept German), e.g. 'Python', 'IFRS', 'Teamfähigkeit'. Not a sentence."
+        "posting (1-4 words, German kept German), e.g. 'Python', 'IFRS', 'Teamfähigkeit'. Not a sentence.",
+        # Schema only (what a constrained server can emit); a longer name from an unconstrained one is
+        # dropped by `normalize_skills`, not a reason to reject the whole list.
+        json_schema_extra={"minLength": 1, "maxLength": MAX_SKILL_CHARS},
     )
     importance: Importance = Field(
         description="essential: explicitly required; critical: strongly expected; important: clearly useful; "
@@ -44,7 +47,9 @@ class SkillList(BaseModel):
 
     skills: list[SkillItem] = Field(
         max_length=MAX_SKILLS,
-        description="Every distinct skill the posting asks for, each once; an empty list if none is stated.",
+        description="Every distinct skill the posting asks for, each once.",
+        # An empty list is never a result (`validate_skill_list` asks again): say so in the schema too.
+        json_schema_extra={"minItems": 1},
     )
 
 

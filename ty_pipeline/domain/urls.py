@@ -57,3 +57,25 @@ def redact_urls_in(text: str, urls: list[str] | tuple[str, ...] = ()) -> str:
 
 
 _ANY_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>)\]]+")
+
+
+def redact_secrets_of(text: str, url: str) -> str:
+    """`text` (typically a library's error message about a request to `url`) without `url`'s secrets.
+
+    Beyond `redact_urls_in`: requests and urllib3 also quote the request target on its own
+    ("Max retries exceeded with url: /file.csv?token=..."), and some messages repeat a password
+    outside any URL. Both are cut here; a path without a query string stays (it says what failed).
+    """
+    out = redact_urls_in(text, [url])
+    try:
+        parts = urlsplit(str(url))
+        password = parts.password
+    except ValueError:
+        return out
+    if parts.query:
+        out = out.replace(f"{parts.path}?{parts.query}", f"{parts.path}?<redacted>")
+        out = out.replace(parts.query, "<redacted>")
+    for secret in (password, parts.username if password else None):
+        if secret and len(secret) >= 3:
+            out = out.replace(secret, "<redacted>")
+    return out

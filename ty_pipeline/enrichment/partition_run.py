@@ -45,7 +45,7 @@ class RunSettings:
     max_attempts: int = 3
     max_postings: int | None = 300  # None = no cap
     max_description_chars: int = 12000
-    abort_after_consecutive_transport_errors: int = 5
+    abort_after_consecutive_transport_errors: int = 3
 
 
 @dataclass
@@ -58,8 +58,9 @@ class PartitionRun:
 
     @property
     def pending(self) -> int:
-        """Postings that still need the LLM after this run: beyond the cap, or stopped by an abort."""
-        return len(self.plan.pending) + len(self.report.not_done)
+        """Postings that still need the LLM after this run: beyond the cap, stopped by an abort, or
+        deferred by a server failure (never charged an attempt)."""
+        return len(self.plan.pending) + len(self.report.not_done) + len(self.report.deferred)
 
     @property
     def failed(self) -> int:

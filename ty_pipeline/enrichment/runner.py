@@ -5,11 +5,12 @@ as soon as it arrives, so a crash or a kill loses at most the postings in flight
 two kinds:
 
 * the posting's own failure (an invalid answer after the corrective retry, a request the server
-  rejects, a timeout or 5xx that outlasted the client's retries) becomes an `llm_error` row, retried on
-  later runs up to `max_attempts`;
-* the server is gone (connection refused) or a model disappeared: nothing is charged to the posting,
-  the run stops taking new postings and reports the rest as pending. A run of consecutive transport
-  failures is treated the same way, so a hung server cannot burn every posting's attempts in one night.
+  rejects) becomes an `llm_error` row, retried on later runs up to `max_attempts`;
+* a server failure charges nothing to the posting: it is not saved and stays pending. The server is
+  gone (connection refused or reset) or a model disappeared: the run stops taking new postings at
+  once. A timeout or 5xx that outlasted the client's retries (a hang, a 503 storm) defers that
+  posting; a run of consecutive ones stops the run the same way, so a sick server costs no posting
+  an attempt.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class RunReport:
     failures: list[str] = field(default_factory=list)
     aborted: str | None = None
     not_done: list[WorkItem] = field(default_factory=list)  # cancelled by an abort: still pending
+    deferred: list[WorkItem] = field(default_factory=list)  # hit a server failure: not saved, still pending
+    server_errors: list[str] = field(default_factory=list)  # what those server failures said
     seconds: float = 0.0
 
     @property
@@ -96,7 +99,7 @@ def run_pool(
     stats: CallStats,
     log: Callable[[str], None],
     what: str,
-    abort_after_consecutive_transport_errors: int = 5,
+    abort_after_consecutive_transport_errors: int = 3,
 ) -> RunReport:
     """At most `workers` postings in flight; the next one is submitted only after a result is saved, so
     an abort stops at once and a run never holds more unsaved work than it has workers."""
@@ -136,16 +139,26 @@ def run_pool(
                 else:
                     outcome = future.result()
                 stats.add(outcome.metrics)
+                if outcome.transport_error:
+                    # The server's failure, not the posting's: no row, no attempt; the next run takes it.
+                    report.deferred.append(item)
+                    report.server_errors.append(f"posting {item.posting_id} ({item.source} {item.external_id}): "
+                                                f"{outcome.error}")
+                    consecutive += 1
+                    log(f"{what}: server failure on posting {item.posting_id}, left pending: {outcome.error}")
+                    limit = abort_after_consecutive_transport_errors
+                    if limit and consecutive >= limit:
+                        abort(f"{consecutive} postings in a row met server failures (timeouts, 5xx, 503 busy) after "
+                              f"the client's retries; none was charged an attempt; last: {outcome.error}")
+                    progress.step()
+                    continue
                 save(item, outcome)  # committed before the next posting is submitted
                 report.statuses[str(outcome.status)] += 1
                 if outcome.status == LlmStatus.LLM_ERROR:
                     report.failures.append(
                         f"posting {item.posting_id} ({item.source} {item.external_id}): {outcome.error}"
                     )
-                consecutive = consecutive + 1 if outcome.transport_error else 0
-                limit = abort_after_consecutive_transport_errors
-                if limit and consecutive >= limit:
-                    abort(f"{consecutive} postings in a row failed with transport errors; last: {outcome.error}")
+                consecutive = 0
                 progress.step()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -28,10 +28,35 @@ DEFAULT_LANGUAGE = "English"
 MAX_REASONS = 8
 
 
+def _fail_needs_a_reason(schema: dict[str, Any]) -> None:
+    """The grade schema as two variants: PASS with 0..MAX_REASONS reasons, FAIL with 1..MAX_REASONS
+    non-empty ones. `validate_grade` rejects a FAIL without a reason; a grammar-constrained server
+    cannot produce one when the schema says so (`anyOf` is supported by Ollama's and llama.cpp's
+    schema-to-grammar converters)."""
+    props = schema.pop("properties")
+    for key in ("type", "required", "additionalProperties"):
+        schema.pop(key, None)
+    reasons = props["reasons"]
+    reasons.pop("default", None)
+    variants = []
+    for verdict, at_least in (("PASS", 0), ("FAIL", 1)):
+        items = {**reasons["items"], "minLength": 1} if at_least else reasons["items"]
+        variants.append({
+            "type": "object",
+            "properties": {
+                "verdict": {**props["verdict"], "enum": [verdict]},
+                "reasons": {**reasons, "items": items, "minItems": at_least},
+            },
+            "required": ["verdict", "reasons"],
+            "additionalProperties": False,
+        })
+    schema["anyOf"] = variants
+
+
 class Grade(BaseModel):
     """One grader's verdict on a rendered summary."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_fail_needs_a_reason)
 
     verdict: Literal["PASS", "FAIL"] = Field(
         description="PASS if the summary is accurate, complete and follows the layout; otherwise FAIL."

@@ -30,6 +30,7 @@ from ty_pipeline.domain.kldb_catalog import (
     NamedProfession,
     clean_text,
 )
+from ty_pipeline.domain.urls import redact_url
 from ty_pipeline.progress import Progress
 from ty_pipeline.resources.http_retry import KeyedJsonClient, RetryPolicy, SourceError, request_json
 
@@ -141,23 +142,30 @@ class BerufenetClient(KeyedJsonClient):
         # documented request is the literal `*`.
         return f"{self.base_url}{BERUFE_PATH}?suchwoerter=*&page={page}"
 
+    def shown_list_url(self, page: int) -> str:
+        """`list_url` as errors show it: the configured base URL reduced to scheme://host:port (no user,
+        password or query of TY_BERUFENET_API_URL), then the documented path and query."""
+        return f"{redact_url(self.base_url)}{BERUFE_PATH}?suchwoerter=*&page={page}"
+
     def list_page(self, page: int) -> dict[str, Any]:
         url = self.list_url(page)
         try:
-            _, payload = request_json(self.session, "GET", url, what=f"BERUFENET list {url}", policy=self.policy,
+            _, payload = request_json(self.session, "GET", url, what=f"BERUFENET list page {page}", policy=self.policy,
                                       timeout=self.timeout, sleep=self.sleep)
         except SourceError as exc:
             raise BerufenetError(
-                f"BERUFENET list page {page} failed ({url}): {exc}; the catalog was left unchanged",
+                f"BERUFENET list page {page} failed ({self.shown_list_url(page)}): {exc}; the catalog was left unchanged",
                 status=exc.status, body=exc.body,
             ) from exc
         if not isinstance(payload, dict):
-            raise BerufenetError(f"BERUFENET list page {page} ({url}) is not a HAL object: {str(payload)[:200]}")
+            raise BerufenetError(
+                f"BERUFENET list page {page} ({self.shown_list_url(page)}) is not a HAL object: {str(payload)[:200]}"
+            )
         return payload
 
     def detail(self, profession_id: str) -> Any:
         url = f"{self.base_url}{BERUFE_PATH}/{profession_id}"
-        _, payload = request_json(self.session, "GET", url, what=f"BERUFENET detail {url}", policy=self.policy,
+        _, payload = request_json(self.session, "GET", url, what=f"BERUFENET detail {profession_id}", policy=self.policy,
                                   timeout=self.timeout, sleep=self.sleep)
         return payload
 
@@ -195,7 +203,7 @@ def list_professions(client: BerufenetClient, *, delay_s: float = 0.0,
         if delay_s > 0:
             client.sleep(delay_s)
     raise BerufenetError(
-        f"BERUFENET list did not end after {MAX_LIST_PAGES} pages ({client.list_url(MAX_LIST_PAGES)})"
+        f"BERUFENET list did not end after {MAX_LIST_PAGES} pages ({client.shown_list_url(MAX_LIST_PAGES)})"
     )
 
 
@@ -224,7 +232,7 @@ def fetch_berufenet(
     try:
         listing = list_professions(client, delay_s=delay_s, log=log)
         if not listing.ids:
-            raise BerufenetError(f"BERUFENET list at {client.list_url(0)} returned no professions; "
+            raise BerufenetError(f"BERUFENET list at {client.shown_list_url(0)} returned no professions; "
                                  "the catalog was left unchanged")
         details = _fetch_details(client, listing, workers=workers, delay_s=delay_s,
                                  max_failed_share=max_failed_share, log=log, progress_every_s=progress_every_s)
@@ -246,7 +254,7 @@ def fetch_berufenet(
         raise BerufenetError(f"none of {len(details.received)} BERUFENET details had a usable kldb2010 "
                              f"(e.g. {skipped[SKIP_NO_KLDB][:MAX_EXAMPLES]}); the catalog was left unchanged")
     return BerufenetFetch(
-        base_url=client.base_url,
+        base_url=redact_url(client.base_url),  # shown in logs and metadata: scheme://host:port only
         professions=tuple(professions),
         pages=listing.pages,
         listed=len(listing.ids),

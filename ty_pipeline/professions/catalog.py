@@ -20,6 +20,7 @@ from ty_pipeline.domain.kldb_catalog import (
     load_seed_catalog,
 )
 from ty_pipeline.domain.titles import clean_job_title
+from ty_pipeline.domain.urls import redact_secrets_of, redact_url
 
 if TYPE_CHECKING:  # only the type: importing it here would pull `requests` into every catalog reader
     from ty_pipeline.professions.berufenet_api import BerufenetFetch
@@ -87,9 +88,17 @@ def load_catalog_file(kldb_csv: str | None, seed_csv: str | Path = DEFAULT_SEED_
 
         import requests
 
-        resp = requests.get(kldb_csv, timeout=(10, 120))
-        resp.raise_for_status()
-        return from_kldb(load_kldb_catalog(io.BytesIO(resp.content)), kldb_csv)
+        shown = redact_url(kldb_csv)  # a token in the URL must not reach logs or metadata
+        try:
+            resp = requests.get(kldb_csv, timeout=(10, 120))
+            resp.raise_for_status()
+        except requests.RequestException as exc:
+            # `from None`: the library's exception quotes the full URL, and Dagster shows the chain.
+            raise ValueError(
+                f"TY_KLDB_CSV={shown}: the KldB directory could not be downloaded: "
+                f"{redact_secrets_of(f'{type(exc).__name__}: {exc}', kldb_csv)}"
+            ) from None
+        return from_kldb(load_kldb_catalog(io.BytesIO(resp.content)), shown)
     path = kldb_csv or str(DEFAULT_KLDB_CSV)
     return from_kldb(load_kldb_catalog(path), path)
 

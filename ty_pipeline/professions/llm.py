@@ -8,11 +8,12 @@ answer (corrected once by the client, then an error), never a guess.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ty_pipeline.domain.embedding_text import normalize_text
 from ty_pipeline.domain.kldb_catalog import QUALIFICATION_LEVELS, NamedProfession
@@ -30,9 +31,26 @@ LLM_OPTIONS: dict[str, Any] = {"temperature": 0, "seed": 42, "num_ctx": 4096, "n
 
 
 class CandidateChoice(BaseModel):
-    """The model's answer: a candidate number, 0 for none."""
+    """The model's answer: a candidate number, 0 for none. Sent per call as `choice_schema(n)`."""
+
+    model_config = ConfigDict(title="CandidateChoice")
 
     choice: int = Field(ge=0, le=50, description="number of the matching candidate, 0 if none matches")
+
+
+@functools.cache
+def choice_schema(candidates: int) -> type[CandidateChoice]:
+    """The answer schema for a list of `candidates`: `choice` bounded to 0..candidates.
+
+    A grammar-constrained server can only emit what the schema allows; with a fixed bound of 50 it
+    answered 24 for a list of five, which became an `error` row.
+    """
+    return create_model(
+        f"CandidateChoiceOf{candidates}",
+        __base__=CandidateChoice,
+        choice=(int, Field(ge=0, le=candidates, description=f"number of the matching candidate (1 to {candidates}), "
+                                                          "0 if none matches")),
+    )
 
 
 @dataclass(frozen=True)
@@ -97,7 +115,8 @@ class LlmChooser:
             return None
 
         answer, metrics = self.client.chat_structured(
-            model=self.model, messages=messages, schema=CandidateChoice, options=self.options, validate=validate
+            model=self.model, messages=messages, schema=choice_schema(len(usable)), options=self.options,
+            validate=validate,
         )
         assert isinstance(answer, CandidateChoice)
         pid = usable[answer.choice - 1].profession_id if answer.choice > 0 else None

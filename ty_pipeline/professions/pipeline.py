@@ -36,7 +36,16 @@ from ty_pipeline.professions.statuses import LEARNABLE, BerufenetStatus
 from ty_pipeline.professions.thresholds import MatchThresholds
 from ty_pipeline.progress import Progress
 from ty_pipeline.resources.embedder import TextEncoder
-from ty_pipeline.resources.ollama import OllamaError, OllamaModelMissing, OllamaUnavailable
+from ty_pipeline.resources.ollama import (
+    OllamaError,
+    OllamaModelMissing,
+    OllamaTransientError,
+    OllamaUnavailable,
+)
+
+# The server's failures, not the title's: the rest of the band is not attempted and every title not
+# decided stays `llm_unavailable` (retried next run), never `error`.
+SERVER_FAILURES = (OllamaUnavailable, OllamaModelMissing, OllamaTransientError)
 
 S = BerufenetStatus
 TIER_STATUS = {
@@ -422,7 +431,7 @@ class TitleMapper:
                 raise _NotAttempted
             try:
                 return verifier.verify(result.group.title, result.candidates, professions)
-            except (OllamaUnavailable, OllamaModelMissing):
+            except SERVER_FAILURES:
                 gone.set()
                 raise
 
@@ -433,9 +442,9 @@ class TitleMapper:
                 result = futures[future]
                 try:
                     choice = future.result()
-                except (OllamaUnavailable, OllamaModelMissing) as exc:
-                    # The server is gone or the model was removed: every further call would fail the
-                    # same way after its retries, so the rest of the band is not attempted.
+                except SERVER_FAILURES as exc:
+                    # The server is gone, sick (timeouts / 5xx after retries) or the model was removed:
+                    # every further call would likely fail the same way, so the band is not attempted.
                     report.llm_metrics += list(exc.metrics)
                     stop = stop or str(exc)
                     result.status, result.error = S.LLM_UNAVAILABLE, _short(str(exc))

@@ -7,17 +7,44 @@ version would keep stale results: bump the number whenever the wording changes.
 Rendering fills the *template* with `str.format`; posting text only ever arrives as a value, so braces
 in a posting can never be taken for a template field (the replaced system saved literal
 `{session_9_output}` strings, docs/domain_rules.md §3.2). Literal braces in a template are written `{{ }}`.
+
+Values are fenced by tags on lines of their own (`<posting>` ... `</posting>`). A value must not be
+able to close or open a fence: every fence tag of any prompt found in a value, written plainly or
+HTML-escaped (`&lt;/posting&gt;`, `&amp;lt;...`, numeric references), is rewritten to `‹/posting›`,
+which a model reads as text. Nothing else in the value changes.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
 PROMPT_DIR = Path(__file__).resolve().parent
 _SECTIONS = ("system", "user")
+_FENCE_LINE = re.compile(r"^\s*</?([A-Za-z_][\w-]*)>\s*$", re.MULTILINE)
+# "<", "/" and ">" as written in a value: plainly, or HTML-escaped any number of times, named or numeric.
+_LT = r"(?:<|&(?:amp;)*(?:lt|\#0*60|\#x0*3c);?)"
+_SLASH = r"(?:/|&(?:amp;)*(?:sol|\#0*47|\#x0*2f);?)"
+_GT = r"(?:>|&(?:amp;)*(?:gt|\#0*62|\#x0*3e);?)"
+
+
+@functools.cache
+def _fence_pattern(names: frozenset[str]) -> re.Pattern[str] | None:
+    if not names:
+        return None
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"{_LT}\s*({_SLASH}?)\s*({alternatives})\s*{_GT}", re.IGNORECASE)
+
+
+def neutralise_fences(value: str, names: frozenset[str]) -> str:
+    """`value` with every fence tag in `names` (plain or HTML-escaped) turned into inert `‹name›` text."""
+    pattern = _fence_pattern(names)
+    if pattern is None or not value:
+        return value
+    return pattern.sub(lambda m: f"‹{'/' if m.group(1) else ''}{m.group(2)}›", value)
 
 
 class PromptError(ValueError):
@@ -43,11 +70,21 @@ class Prompt:
             names.update(field for _text, field, _spec, _conv in string.Formatter().parse(template) if field)
         return frozenset(names)
 
+    @property
+    def fences(self) -> frozenset[str]:
+        """Tag names that fence values in this prompt (`<posting>` on a line of its own)."""
+        return frozenset(_FENCE_LINE.findall(self.system) + _FENCE_LINE.findall(self.user))
+
     def render(self, **values: str) -> list[dict[str, str]]:
-        """Chat messages: the system and user templates filled with `values` (which are never re-parsed)."""
+        """Chat messages: the system and user templates filled with `values` (which are never re-parsed).
+
+        A value cannot close its fence or open another: see the module docstring.
+        """
         missing = sorted(self.fields - values.keys())
         if missing:
             raise PromptError(f"prompt {self.version} needs values for {', '.join(missing)}")
+        fences = self.fences | all_fences()
+        values = {k: neutralise_fences(v, fences) if isinstance(v, str) else v for k, v in values.items()}
         return [
             {"role": "system", "content": self.system.format(**values)},
             {"role": "user", "content": self.user.format(**values)},
@@ -97,3 +134,13 @@ def load_prompt(name: str) -> Prompt:
 def combined_version(family: str, prompts: list[Prompt]) -> str:
     """Short form for the `prompt_version` column (VARCHAR 32): `summary/1.1.1` in the order given."""
     return f"{family}/" + ".".join(p.number for p in prompts)
+
+
+@functools.cache
+def all_fences() -> frozenset[str]:
+    """The fence tags of every prompt file: a posting must not forge another prompt's fence either
+    (its text is shown to several prompts, and a grader reads what an extractor wrote)."""
+    names: set[str] = set()
+    for path in sorted(PROMPT_DIR.glob("*.md")):
+        names.update(_FENCE_LINE.findall(path.read_text(encoding="utf-8")))
+    return frozenset(names)

@@ -17,6 +17,7 @@ from ty_pipeline.domain.deutsche_bank_format import (
     search_request,
 )
 from ty_pipeline.resources.http_retry import RetryPolicy, make_session, request_json
+from ty_pipeline.settings import from_env
 
 DEFAULT_DB_BASE_URL = "https://api-deutschebank.beesite.de"
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) ty-pipeline/0.1"
@@ -66,7 +67,9 @@ class DeutscheBankClient:
 class DeutscheBankResource(dg.ConfigurableResource):
     """Connection settings for the Deutsche Bank careers API (`TY_DB_BASE_URL`)."""
 
-    base_url: str = Field(default=DEFAULT_DB_BASE_URL, description="careers API base URL")
+    base_url: str = Field(
+        default="", description="careers API base URL; empty: `TY_DB_BASE_URL`, else the public API (resolved at use)"
+    )
     user_agent: str = Field(default=USER_AGENT, description="browser-like User-Agent")
     timeout_s: float = Field(default=30.0, description="read timeout per request")
     max_retries: int = Field(default=4, description="retries for 403/429/5xx/timeouts per request")
@@ -81,9 +84,12 @@ class DeutscheBankResource(dg.ConfigurableResource):
     )
     max_items: int = Field(default=5000, description="safety cap on items paged per run")
 
+    def endpoint(self) -> str:
+        return from_env(self.base_url, "TY_DB_BASE_URL", DEFAULT_DB_BASE_URL) or DEFAULT_DB_BASE_URL
+
     def get_client(self) -> DeutscheBankClient:
         return DeutscheBankClient(
-            self.base_url,
+            self.endpoint(),
             user_agent=self.user_agent,
             timeout_s=self.timeout_s,
             policy=RetryPolicy(max_retries=self.max_retries, backoff_base_s=self.backoff_base_s),

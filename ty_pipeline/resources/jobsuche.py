@@ -16,6 +16,7 @@ from ty_pipeline.domain.jobsuche_format import (
     parse_search_page,
 )
 from ty_pipeline.resources.http_retry import KeyedJsonClient, RetryPolicy, SourceError, request_json
+from ty_pipeline.settings import from_env
 
 DEFAULT_AA_BASE_URL = "https://rest.arbeitsagentur.de/jobboerse/jobsuche-service"
 PUBLIC_API_KEY = "jobboerse-jobsuche"  # a fixed public client id, not a secret (docs/wire_formats.md §1.2)
@@ -82,7 +83,9 @@ def _is_window_error(body: Any) -> bool:
 class JobsucheResource(dg.ConfigurableResource):
     """Connection settings for the Jobsuche API (`TY_AA_BASE_URL`)."""
 
-    base_url: str = Field(default=DEFAULT_AA_BASE_URL, description="Jobsuche API base URL")
+    base_url: str = Field(
+        default="", description="Jobsuche API base URL; empty: `TY_AA_BASE_URL`, else the public API (resolved at use)"
+    )
     api_key: str = Field(default=PUBLIC_API_KEY, description="X-API-Key header (public client id)")
     user_agent: str = Field(default=USER_AGENT, description="explicit User-Agent; the WAF rejects empty ones")
     timeout_s: float = Field(default=30.0, description="read timeout per request")
@@ -93,9 +96,12 @@ class JobsucheResource(dg.ConfigurableResource):
     detail_workers: int = Field(default=4, description="parallel detail requests")
     page_size: int = Field(default=100, description="results per search page (API maximum 100)")
 
+    def endpoint(self) -> str:
+        return from_env(self.base_url, "TY_AA_BASE_URL", DEFAULT_AA_BASE_URL) or DEFAULT_AA_BASE_URL
+
     def get_client(self) -> JobsucheClient:
         return JobsucheClient(
-            self.base_url,
+            self.endpoint(),
             api_key=self.api_key,
             user_agent=self.user_agent,
             timeout_s=self.timeout_s,

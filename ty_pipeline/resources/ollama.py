@@ -22,9 +22,11 @@ Wire format: docs/wire_formats.md §4.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,10 +36,13 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 import requests
+import urllib3
 from pydantic import BaseModel, Field, ValidationError
 from requests.adapters import HTTPAdapter
 
+from ty_pipeline.domain.urls import redact_secrets_of, redact_url
 from ty_pipeline.resources.http_retry import parse_retry_after
+from ty_pipeline.settings import from_env
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +86,15 @@ def _rebuild_error(cls: type[OllamaError], args: tuple[Any, ...], state: dict[st
 
 class OllamaUnavailable(OllamaError):
     """No answer from the server at all (connection refused, dropped, connect timeout), after retries."""
+
+
+class OllamaConnectionReset(OllamaUnavailable):
+    """The server accepted the connection and then reset or closed it without an answer, after retries.
+
+    Not "start `ollama serve`": something is listening. A crash of the model runner, a proxy or load
+    balancer cutting the request, or an overloaded host does this; the server's own log says which.
+    Like `OllamaUnavailable` it is a server failure: a run stops and charges no posting for it.
+    """
 
 
 class OllamaModelMissing(OllamaError):
@@ -202,6 +216,27 @@ def canonical_model_name(name: str) -> str:
     return name if ":" in last else f"{name}:latest"
 
 
+def _was_reset(exc: BaseException) -> bool:
+    """True when a connection error happened after the connection was made: reset (RST), aborted, or
+    closed by the server before any answer. Refused connections, DNS failures and connect timeouts
+    are not resets: then nothing is listening at the address."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        err = todo.pop()
+        if not isinstance(err, BaseException) or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ConnectionRefusedError | socket.gaierror | urllib3.exceptions.NewConnectionError
+                      | urllib3.exceptions.ConnectTimeoutError):
+            return False
+        if isinstance(err, ConnectionResetError | ConnectionAbortedError | http.client.RemoteDisconnected
+                      | urllib3.exceptions.ProtocolError):
+            return True
+        todo.extend([*err.args, err.__cause__, err.__context__, getattr(err, "reason", None)])
+    return False
+
+
 def _ollama_error_text(resp: requests.Response) -> str:
     """Ollama's `{"error": "..."}` message, or the start of whatever else the body was."""
     try:
@@ -264,6 +299,8 @@ class OllamaClient:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, not {max_retries}")
         self.base_url = normalize_host(base_url)
+        # What messages, logs and metadata show: scheme://host:port, never a credential in the URL.
+        self.shown_url = redact_url(self.base_url)
         self.timeout = (connect_timeout_s, read_timeout_s)
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
@@ -289,7 +326,7 @@ class OllamaClient:
         self.session.close()
 
     def __repr__(self) -> str:
-        return f"OllamaClient({self.base_url!r})"
+        return f"OllamaClient({self.shown_url!r})"
 
     # -- HTTP policy (the one place every call goes through) ------------------------------------------
 
@@ -304,15 +341,19 @@ class OllamaClient:
         with self._rng_lock:
             return self._rng.uniform(0, ceiling)
 
+    def _safe(self, exc: BaseException) -> str:
+        """A library exception's text without the credentials or query string of `OLLAMA_HOST`."""
+        return redact_secrets_of(str(exc), self.base_url)
+
     def _unreachable_message(self, detail: str) -> str:
         return (
-            f"Ollama at {self.base_url} is not reachable: {detail}. "
+            f"Ollama at {self.shown_url} is not reachable: {detail}. "
             "Start it with `ollama serve` or set OLLAMA_HOST to the server's URL."
         )
 
     def _model_missing(self, model: str, server_text: str, metrics: list[CallMetrics]) -> OllamaModelMissing:
         return OllamaModelMissing(
-            f"Ollama model '{model}' is not installed on {self.base_url} (server said: {server_text}). "
+            f"Ollama model '{model}' is not installed on {self.shown_url} (server said: {server_text}). "
             f"Install it with `ollama pull {model}`.",
             models=[model],
             metrics=metrics,
@@ -347,16 +388,19 @@ class OllamaClient:
 
         for attempt in range(retries + 1):
             retry_after: str | None = None
+            reset = False  # this attempt connected, then lost the connection without an answer
             try:
                 resp = self.session.request(method, url, json=body, timeout=self.timeout)
             except requests.ConnectTimeout as exc:
-                last_error, last_status, never_answered = f"connect timeout after {self.timeout[0]} s ({exc})", None, True
+                last_error, last_status, never_answered = f"connect timeout after {self.timeout[0]} s ({self._safe(exc)})", None, True
             except requests.ReadTimeout:
                 last_error, last_status, never_answered = f"no answer within the read timeout of {self.timeout[1]} s", None, False
             except requests.ConnectionError as exc:
-                last_error, last_status, never_answered = f"connection failed: {exc}", None, True
+                reset = _was_reset(exc)
+                kind = "connection reset by the server" if reset else "connection failed"
+                last_error, last_status, never_answered = f"{kind}: {self._safe(exc)}", None, True
             except requests.RequestException as exc:  # e.g. ChunkedEncodingError: the answer was cut off
-                last_error, last_status, never_answered = f"{type(exc).__name__}: {exc}", None, False
+                last_error, last_status, never_answered = f"{type(exc).__name__}: {self._safe(exc)}", None, False
             else:
                 status = resp.status_code
                 never_answered = False
@@ -377,7 +421,7 @@ class OllamaClient:
                     if status == 404 and model is not None and "not found" in text.lower():
                         raise self._model_missing(model, text, failed_metrics(attempt + 1))
                     raise OllamaRequestError(
-                        f"Ollama at {self.base_url} rejected {what}: HTTP {status}: {text}",
+                        f"Ollama at {self.shown_url} rejected {what}: HTTP {status}: {text}",
                         status=status, error=text, metrics=failed_metrics(attempt + 1),
                     )
             if attempt < retries:
@@ -386,13 +430,21 @@ class OllamaClient:
                 self.sleep(delay)
 
         attempts = retries + 1
+        if never_answered and reset:
+            raise OllamaConnectionReset(
+                f"Ollama at {self.shown_url} reset the connection without an answer: {what} failed {attempts} "
+                f"time(s); last error: {last_error}. The server is listening but dropped the request (a crash "
+                "of the model runner, a proxy or load balancer in between, or an overloaded host): check the "
+                "Ollama server log.",
+                metrics=failed_metrics(attempts),
+            )
         if never_answered:
             raise OllamaUnavailable(
                 self._unreachable_message(f"{what} failed {attempts} time(s); last error: {last_error}"),
                 metrics=failed_metrics(attempts),
             )
         raise OllamaTransientError(
-            f"Ollama at {self.base_url}: {what} failed {attempts} time(s) (timeouts / server errors); "
+            f"Ollama at {self.shown_url}: {what} failed {attempts} time(s) (timeouts / server errors); "
             f"last error: {last_error}",
             status=last_status, metrics=failed_metrics(attempts),
         )
@@ -423,7 +475,7 @@ class OllamaClient:
             pulls = "\n".join(f"  ollama pull {m}" for m in missing)
             have = ", ".join(sorted(installed)) or "none"
             raise OllamaModelMissing(
-                f"Ollama at {self.base_url} (version {version}) is missing {len(missing)} model(s) this run "
+                f"Ollama at {self.shown_url} (version {version}) is missing {len(missing)} model(s) this run "
                 f"needs: {', '.join(missing)}. Installed: {have}. Install them with:\n{pulls}",
                 models=missing,
                 status=None,
@@ -567,7 +619,11 @@ class OllamaResource(dg.ConfigurableResource):
     """Connection settings for the Ollama server (`OLLAMA_HOST`). Assets call `get_client()` once per
     step and share that client between their worker threads."""
 
-    host: str = Field(default=DEFAULT_OLLAMA_HOST, description="Ollama base URL (`OLLAMA_HOST`; host:port is accepted)")
+    host: str = Field(
+        default="",
+        description="Ollama base URL (host:port is accepted); empty: `OLLAMA_HOST`, else http://localhost:11434. "
+        "Resolved at use, so run config that sets only a timeout keeps the environment's server",
+    )
     connect_timeout_s: float = Field(default=5.0, description="TCP connect timeout per request")
     read_timeout_s: float = Field(
         default=180.0, description="longest wait for one non-streamed answer (covers the whole generation)"
@@ -576,9 +632,13 @@ class OllamaResource(dg.ConfigurableResource):
     keep_alive: str = Field(default="30m", description="how long Ollama keeps a model loaded after a call")
     pool_size: int = Field(default=8, description="pooled HTTP connections; at least the worker count")
 
+    def endpoint(self) -> str:
+        """The server this resource talks to: the configured host, else `OLLAMA_HOST`, else the default."""
+        return normalize_host(from_env(self.host, "OLLAMA_HOST", DEFAULT_OLLAMA_HOST) or DEFAULT_OLLAMA_HOST)
+
     def get_client(self) -> OllamaClient:
         return OllamaClient(
-            self.host,
+            self.endpoint(),
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
             max_retries=self.max_retries,

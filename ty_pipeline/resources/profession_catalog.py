@@ -23,14 +23,16 @@ from ty_pipeline.professions.catalog import (
     with_berufenet,
 )
 from ty_pipeline.professions.failed_titles import DEFAULT_MAX_PARTITIONS
+from ty_pipeline.settings import from_env
 
 
 class ProfessionCatalogResource(dg.ConfigurableResource):
     kldb_csv: str | None = Field(
         default=None,
         description=(
-            "Path or URL of a KldB 2010 directory CSV (TY_KLDB_CSV); unset: the directory shipped in data/kldb/; "
-            f"'{SEED}': the small seed catalog at seed_csv"
+            "Path or URL of a KldB 2010 directory CSV; unset: `TY_KLDB_CSV` (resolved at use, so run config that "
+            f"sets another field keeps it), else the directory shipped in data/kldb/; '{SEED}': the small seed "
+            "catalog at seed_csv"
         ),
     )
     seed_csv: str = Field(default=str(DEFAULT_SEED_CATALOG), description=f"The seed catalog used when kldb_csv='{SEED}'")
@@ -42,8 +44,8 @@ class ProfessionCatalogResource(dg.ConfigurableResource):
     berufenet_api_url: str | None = Field(
         default=None,
         description=(
-            "Base URL of the BERUFENET REST API, e.g. https://rest.arbeitsagentur.de (TY_BERUFENET_API_URL); "
-            "set, its professions are added to the KldB/seed catalog; unset: the API is not used"
+            "Base URL of the BERUFENET REST API, e.g. https://rest.arbeitsagentur.de; unset: `TY_BERUFENET_API_URL` "
+            "(resolved at use); set, its professions are added to the KldB/seed catalog; neither: the API is not used"
         ),
     )
     berufenet_api_key: str = Field(default=PUBLIC_API_KEY, description="X-API-Key header (public client id)")
@@ -54,13 +56,20 @@ class ProfessionCatalogResource(dg.ConfigurableResource):
         description="share of BERUFENET detail calls that may fail (left out, counted) before the build fails",
     )
 
+    def kldb_csv_path(self) -> str | None:
+        return from_env(self.kldb_csv, "TY_KLDB_CSV", None)
+
+    def berufenet_url(self) -> str | None:
+        return from_env(self.berufenet_api_url, "TY_BERUFENET_API_URL", None)
+
     def load(self, log: Callable[[str], None] | None = None) -> LoadedCatalog:
         """The catalog file, plus the BERUFENET professions when the API is configured."""
-        loaded = load_catalog_file(self.kldb_csv or None, self.seed_csv)
-        if not self.berufenet_api_url:  # an empty env var means "not configured" as well
+        loaded = load_catalog_file(self.kldb_csv_path(), self.seed_csv)
+        api_url = self.berufenet_url()
+        if not api_url:  # an empty env var means "not configured" as well
             return loaded
         api = fetch_berufenet(
-            self.berufenet_api_url,
+            api_url,
             api_key=self.berufenet_api_key,
             workers=self.berufenet_workers,
             delay_s=self.berufenet_delay_s,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class Response:
     content_type: str = "application/json"
     delay_s: float = 0.0  # sleep before answering (simulates slow upstreams / read timeouts)
     drop_connection: bool = False  # close the socket without any answer
+    reset_connection: bool = False  # abort the connection with a TCP RST (SO_LINGER 0), no answer
 
     @classmethod
     def json_body(cls, payload: Any, status: int = 200, **kw: Any) -> Response:
@@ -90,6 +92,14 @@ class _Handler(BaseHTTPRequestHandler):
             resp = Response.json_body({"error": f"fake server bug: {exc!r}"}, status=599)
         if resp.delay_s:
             time.sleep(resp.delay_s)
+        if resp.reset_connection:
+            req.ended = time.monotonic()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                # Linger on, timeout 0: close() sends RST instead of FIN, as a crashed peer or a proxy does.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            return
         if resp.drop_connection:
             req.ended = time.monotonic()
             self.close_connection = True

@@ -50,7 +50,7 @@ MSG_RATE = "too many requests"
 
 MODEL_ENDPOINTS = ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings")
 ANSWER_ENDPOINTS = ("/api/chat", "/api/generate")
-TRANSPORT_KINDS = frozenset({"timeout", "refuse", "drop", "500", "503", "429", "404", "400"})
+TRANSPORT_KINDS = frozenset({"timeout", "refuse", "drop", "reset", "500", "503", "429", "404", "400"})
 CONTENT_KINDS = frozenset({"not_json", "schema_violation", "degenerate", "length"})
 FAULT_KINDS = TRANSPORT_KINDS | CONTENT_KINDS
 
@@ -171,13 +171,15 @@ def _resolve(schema: Any, root: Any) -> dict[str, Any]:
 
 
 def _replace_strings(value: Any, replacement: str, schema: Any = None, root: Any = None) -> tuple[Any, bool]:
-    """Replace the free-text strings of an answer. Strings the schema constrains (pattern, enum,
-    maxLength, ...) are kept, so the result still fits the schema: degenerate text is the kind of bad
-    answer only a validator can catch."""
+    """Replace the free-text strings of an answer. Strings the schema constrains (pattern, enum, ...) are
+    kept and length-bounded ones are cut to their maxLength, so the result still fits the schema:
+    degenerate text is the kind of bad answer only a validator can catch."""
     node = _resolve(schema, root)
     if isinstance(value, str):
-        if any(key in node for key in STRING_CONSTRAINTS):
+        if any(key in node for key in STRING_CONSTRAINTS if key != "maxLength"):
             return value, False
+        if "maxLength" in node:  # a constrained decoder still loops, only up to the length allowed
+            return replacement[: int(node["maxLength"])].rstrip(), True
         return replacement, True
     if isinstance(value, dict):
         props = node.get("properties") or {}
@@ -324,11 +326,12 @@ class FakeOllama(LoopbackServer):
 
         Kinds: `timeout` (answer normally but only after `delay_s`, longer than the client's read
         timeout), `refuse`/`drop` (close the connection without an answer; a listening socket cannot
-        refuse, use a closed port for that), `500`, `503` (queue full; `retry_after` adds the header),
+        refuse, use a closed port for that), `reset` (abort with a TCP RST), `500`, `503` (queue full; `retry_after` adds the header),
         `429`, `404` (`model 'X' not found`), `400` (`message`, default `invalid input type`), and the
         answer faults for chat/generate: `not_json`, `schema_violation` (valid JSON missing the
-        required keys), `degenerate` (every free-text string field, i.e. one without a pattern/enum/
-        maxLength in the schema, becomes one word repeated hundreds of times: still schema-valid),
+        required keys), `degenerate` (every free-text string field, i.e. one without a pattern/enum
+        in the schema, becomes one word repeated hundreds of times, cut to its maxLength if it has
+        one: still schema-valid),
         `length` (`done_reason: "length"` with truncated JSON).
 
         `endpoint` ("chat", "/api/embed", "/api/tags", ...) and `model` narrow the match. Without an
@@ -502,6 +505,8 @@ class FakeOllama(LoopbackServer):
             return resp
         if kind in ("refuse", "drop"):
             return Response(drop_connection=True)
+        if kind == "reset":
+            return Response(reset_connection=True)
         if kind == "404":
             return _error(404, fault.message or f"model '{model}' not found")
         if kind == "400":
