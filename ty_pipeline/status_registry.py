@@ -126,7 +126,7 @@ ASSETS: dict[str, AssetStatusSpec] = {
             done=_values(DescriptionStatus.OK, DescriptionStatus.TOO_SHORT, DescriptionStatus.EXTERNAL_PARTNER),
             # `not_found` invalidates the posting, so it normally leaves the scope; on a posting that was
             # resurrected later it is still final (the fetcher never selects it again).
-            failed=_values(DescriptionStatus.GAVE_UP, DescriptionStatus.NOT_FOUND),
+            failed=_values(DescriptionStatus.GAVE_UP, DescriptionStatus.NOT_FOUND, DescriptionStatus.UNSTORABLE),
             retryable=_values(DescriptionStatus.FAILED),
             max_attempts=MAX_DESCRIPTION_ATTEMPTS,
             requires=("postings",),

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from ty_pipeline.assets.postings import utcnow
-from ty_pipeline.domain.description_status import DescriptionStatus
+from ty_pipeline.domain.description_status import DescriptionStatus, status_after_failure
 from ty_pipeline.fetching.descriptions import fetch_description
 from ty_pipeline.fetching.sample import SampleSource
 from ty_pipeline.partitions import berlin_today, daily_partitions, partition_date
@@ -20,9 +20,10 @@ from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.descriptions_store import (
+    DescriptionOutcome,
     PendingDescription,
     pending_descriptions,
-    save_description,
+    save_description_or_unstorable,
 )
 from ty_pipeline.warehouse.leases_store import LEASE_TTL, claim, other_holders, release, renew
 from ty_pipeline.warehouse.rechecks_store import due_rechecks, save_recheck
@@ -61,7 +62,10 @@ def _finished_runs(instance: dg.DagsterInstance, run_ids: set[str]) -> set[str]:
             DESCRIPTIONS_CHECK,
             asset="job_descriptions",
             partitions_def=daily_partitions,
-            description="No description fetch of this run failed (failures are retried once on the next run).",
+            description=(
+                "No description fetch of this run failed (failures are retried once on the next run) and "
+                "no fetched text was refused by the warehouse (`unstorable`, named in the metadata)."
+            ),
         )
     ],
     description=(
@@ -70,7 +74,8 @@ def _finished_runs(instance: dg.DagsterInstance, run_ids: set[str]) -> set[str]:
         "`external_partner`; postings the source no longer has are invalidated; two failures and a posting "
         "is not retried again (`gave_up`). Postings another live run is fetching are skipped (a lease per "
         "posting); postings declared gone but listed again are re-checked after a few days, at most twice, "
-        "and revived only when the detail call succeeds."
+        "and revived only when the detail call succeeds. A text the warehouse refuses becomes the final "
+        "status `unstorable` with the reason, and the other postings are still saved."
     ),
 )
 def job_descriptions(
@@ -113,25 +118,47 @@ def job_descriptions(
     counts: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
     failures: list[str] = []
+    unstorable: list[str] = []  # "source external_id (posting_id)" of texts the warehouse refused
+    unsaved: list[str] = []  # not even a status could be written (the database itself is failing)
     recheck_counts: Counter[str] = Counter()
     progress = Progress("descriptions", len(todo) + len(rechecks), context.log.info)
     started = renewed = time.monotonic()
     workers = max(1, max(jobsuche.detail_workers, deutsche_bank.detail_workers))
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="descriptions") as pool:
-            futures = [pool.submit(work, p) for p in todo + rechecks]
+            futures = {pool.submit(work, p): p for p in todo + rechecks}
             for future in as_completed(futures):
-                posting, outcome = future.result()
+                try:
+                    posting, outcome = future.result()
+                except Exception as exc:  # noqa: BLE001 - a parser bug is this posting's failure, not the run's
+                    posting = futures[future]
+                    outcome = DescriptionOutcome(status_after_failure(posting.attempts),
+                                                 error=f"{type(exc).__name__}: {exc}"[:500])
                 if time.monotonic() - renewed > LEASE_TTL.total_seconds() / 6:
                     renew(engine, run_id=run_id, now=utcnow())
                     renewed = time.monotonic()
                 if posting.recheck:
-                    revived = save_recheck(engine, posting, outcome, utcnow())
+                    try:
+                        revived = save_recheck(engine, posting, outcome, utcnow())
+                    except Exception as exc:  # noqa: BLE001 - keep saving the others; fail at the end
+                        unsaved.append(f"{posting.source} {posting.external_id}: {type(exc).__name__}")
+                        progress.step()
+                        continue
                     recheck_counts["revived" if revived else f"still_{outcome.status}"] += 1
                     progress.step()
                     continue
-                # Saved one by one from this thread: a crash later loses nothing already fetched.
-                save_description(engine, posting, outcome, utcnow())
+                # Saved one by one from this thread: a crash later loses nothing already fetched. One
+                # posting's refused text becomes its final status, never the run's end (issue #9).
+                try:
+                    outcome = save_description_or_unstorable(engine, posting, outcome, utcnow())
+                except Exception as exc:  # noqa: BLE001 - keep saving the others; fail at the end
+                    unsaved.append(f"{posting.source} {posting.external_id}: {type(exc).__name__}")
+                    progress.step()
+                    continue
+                if outcome.status == DescriptionStatus.UNSTORABLE:
+                    unstorable.append(f"{posting.source} {posting.external_id} ({posting.posting_id})")
+                    context.log.error(f"description of {posting.source} {posting.external_id} could not be "
+                                      f"stored: {outcome.error}")
                 counts[str(outcome.status)] += 1
                 by_source[f"{posting.source}:{outcome.status}"] += 1
                 if outcome.status in (DescriptionStatus.FAILED, DescriptionStatus.GAVE_UP):
@@ -152,6 +179,8 @@ def job_descriptions(
         "not_found_invalidated": counts[DescriptionStatus.NOT_FOUND],
         "failed_will_retry": counts[DescriptionStatus.FAILED],
         "gave_up": counts[DescriptionStatus.GAVE_UP],
+        "unstorable": len(unstorable),
+        "unstorable_postings": ", ".join(unstorable[:50]) or "none",
         "pending_left_out": left_out,
         "skipped_leased_by_other_run": leased_elsewhere,
         "rechecked_held_postings": len(rechecks),
@@ -159,6 +188,12 @@ def job_descriptions(
         "seconds": round(time.monotonic() - started, 2),
         "by_source_and_status": dg.MetadataValue.json(dict(sorted(by_source.items()))),
     }
+    if unsaved:
+        raise dg.Failure(
+            description=f"{len(unsaved)} description outcome(s) of {day} could not be saved at all "
+            f"(every other one was): {'; '.join(unsaved[:5])}",
+            metadata=metadata,
+        )
     if len(todo) >= ALL_FAILED_MIN and len(failures) == len(todo):
         # Several attempts and not one success: the source is down, which is a failed step, not a
         # partition with a few flaky postings (those are retried on the next run).
@@ -169,8 +204,13 @@ def job_descriptions(
         )
     check = dg.AssetCheckResult(
         check_name=DESCRIPTIONS_CHECK,
-        passed=not failures,
+        passed=not failures and not unstorable,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"failed": len(failures), "examples": dg.MetadataValue.md("\n".join(failures[:5]) or "none")},
+        metadata={
+            "failed": len(failures),
+            "examples": dg.MetadataValue.md("\n".join(failures[:5]) or "none"),
+            "unstorable": len(unstorable),
+            "unstorable_postings": ", ".join(unstorable[:50]) or "none",
+        },
     )
     return dg.MaterializeResult(metadata=metadata, check_results=[check])

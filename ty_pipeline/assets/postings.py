@@ -21,6 +21,7 @@ from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.postings_store import (
+    count_stored,
     hold_revived_not_found,
     sweep_stale_arbeitsagentur,
     sweep_stale_deutsche_bank,
@@ -40,6 +41,7 @@ def utcnow() -> datetime:
 
 
 FETCH_COMPLETE_CHECK = "fetch_complete"
+ALL_STORED_CHECK = "all_postings_stored"
 
 
 @retried_asset(
@@ -52,7 +54,16 @@ FETCH_COMPLETE_CHECK = "fetch_complete"
             asset="postings",
             partitions_def=daily_partitions,
             description="Every configured source answered every query of this partition.",
-        )
+        ),
+        # Blocking: a posting the warehouse refused fails the step (after every other row is saved)
+        # and keeps downstream assets of the run from treating the day as complete.
+        dg.AssetCheckSpec(
+            ALL_STORED_CHECK,
+            asset="postings",
+            partitions_def=daily_partitions,
+            blocking=True,
+            description="Every fetched posting of the partition reached the warehouse; lost ones are named.",
+        ),
     ],
     description=(
         "Postings published on the partition day (Europe/Berlin) from the Jobsuche API (16 per-state "
@@ -141,7 +152,10 @@ def postings(
             select(func.count()).select_from(postings_table).where(postings_table.c.partition_date == day)
         ).scalar_one()
 
-    errors = [e for f in fetches for e in f.errors] + (stats.error_messages or [])
+    # Rows that reached the warehouse in this run, per fetch: what the totals check compares.
+    stored = {id(f): sum(count_stored(engine, f.records).values()) for f in fetches}
+    fetch_errors = [e for f in fetches for e in f.errors]
+    errors = fetch_errors + (stats.error_messages or [])
     for message in errors:
         context.log.error(message)
     per_state: dict[str, dict[str, int]] = {}
@@ -159,7 +173,8 @@ def postings(
         "seen_in_other_partitions": touched,
         "duplicates_dropped": sum(f.duplicates for f in fetches),
         "malformed_items": sum(f.malformed for f in fetches),
-        "errors": len(errors) + stats.errors,
+        "errors": len(fetch_errors) + stats.errors,
+        "rows_lost": len(stats.lost),
         "stale_invalidated_arbeitsagentur": sweep_aa_count,
         "jobsuche_sweep": sweep_aa_note,
         "stale_invalidated_deutsche_bank": sweep_db_count,
@@ -170,6 +185,7 @@ def postings(
     for f in fetches:
         metadata[f"fetched_{f.source}"] = f.fetched
         metadata[f"kept_{f.source}"] = f.kept
+        metadata[f"stored_{f.source}"] = stored[id(f)]
         metadata[f"reported_total_{f.source}"] = f.reported_total
         if f.window_truncated:
             metadata[f"window_truncated_{f.source}"] = f.window_truncated
@@ -177,6 +193,8 @@ def postings(
             metadata[f"per_state_{f.source}"] = dg.MetadataValue.json(f.per_state)
     if errors:
         metadata["error_messages"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in errors[:20]))
+    if stats.lost:
+        metadata["lost_postings"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in stats.lost[:50]))
 
     if errors and not records and all(f.errors for f in fetches):
         # Nothing arrived at all: that is a failed partition, not an empty day.
@@ -191,8 +209,28 @@ def postings(
     )
     check = dg.AssetCheckResult(
         check_name=FETCH_COMPLETE_CHECK,
-        passed=not errors,
+        passed=not fetch_errors,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"errors": len(errors), "first_errors": dg.MetadataValue.md("\n".join(errors[:5]) or "none")},
+        metadata={
+            "errors": len(fetch_errors),
+            "first_errors": dg.MetadataValue.md("\n".join(fetch_errors[:5]) or "none"),
+        },
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+    if stats.lost:
+        context.log.error(
+            f"{len(stats.lost)} posting(s) of {day} could not be stored; every other row was saved: "
+            + "; ".join(stats.lost[:5])
+        )
+    stored_check = dg.AssetCheckResult(
+        check_name=ALL_STORED_CHECK,
+        passed=not stats.lost,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_lost": len(stats.lost),
+            "lost_postings": dg.MetadataValue.md("\n".join(f"- {e}" for e in stats.lost[:50]) or "none"),
+            "fetched_for_partition": len(records),
+            "stored": sum(stored.values()),
+        },
+    )
+    # A failed blocking check fails the step after the materialization is recorded (non-zero exit).
+    return dg.MaterializeResult(metadata=metadata, check_results=[check, stored_check])

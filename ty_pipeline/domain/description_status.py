@@ -15,10 +15,13 @@ class DescriptionStatus(StrEnum):
     NOT_FOUND = "not_found"  # the source says the posting is gone; the posting is invalidated
     FAILED = "failed"  # transient failure; retried on a later run
     GAVE_UP = "gave_up"  # failed MAX_DESCRIPTION_ATTEMPTS times; not retried any more
+    # The text was fetched but the warehouse refused it (issue #9: a NUL byte crashed every rerun).
+    # Final, with the reason in `last_error`: fetching it again would only fail the same way.
+    UNSTORABLE = "unstorable"
 
 
 TERMINAL = {DescriptionStatus.OK, DescriptionStatus.TOO_SHORT, DescriptionStatus.EXTERNAL_PARTNER,
-            DescriptionStatus.NOT_FOUND, DescriptionStatus.GAVE_UP}
+            DescriptionStatus.NOT_FOUND, DescriptionStatus.GAVE_UP, DescriptionStatus.UNSTORABLE}
 
 
 def status_after_failure(attempts_so_far: int) -> DescriptionStatus:

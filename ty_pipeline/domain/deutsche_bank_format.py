@@ -8,8 +8,16 @@ from typing import Any
 from urllib.parse import unquote
 
 from ty_pipeline.domain.jobsuche_format import MalformedResponse
-from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source, clean_str, parse_iso_date
+from ty_pipeline.domain.posting_record import (
+    Origin,
+    PostingRecord,
+    Source,
+    clean_str,
+    clean_url,
+    parse_iso_date,
+)
 from ty_pipeline.domain.states import canonical_state
+from ty_pipeline.domain.text_clean import clean_payload, strip_unstorable
 
 CAREERS_SITE = "https://careers.db.com"
 
@@ -112,8 +120,8 @@ def parse_search_response(payload: Any) -> DbSearchPage:
     if total is None:
         total = result.get("SearchResultCount")
     try:
-        total_int = int(total) if total is not None else None
-    except (TypeError, ValueError):
+        total_int = int(total) if total is not None and not isinstance(total, bool) else None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON 1e999
         total_int = None
     return DbSearchPage(items=[i for i in items if isinstance(i, dict)], total=total_int)
 
@@ -122,7 +130,7 @@ def _first_apply_uri(descriptor: dict[str, Any]) -> str | None:
     apply = descriptor.get("ApplyURI")
     if isinstance(apply, list):
         apply = next((a for a in apply if isinstance(a, str) and a.strip()), None)
-    return clean_str(apply)
+    return clean_url(apply)
 
 
 def _slug_key(text: str) -> str:
@@ -136,7 +144,8 @@ def city_from_workday_url(url: str | None) -> tuple[str | None, str | None]:
     """City and state from `/job/<Location-Slug>/...`, e.g. `Frankfurt-Taunusanlage-12` -> Frankfurt."""
     if not url:
         return None, None
-    match = _SLUG_RE.search(unquote(url))
+    # Percent-decoding can produce what the cleaned URL no longer held (`%00`), so clean again.
+    match = _SLUG_RE.search(strip_unstorable(unquote(url)))
     if not match:
         return None, None
     tokens = [t for t in match.group(1).split("-") if t]
@@ -148,6 +157,11 @@ def city_from_workday_url(url: str | None) -> tuple[str | None, str | None]:
 
 
 def normalize_db_item(item: dict[str, Any], *, origin: Origin = Origin.API) -> PostingRecord:
+    """A search item as a PostingRecord; every string is made storable and titles entity-decoded here,
+    once (`Funds Transfer Pricing &amp; ...` is stored as `... & ...`; domain/text_clean.py)."""
+    if not isinstance(item, dict):
+        raise MalformedResponse(f"Deutsche Bank item is {type(item).__name__}, expected an object")
+    item = clean_payload(item)
     descriptor = item.get("MatchedObjectDescriptor") or {}
     if not isinstance(descriptor, dict):
         raise MalformedResponse("MatchedObjectDescriptor is not an object")
@@ -158,7 +172,7 @@ def normalize_db_item(item: dict[str, Any], *, origin: Origin = Origin.API) -> P
     locations = descriptor.get("PositionLocation") or []
     loc = locations[0] if isinstance(locations, list) and locations and isinstance(locations[0], dict) else {}
     city = clean_str(loc.get("CityName"))
-    state = canonical_state(loc.get("CountrySubDivisionName"))
+    state = canonical_state(clean_str(loc.get("CountrySubDivisionName")))
     country = clean_str(loc.get("CountryName"))
     slug_city, slug_state = city_from_workday_url(apply_uri)
     if not city:
@@ -172,7 +186,7 @@ def normalize_db_item(item: dict[str, Any], *, origin: Origin = Origin.API) -> P
     if apply_uri:
         external_url = re.sub(r"/apply/?$", "", apply_uri)
     else:
-        uri = clean_str(descriptor.get("PositionURI"))
+        uri = clean_url(descriptor.get("PositionURI"))
         external_url = (uri if uri and uri.startswith("http") else f"{CAREERS_SITE}{uri}") if uri else CAREERS_SITE
     published = parse_iso_date(descriptor.get("PublicationStartDate"))
     return PostingRecord(
@@ -202,7 +216,9 @@ class JobHtml:
 
 
 def parse_jobhtml(payload: Any) -> JobHtml:
+    """The ad's HTML, made storable; `html_to_text` decodes its entities (once) later."""
     if not isinstance(payload, dict):
         raise MalformedResponse("jobhtml answer is not an object")
+    payload = clean_payload(payload)
     html = payload.get("html")
-    return JobHtml(html=html if isinstance(html, str) else None, apply_uri=clean_str(payload.get("apply_uri")))
+    return JobHtml(html=html if isinstance(html, str) else None, apply_uri=clean_url(payload.get("apply_uri")))

@@ -6,9 +6,10 @@ Downstream (summaries, embeddings) wants readable text with paragraph and bullet
 
 from __future__ import annotations
 
-import html
 import re
 from html.parser import HTMLParser
+
+from ty_pipeline.domain.text_clean import strip_unstorable, unescape_entities
 
 _BLOCK_TAGS = {
     "p", "div", "br", "tr", "table", "section", "article", "header", "footer",
@@ -52,8 +53,11 @@ def looks_like_html(text: str) -> bool:
 
 
 def normalize_whitespace(text: str) -> str:
-    """Collapse runs of spaces, trim lines, keep at most one blank line between paragraphs."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
+    """Collapse runs of spaces, trim lines, keep at most one blank line between paragraphs.
+
+    Control characters and lone surrogates go too: this is the last step before a description is stored.
+    """
+    text = strip_unstorable(text).replace("\xa0", " ")
     lines = [re.sub(r"[ \t\f\v]+", " ", line).strip() for line in text.split("\n")]
     out: list[str] = []
     for line in lines:
@@ -64,17 +68,25 @@ def normalize_whitespace(text: str) -> str:
 
 
 def html_to_text(markup: str) -> str:
-    """Readable text from HTML: block structure becomes newlines, list items become `- ` bullets."""
+    """Readable text from HTML: block structure becomes newlines, list items become `- ` bullets.
+
+    The parser decodes character references, and that is the only decoding: a page that shows a
+    literal `&lt;` keeps it as `&lt;` text (entities are decoded exactly once, domain/text_clean.py).
+    """
     parser = _TextExtractor()
-    parser.feed(markup)
-    parser.close()
-    text = "".join(parser.parts)
+    try:
+        parser.feed(markup)
+        parser.close()
+        text = "".join(parser.parts)
+    except Exception:  # noqa: BLE001 - html.parser still raises on some broken declarations
+        # Broken markup must not lose the posting's text: drop the tags and decode entities once.
+        text = unescape_entities(_TAG_RE.sub("\n", markup))
     text = _CSS_RULE_RE.sub(" ", text)  # inline CSS that leaked out of <style>-less agency markup
-    return normalize_whitespace(html.unescape(text))
+    return normalize_whitespace(text)
 
 
 def clean_description(text: str) -> str:
     """Descriptions may be plain text, markdown-ish, or HTML: return plain text either way."""
     if looks_like_html(text):
         return html_to_text(text)
-    return normalize_whitespace(html.unescape(text))
+    return normalize_whitespace(unescape_entities(text))

@@ -8,11 +8,20 @@ a possible rollback keep the v4 reader alive (docs/wire_formats.md §1.4-1.6).
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source, clean_str, parse_iso_date
+from ty_pipeline.domain.posting_record import (
+    Origin,
+    PostingRecord,
+    Source,
+    clean_str,
+    clean_url,
+    parse_iso_date,
+)
 from ty_pipeline.domain.states import canonical_state
+from ty_pipeline.domain.text_clean import clean_payload
 
 PUBLIC_POSTING_URL = "https://www.arbeitsagentur.de/jobsuche/jobdetail/{refnr}"
 
@@ -59,20 +68,38 @@ def normalize_search_item(
 
     `state_hint` is the state whose query found the item; it is used only when the item carries no
     recognisable region (the region field is optional in both shapes).
+
+    Every string is made storable here, once (docs/wire_formats.md §1.5; see domain/text_clean.py).
+    An item without a readable publication date is malformed: it cannot be placed in any partition.
     """
+    if not isinstance(item, dict):
+        raise MalformedResponse(f"search item is {type(item).__name__}, expected an object")
+    item = clean_payload(item)
     refnr = item_refnr(item)
     if not refnr:
         raise MalformedResponse("search item without referenznummer/refnr")
     if "referenznummer" in item or "stellenlokationen" in item or "stellenangebotsTitel" in item:
-        return _normalize_v6(item, refnr, state_hint, origin)
-    return _normalize_v4(item, refnr, state_hint, origin)
+        record = _normalize_v6(item, refnr, state_hint, origin)
+    else:
+        record = _normalize_v4(item, refnr, state_hint, origin)
+    if record.published_date is None:
+        raise MalformedResponse(f"search item {refnr} has no readable publication date")
+    return record
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """A nested object, or {} when the field is missing or has another type."""
+    return value if isinstance(value, dict) else {}
+
+
+def _first_obj(value: Any) -> dict[str, Any]:
+    return _obj(value[0]) if isinstance(value, list) and value else {}
 
 
 def _normalize_v6(item: dict[str, Any], refnr: str, state_hint: str | None, origin: Origin) -> PostingRecord:
-    locations = item.get("stellenlokationen") or []
-    first = locations[0] if locations and isinstance(locations[0], dict) else {}
-    address = first.get("adresse") or {}
-    period = item.get("veroeffentlichungszeitraum") or {}
+    first = _first_obj(item.get("stellenlokationen"))
+    address = _obj(first.get("adresse"))
+    period = _obj(item.get("veroeffentlichungszeitraum"))
     published = parse_iso_date(period.get("von")) or parse_iso_date(item.get("datumErsteVeroeffentlichung"))
     hauptberuf = clean_str(item.get("hauptberuf"))
     return PostingRecord(
@@ -83,12 +110,12 @@ def _normalize_v6(item: dict[str, Any], refnr: str, state_hint: str | None, orig
         beruf=hauptberuf,
         city=clean_str(address.get("ort")),
         postal_code=clean_str(address.get("plz")),
-        state=canonical_state(address.get("region")) or state_hint,
+        state=canonical_state(clean_str(address.get("region"))) or state_hint,
         country=_country(address.get("land")),
         latitude=_as_float(first.get("breite")),
         longitude=_as_float(first.get("laenge")),
         external_url=PUBLIC_POSTING_URL.format(refnr=refnr),
-        partner_url=clean_str(item.get("externeURL") or item.get("externeUrl")),
+        partner_url=clean_url(item.get("externeURL") or item.get("externeUrl")),
         published_date=published,
         first_published_date=parse_iso_date(item.get("datumErsteVeroeffentlichung")) or published,
         origin=origin,
@@ -97,8 +124,8 @@ def _normalize_v6(item: dict[str, Any], refnr: str, state_hint: str | None, orig
 
 
 def _normalize_v4(item: dict[str, Any], refnr: str, state_hint: str | None, origin: Origin) -> PostingRecord:
-    place = item.get("arbeitsort") or {}
-    coords = place.get("koordinaten") or {}
+    place = _obj(item.get("arbeitsort"))
+    coords = _obj(place.get("koordinaten"))
     beruf = clean_str(item.get("beruf"))
     published = parse_iso_date(item.get("aktuelleVeroeffentlichungsdatum"))
     return PostingRecord(
@@ -109,12 +136,12 @@ def _normalize_v4(item: dict[str, Any], refnr: str, state_hint: str | None, orig
         beruf=beruf,
         city=clean_str(place.get("ort")),
         postal_code=clean_str(place.get("plz")),
-        state=canonical_state(place.get("region")) or state_hint,
+        state=canonical_state(clean_str(place.get("region"))) or state_hint,
         country=_country(place.get("land")),
         latitude=_as_float(coords.get("lat")),
         longitude=_as_float(coords.get("lon")),
         external_url=PUBLIC_POSTING_URL.format(refnr=refnr),
-        partner_url=clean_str(item.get("externeUrl") or item.get("externeURL")),
+        partner_url=clean_url(item.get("externeUrl") or item.get("externeURL")),
         published_date=published,
         first_published_date=published,
         origin=origin,
@@ -135,11 +162,16 @@ class DetailContent:
 
 
 def parse_details(payload: Any) -> DetailContent:
-    """Read a v4 jobdetails object; a `messages`-only body (even with HTTP 200) means not found."""
+    """Read a v4 jobdetails object; a `messages`-only body (even with HTTP 200) means not found.
+
+    The description is made storable here but not entity-decoded: `clean_description` decodes it once.
+    """
     if not isinstance(payload, dict):
         raise MalformedResponse(f"detail response is {type(payload).__name__}, expected an object")
+    payload = clean_payload(payload)
     if "messages" in payload and not payload.get("referenznummer") and not payload.get("refnr"):
-        codes = {str(m.get("code")) for m in payload.get("messages") or [] if isinstance(m, dict)}
+        messages = payload.get("messages")
+        codes = {str(m.get("code")) for m in messages if isinstance(m, dict)} if isinstance(messages, list) else set()
         if not codes or "STELLENANGEBOT_NICHT_GEFUNDEN" in codes:
             return DetailContent(description=None, partner_url=None, not_found=True)
         raise MalformedResponse(f"detail answered with error messages: {sorted(codes)}")
@@ -147,7 +179,7 @@ def parse_details(payload: Any) -> DetailContent:
     if not isinstance(text, str) or not text.strip():
         text = payload.get("stellenbeschreibung")  # pre-2024 detail shape
     description = text.strip() if isinstance(text, str) and text.strip() else None
-    partner = clean_str(payload.get("externeURL") or payload.get("externeUrl"))
+    partner = clean_url(payload.get("externeURL") or payload.get("externeUrl"))
     return DetailContent(description=description, partner_url=partner, not_found=False)
 
 
@@ -159,14 +191,20 @@ def _country(value: Any) -> str | None:
 
 
 def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
     try:
         return int(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return None
 
 
 def _as_float(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
+    """A coordinate; NaN and infinities (JSON `NaN`, `1e999`) are absent, not stored."""
+    if isinstance(value, bool):
         return None
+    try:
+        number = float(value) if value is not None and value != "" else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number is not None and math.isfinite(number) else None

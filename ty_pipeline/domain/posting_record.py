@@ -9,6 +9,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
+from ty_pipeline.domain.text_clean import clean_text, strip_unstorable
+
 
 class Source(StrEnum):
     ARBEITSAGENTUR = "arbeitsagentur"
@@ -60,11 +62,28 @@ def parse_iso_date(value: Any) -> date | None:
         return None
 
 
-def clean_str(value: Any) -> str | None:
-    """Strings from the APIs: strip them, and read the `KEINE_ANGABE(N)` enums as absent."""
-    if value is None:
+def _scalar_text(value: Any) -> str | None:
+    """A JSON scalar as text; objects and lists where a string belongs are absent, not their repr."""
+    if value is None or isinstance(value, (dict, list, tuple, set, bool)):
         return None
-    text = str(value).strip()
+    return value if isinstance(value, str) else str(value)
+
+
+def clean_str(value: Any) -> str | None:
+    """Text fields from the APIs: entities decoded once, control characters removed, stripped, and the
+    `KEINE_ANGABE(N)` enums read as absent (docs/wire_formats.md §1.5; issue #9 defects 1 and 10)."""
+    raw = _scalar_text(value)
+    if raw is None:
+        return None
+    text = clean_text(raw).strip()
     if not text or text.upper() in {"KEINE_ANGABE", "KEINE_ANGABEN"}:
         return None
     return text
+
+
+def clean_url(value: Any) -> str | None:
+    """URLs from the APIs: control characters removed and stripped, but never entity-decoded."""
+    raw = _scalar_text(value)
+    if raw is None:
+        return None
+    return strip_unstorable(raw).strip() or None

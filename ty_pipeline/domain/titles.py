@@ -17,6 +17,8 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
+from ty_pipeline.domain.text_clean import strip_unstorable
+
 # ---------------------------------------------------------------------------------------------------
 # Vocabulary
 # ---------------------------------------------------------------------------------------------------
@@ -310,7 +312,11 @@ _UMLAUTS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ":
 
 
 def _normalise_chars(text: str) -> str:
-    """Decode entities, compose umlauts, unify dashes, asterisks and whitespace."""
+    """Decode entities, compose umlauts, unify dashes, asterisks and whitespace.
+
+    Control characters go first: a title is often looked up or shown as it comes from here.
+    """
+    text = strip_unstorable(text)
     if "&" in text:
         text = html.unescape(text)
     if not text.isascii():

@@ -19,6 +19,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from ty_pipeline.domain.text_clean import strip_unstorable
 from ty_pipeline.domain.urls import redact_secrets_of
 
 TRANSIENT_STATUSES = frozenset({403, 429, 500, 502, 503, 504})  # 403 = WAF / rate limiting on Jobsuche
@@ -28,7 +29,9 @@ class SourceError(Exception):
     """A job API call failed for good (after retries, or with a permanent status)."""
 
     def __init__(self, message: str, *, status: int | None = None, body: Any = None) -> None:
-        super().__init__(message)
+        # The message quotes the answer's body and ends up in `last_error` and metadata: a NUL in an
+        # error page must not make the failure itself unstorable (issue #9).
+        super().__init__(strip_unstorable(message))
         self.status = status
         self.body = body
 

@@ -10,6 +10,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ty_pipeline.domain.description_status import MAX_DESCRIPTION_ATTEMPTS, DescriptionStatus
 from ty_pipeline.domain.invalidation import InvalidationReason
+from ty_pipeline.domain.text_clean import strip_unstorable
+from ty_pipeline.domain.urls import redact_urls_in
 from ty_pipeline.warehouse.postings_store import invalidate_posting
 from ty_pipeline.warehouse.schema import job_descriptions, postings
 
@@ -86,3 +88,26 @@ def save_description(engine: Engine, pending: PendingDescription, outcome: Descr
         conn.execute(stmt)
         if outcome.status == DescriptionStatus.NOT_FOUND:
             invalidate_posting(conn, pending.posting_id, InvalidationReason.NOT_FOUND_AT_SOURCE, now)
+
+
+def save_description_or_unstorable(
+    engine: Engine, pending: PendingDescription, outcome: DescriptionOutcome, now: datetime
+) -> DescriptionOutcome:
+    """Save `outcome`; if the warehouse refuses it, save the final status `unstorable` with the reason.
+
+    Returns the outcome actually stored. Only if even the bare status cannot be written (the database
+    itself is failing) does the error propagate.
+    """
+    try:
+        save_description(engine, pending, outcome, now)
+        return outcome
+    except Exception as exc:  # noqa: BLE001 - any refusal of this row's values
+        first_line = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = strip_unstorable(redact_urls_in(first_line))[:400]
+        fallback = DescriptionOutcome(
+            DescriptionStatus.UNSTORABLE,
+            http_status=outcome.http_status,
+            error=f"could not store the fetched description ({outcome.status}): {reason}",
+        )
+        save_description(engine, pending, fallback, now)
+        return fallback

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, and_, case, exists, false, func, null, or_, select, true, update
@@ -23,6 +23,8 @@ from ty_pipeline.domain.invalidation import (
     sweep_allowed,
 )
 from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source
+from ty_pipeline.domain.text_clean import strip_unstorable
+from ty_pipeline.domain.urls import redact_urls_in
 from ty_pipeline.warehouse.schema import job_descriptions, postings
 
 # A re-sighting within this long of the recorded one is not written: the sweeps count in days, and a
@@ -47,6 +49,8 @@ class UpsertStats:
     held_gone: int = 0  # listed again, but the source said "gone": stays invalidated until a re-check
     errors: int = 0
     error_messages: list[str] | None = None
+    # Postings that could not be stored even on their own, as "source:external_id: reason".
+    lost: list[str] = field(default_factory=list)
 
     def add_error(self, message: str, count: int) -> None:
         self.errors += count
@@ -96,39 +100,82 @@ def upsert_postings(
 ) -> UpsertStats:
     """Insert new postings, refresh known ones, revalidate invalidated ones that were seen again.
 
-    Each chunk is its own transaction: a failing chunk is rolled back and counted, the rest still lands.
+    Each chunk is its own transaction. A chunk that fails is rolled back and retried row by row, so
+    one unstorable posting costs only itself (issue #9: one NUL byte used to lose the whole day);
+    such a posting is named in `stats.lost`, and the caller fails the partition for it.
     """
     stats = UpsertStats()
     for start in range(0, len(records), chunk_size):
         chunk = records[start : start + chunk_size]
         try:
-            with engine.begin() as conn:
-                before = _existing_state(conn, chunk)
-                rows = [_row(r, partition_date, now) for r in chunk]
-                stmt = _insert(engine).values(rows)
-                excluded = stmt.excluded
-                set_ = {name: getattr(excluded, name) for name in _REFRESHED}
-                set_.update(_revival_values())
-                conn.execute(stmt.on_conflict_do_update(
-                    index_elements=["source", "external_id"], set_=set_, where=_needs_write(excluded, now)
-                ))
-            for row in rows:
-                previous = before.get((row["source"], row["external_id"]))
-                if previous is None:
-                    stats.new += 1
-                    continue
-                old_hash, was_invalidated, reason = previous
-                if was_invalidated and reason in HELD_UNTIL_RECHECK:
-                    stats.held_gone += 1
-                elif was_invalidated:
-                    stats.resurrected += 1
-                if old_hash == row["content_hash"]:
-                    stats.unchanged += 1
-                else:
-                    stats.changed += 1
-        except Exception as exc:  # keep the rest of the night's rows; the asset fails at the end
-            stats.add_error(f"upsert of {len(chunk)} postings failed: {exc}", len(chunk))
+            _upsert_chunk(engine, chunk, partition_date, now, stats)
+        except Exception:  # noqa: BLE001 - any database error: find the row(s) that caused it
+            for record in chunk:
+                try:
+                    _upsert_chunk(engine, [record], partition_date, now, stats)
+                except Exception as exc:  # noqa: BLE001 - this row is lost; the rest still lands
+                    # Names and reasons go to metadata and the event log: they must be storable too.
+                    key = strip_unstorable(f"{record.source}:{record.external_id}")
+                    first_line = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    reason = strip_unstorable(redact_urls_in(first_line))
+                    stats.lost.append(f"{key}: {reason[:300]}")
+                    stats.add_error(f"posting {key} could not be stored: {reason[:300]}", 1)
     return stats
+
+
+def _upsert_chunk(
+    engine: Engine, chunk: Sequence[PostingRecord], partition_date: date, now: datetime, stats: UpsertStats
+) -> None:
+    """One transaction for `chunk`; counts into `stats` only after it committed."""
+    with engine.begin() as conn:
+        before = _existing_state(conn, chunk)
+        rows = [_row(r, partition_date, now) for r in chunk]
+        stmt = _insert(engine).values(rows)
+        excluded = stmt.excluded
+        set_ = {name: getattr(excluded, name) for name in _REFRESHED}
+        set_.update(_revival_values())
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["source", "external_id"], set_=set_, where=_needs_write(excluded, now)
+        ))
+    for row in rows:
+        previous = before.get((row["source"], row["external_id"]))
+        if previous is None:
+            stats.new += 1
+            continue
+        old_hash, was_invalidated, reason = previous
+        if was_invalidated and reason in HELD_UNTIL_RECHECK:
+            stats.held_gone += 1
+        elif was_invalidated:
+            stats.resurrected += 1
+        if old_hash == row["content_hash"]:
+            stats.unchanged += 1
+        else:
+            stats.changed += 1
+
+
+def count_stored(engine: Engine, records: Sequence[PostingRecord], *, chunk_size: int = 500) -> dict[str, int]:
+    """Per source, how many of `records` have a row in the table after this run's upsert.
+
+    What the "fetched vs reported" check compares: rows that reached the warehouse, not API counts.
+    Existence, not `last_seen_at`: an unchanged re-sighting is deliberately not rewritten.
+    """
+    by_source: dict[str, list[str]] = {}
+    for r in records:
+        by_source.setdefault(str(r.source), []).append(r.external_id)
+    stored: dict[str, int] = {}
+    with engine.connect() as conn:
+        for source, ids in by_source.items():
+            unique = sorted(set(ids))
+            total = 0
+            for start in range(0, len(unique), chunk_size):
+                total += conn.execute(
+                    select(func.count()).select_from(postings).where(
+                        postings.c.source == source,
+                        postings.c.external_id.in_(unique[start : start + chunk_size]),
+                    )
+                ).scalar_one()
+            stored[source] = total
+    return stored
 
 
 def _revival_values() -> dict:

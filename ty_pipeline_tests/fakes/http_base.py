@@ -46,7 +46,18 @@ class Response:
 
     @classmethod
     def json_body(cls, payload: Any, status: int = 200, **kw: Any) -> Response:
-        return cls(status=status, body=json.dumps(payload, ensure_ascii=False), **kw)
+        return cls(status=status, body=dump_json(payload), **kw)
+
+
+def dump_json(payload: Any) -> str:
+    """UTF-8 JSON text; a lone surrogate (which UTF-8 cannot carry) travels as a `\\udXXX` escape, the
+    only way a real server can send one."""
+    text = json.dumps(payload, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload)
+    return text
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -97,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         payload = resp.body
         if not isinstance(payload, (bytes, str)):
-            payload = json.dumps(payload, ensure_ascii=False)
+            payload = dump_json(payload)
         data = payload.encode("utf-8") if isinstance(payload, str) else payload
         try:
             self.send_response(resp.status)
