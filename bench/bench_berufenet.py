@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ty_pipeline.clients.embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEncoder  # noqa: E402
 from ty_pipeline.data_files import kldb_csv  # noqa: E402
 from ty_pipeline.domain.kldb_catalog import NamedProfession, load_kldb_catalog  # noqa: E402
 from ty_pipeline.domain.profession_names import build_alias_index  # noqa: E402
@@ -59,7 +60,6 @@ from ty_pipeline.professions.pipeline import (  # noqa: E402
 )
 from ty_pipeline.professions.statuses import RESOLVED, BerufenetStatus  # noqa: E402
 from ty_pipeline.professions.thresholds import MatchThresholds, thresholds_for  # noqa: E402
-from ty_pipeline.resources.embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEncoder  # noqa: E402
 
 DEFAULT_CSV = kldb_csv()
 CACHE_DIR = ROOT / "bench" / "out" / "berufenet_cache"

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +29,7 @@ from ty_pipeline.cli_pools import (
     render_pool_slots,
     run_free_slots,
 )
+from ty_pipeline.domain.clock import BERLIN  # partitions are Berlin days
 from ty_pipeline.domain.urls import redact_url
 from ty_pipeline.settings_check import SettingError, check_environment, check_warehouse_url
 from ty_pipeline.status_registry import ASSETS, Tally, describe_eta, llm_sources
@@ -37,7 +37,6 @@ from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, get_engine
 from ty_pipeline.warehouse.errors import describe_db_error
 from ty_pipeline.warehouse.status_queries import UNKNOWN_MARK, AssetStatus, StatusReport, collect_status
 
-BERLIN = ZoneInfo("Europe/Berlin")  # partitions are Berlin days (ty_pipeline.partitions)
 DEFAULT_DAYS = 7
 DEFAULT_WINDOW_HOURS = 3.0
 

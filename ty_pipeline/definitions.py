@@ -21,12 +21,16 @@ from ty_pipeline.automation.schedules import build_nightly_schedule
 from ty_pipeline.automation.sensors import build_new_fetch_sensor
 from ty_pipeline.checks.ingestion import INGESTION_CHECKS
 from ty_pipeline.checks.llm_outputs import build_llm_output_checks
-from ty_pipeline.resources.deutsche_bank import DEFAULT_DB_BASE_URL, DeutscheBankResource
-from ty_pipeline.resources.embedder import DEFAULT_EMBED_BACKEND, DEFAULT_EMBED_MODEL, EmbedderResource
+from ty_pipeline.clients.deutsche_bank import DEFAULT_DB_BASE_URL
+from ty_pipeline.clients.embedder import DEFAULT_EMBED_BACKEND, DEFAULT_EMBED_MODEL
+from ty_pipeline.clients.jobsuche import DEFAULT_AA_BASE_URL
+from ty_pipeline.clients.ollama import DEFAULT_OLLAMA_HOST
+from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
+from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.job_sources import DEFAULT_SOURCES, JobSourcesResource
-from ty_pipeline.resources.jobsuche import DEFAULT_AA_BASE_URL, JobsucheResource
+from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline.resources.llm_scope import build_llm_scope_resource
-from ty_pipeline.resources.ollama import DEFAULT_OLLAMA_HOST, OllamaResource
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.settings import env_or

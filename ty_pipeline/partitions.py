@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import date
 
 import dagster as dg
+
+from ty_pipeline.domain.clock import TIMEZONE
 
 # Per-partition asset checks are a preview in Dagster 1.13 and warn once per check definition, a
 # dozen lines before every CLI command. We depend on them deliberately (checks must say which day
@@ -15,15 +16,8 @@ warnings.filterwarnings(
     "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
 )
 
-TIMEZONE = "Europe/Berlin"
-BERLIN = ZoneInfo(TIMEZONE)
-
 # end_offset=1 makes today's partition available: the nightly run fetches the day that is ending.
 daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone=TIMEZONE, end_offset=1)
-
-
-def berlin_today(now: datetime | None = None) -> date:
-    return (now or datetime.now(BERLIN)).astimezone(BERLIN).date()
 
 
 def partition_date(context: dg.AssetExecutionContext) -> date:

@@ -34,7 +34,7 @@ MAX_RETRIES_ENV = "TY_STEP_MAX_RETRIES"
 
 # Failures that may pass by themselves. SQLAlchemy's OperationalError covers a dropped or refused
 # connection, a server shutting down and "database is locked"; the HTTP clients raise their own errors
-# only after their in-request retries are used up (resources/http_retry.py).
+# only after their in-request retries are used up (clients/http_retry.py).
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
@@ -51,7 +51,7 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
 # module import every client. A source error is what is left after the client's own retries (HTTP 5xx,
 # 429, timeouts); the search-window error is the API's fixed 10,000-result limit and does not pass.
 # Ollama's transient errors are not in the list: the Ollama client retries them itself, with the
-# operator's `max_retries` (resources/ollama.py); a step retry on top would multiply that setting.
+# operator's `max_retries` (resources/ollama.py, used by clients/ollama.py); a step retry on top would multiply that setting.
 _TRANSIENT_NAMES = frozenset({"SourceError", "BerufenetError"})
 _PERMANENT_NAMES = frozenset({"SearchWindowExceeded"})
 

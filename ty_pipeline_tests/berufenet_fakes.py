@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from ty_pipeline.clients.embedder import TextEncoder
 from ty_pipeline.domain.posting_record import PostingRecord, Source
-from ty_pipeline.resources.embedder import EmbedderResource, TextEncoder
+from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.warehouse.postings_store import upsert_postings
 from ty_pipeline.warehouse.schema import postings

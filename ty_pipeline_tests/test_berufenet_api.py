@@ -14,6 +14,7 @@ import requests
 import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
+from ty_pipeline.clients.http_retry import RetryPolicy
 from ty_pipeline.domain.kldb_catalog import NamedProfession
 from ty_pipeline.domain.profession_names import lookup_title
 from ty_pipeline.domain.titles import clean_job_title, title_key
@@ -31,7 +32,6 @@ from ty_pipeline.professions.catalog import (
     load_catalog_file,
     with_berufenet,
 )
-from ty_pipeline.resources.http_retry import RetryPolicy
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource

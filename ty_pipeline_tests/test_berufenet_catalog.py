@@ -17,9 +17,10 @@ import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_catalog import CATALOG_CHECK, berufenet_catalog
 from ty_pipeline.assets.profession_similarity import profession_similarity
+from ty_pipeline.clients.embedder import TextEncoder
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED, embed_text_for
 from ty_pipeline.professions.similarity import audit_similarity, kldb_proximity, similar_professions
-from ty_pipeline.resources.embedder import EmbedderResource, TextEncoder
+from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource

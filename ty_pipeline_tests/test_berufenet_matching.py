@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ty_pipeline.clients.ollama import OllamaInvalidAnswer, OllamaUnavailable
 from ty_pipeline.domain.kldb_catalog import NamedProfession
 from ty_pipeline.domain.profession_names import build_alias_index
 from ty_pipeline.professions.catalog import CatalogSnapshot
@@ -33,7 +34,6 @@ from ty_pipeline.professions.pipeline import (
 from ty_pipeline.professions.statuses import RESOLVED, UNRESOLVED, BerufenetStatus
 from ty_pipeline.professions.thresholds import CALIBRATED, UNCALIBRATED, MatchThresholds, thresholds_for
 from ty_pipeline.prompts import load_prompt
-from ty_pipeline.resources.ollama import OllamaInvalidAnswer, OllamaUnavailable
 from ty_pipeline_tests.berufenet_fakes import TrigramEncoder, trigram_vector
 
 S = BerufenetStatus

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.embeddings import EMBEDDING_CHECK, posting_embeddings
+from ty_pipeline.clients.embedder import OllamaEncoder, TextEncoder, chunk_chars_for, encode_texts
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.embedding_text import (
     MIN_EMBED_CHARS,
@@ -30,13 +31,7 @@ from ty_pipeline.domain.embedding_text import (
 )
 from ty_pipeline.domain.invalidation import InvalidationReason
 from ty_pipeline.domain.posting_record import PostingRecord, Source
-from ty_pipeline.resources.embedder import (
-    EmbedderResource,
-    OllamaEncoder,
-    TextEncoder,
-    chunk_chars_for,
-    encode_texts,
-)
+from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription, save_description

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.postings import postings
+from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline.fetching.sample import SampleSource
-from ty_pipeline.partitions import berlin_today
 from ty_pipeline_tests.conftest import PG_URL, require_postgres
 from ty_pipeline_tests.helpers import resources_for
 

@@ -26,12 +26,13 @@ from ty_pipeline.assets.llm_common import LLM_ERRORS_CHECK
 from ty_pipeline.assets.skills import skill_keywords
 from ty_pipeline.assets.summaries import posting_summaries
 from ty_pipeline.checks.llm_outputs import build_llm_output_checks
+from ty_pipeline.clients.ollama import OllamaClient
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.ihl import category_for_score
 from ty_pipeline.domain.posting_record import PostingRecord, Source
 from ty_pipeline.domain.summary_layout import SummaryFields, render_summary
 from ty_pipeline.resources.llm_scope import LlmScopeResource, build_llm_scope_resource
-from ty_pipeline.resources.ollama import OllamaClient, OllamaResource
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription, save_description
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from ty_pipeline.clients.ollama import OllamaClient
 from ty_pipeline.domain.ihl import AnalystOutput, HRExpertOutput, SkepticOutput
 from ty_pipeline.domain.kldb_catalog import NamedProfession
 from ty_pipeline.domain.skills import SkillList
@@ -29,7 +30,6 @@ from ty_pipeline.enrichment.skills import validate_skill_list
 from ty_pipeline.enrichment.summaries import Grade, _validate_fields, validate_grade
 from ty_pipeline.professions.llm import LlmChooser
 from ty_pipeline.professions.matching import Candidate
-from ty_pipeline.resources.ollama import OllamaClient
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
 
 MODEL = "qwen2.5:7b-instruct"

@@ -19,7 +19,7 @@ from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.automation.jobs import NIGHTLY_JOB_NAME
 from ty_pipeline.definitions import build_defs
-from ty_pipeline.partitions import berlin_today
+from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline.professions.catalog import SEED
 from ty_pipeline.professions.llm import CandidateChoice
 from ty_pipeline_tests.berufenet_fakes import fake_embedder

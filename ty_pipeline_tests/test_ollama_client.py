@@ -23,7 +23,7 @@ import pytest
 import requests
 from pydantic import BaseModel, Field
 
-from ty_pipeline.resources.ollama import (
+from ty_pipeline.clients.ollama import (
     DEFAULT_CHAT_OPTIONS,
     CallMetrics,
     OllamaClient,
@@ -32,12 +32,12 @@ from ty_pipeline.resources.ollama import (
     OllamaInvalidAnswer,
     OllamaModelMissing,
     OllamaRequestError,
-    OllamaResource,
     OllamaTransientError,
     OllamaUnavailable,
     canonical_model_name,
     normalize_host,
 )
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline_tests.fakes.http_base import Response
 from ty_pipeline_tests.fakes.ollama_server import MSG_BUSY, NOT_JSON_CONTENT, FakeOllama, fake_vector
 

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 
 from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.postings import postings
+from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline.domain.jobsuche_format import encode_refnr
 from ty_pipeline.domain.states import STATES
-from ty_pipeline.partitions import berlin_today
 from ty_pipeline.warehouse.engine import get_engine
 from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank, make_db_item
 from ty_pipeline_tests.fakes.jobsuche_server import FakeJobsuche, make_detail, make_v6_item

@@ -17,10 +17,10 @@ from sqlalchemy import exc as sa_exc
 
 from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
 from ty_pipeline.assets.postings import postings
+from ty_pipeline.clients.http_retry import SourceError
+from ty_pipeline.clients.jobsuche import SearchWindowExceeded
 from ty_pipeline.domain.kldb_catalog import load_seed_catalog
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED
-from ty_pipeline.resources.http_retry import SourceError
-from ty_pipeline.resources.jobsuche import SearchWindowExceeded
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from ty_pipeline import defs
-from ty_pipeline.partitions import berlin_today
+from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline_tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parents[1]

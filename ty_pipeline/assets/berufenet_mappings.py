@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from ty_pipeline.assets.postings import utcnow
+from ty_pipeline.clients.ollama import OllamaClient
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, VERIFY_PROMPT, LlmChooser
 from ty_pipeline.professions.partition_run import CatalogMissing, MappingOptions, map_partition
@@ -16,7 +17,7 @@ from ty_pipeline.professions.statuses import RESOLVED, BerufenetStatus
 from ty_pipeline.professions.thresholds import thresholds_for
 from ty_pipeline.prompts import load_prompt
 from ty_pipeline.resources.embedder import EmbedderResource
-from ty_pipeline.resources.ollama import OllamaClient, OllamaResource
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.berufenet_store import ensure_indexes, unmapped_postings

@@ -7,11 +7,12 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Table
 
+from ty_pipeline.clients.ollama import OllamaError, OllamaModelMissing, OllamaUnavailable
 from ty_pipeline.enrichment.partition_run import LlmPipeline, PartitionRun, RunSettings, enrich_partition
 from ty_pipeline.enrichment.selection import LlmStatus
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.llm_scope import LlmScopeResource
-from ty_pipeline.resources.ollama import OllamaError, OllamaModelMissing, OllamaResource, OllamaUnavailable
+from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.llm_results_store import saved_rows

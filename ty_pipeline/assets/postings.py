@@ -8,13 +8,14 @@ from pathlib import Path
 import dagster as dg
 from sqlalchemy import func, select
 
+from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline.domain.invalidation import StaleRules
 from ty_pipeline.domain.posting_record import Source
 from ty_pipeline.fetching.deutsche_bank import fetch_deutsche_bank
 from ty_pipeline.fetching.jobsuche import fetch_jobsuche
 from ty_pipeline.fetching.result import SourceFetch
 from ty_pipeline.fetching.sample import SampleSource
-from ty_pipeline.partitions import berlin_today, daily_partitions, partition_date
+from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.job_sources import JobSourcesResource, parse_sources
 from ty_pipeline.resources.jobsuche import JobsucheResource

@@ -22,10 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from ty_pipeline.enrichment.metrics import CallStats
-from ty_pipeline.enrichment.selection import LlmStatus, WorkItem
-from ty_pipeline.progress import Progress
-from ty_pipeline.resources.ollama import (
+from ty_pipeline.clients.ollama import (
     OllamaError,
     OllamaInvalidAnswer,
     OllamaModelMissing,
@@ -33,6 +30,9 @@ from ty_pipeline.resources.ollama import (
     OllamaTransientError,
     OllamaUnavailable,
 )
+from ty_pipeline.enrichment.metrics import CallStats
+from ty_pipeline.enrichment.selection import LlmStatus, WorkItem
+from ty_pipeline.progress import Progress
 
 RUN_FATAL_ERRORS: tuple[type[BaseException], ...] = (OllamaUnavailable, OllamaModelMissing)
 POSTING_ERRORS: tuple[type[BaseException], ...] = (OllamaInvalidAnswer, OllamaRequestError, OllamaTransientError)

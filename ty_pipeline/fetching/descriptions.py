@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from ty_pipeline.clients.deutsche_bank import DeutscheBankClient
+from ty_pipeline.clients.http_retry import SourceError
+from ty_pipeline.clients.jobsuche import JobsucheClient
 from ty_pipeline.domain.description_status import DescriptionStatus, status_after_failure, status_for_text
 from ty_pipeline.domain.html_text import clean_description, html_to_text
 from ty_pipeline.domain.jobsuche_format import DetailContent, MalformedResponse
 from ty_pipeline.domain.posting_record import Origin, Source
 from ty_pipeline.fetching.sample import SampleSource
-from ty_pipeline.resources.deutsche_bank import DeutscheBankClient
-from ty_pipeline.resources.http_retry import SourceError
-from ty_pipeline.resources.jobsuche import JobsucheClient
 from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription
 
 

@@ -6,12 +6,12 @@ import time
 from collections.abc import Callable
 from datetime import date
 
+from ty_pipeline.clients.deutsche_bank import DeutscheBankClient
+from ty_pipeline.clients.http_retry import SourceError
 from ty_pipeline.domain.deutsche_bank_format import normalize_db_item
 from ty_pipeline.domain.jobsuche_format import MalformedResponse
 from ty_pipeline.domain.posting_record import Source
 from ty_pipeline.fetching.result import SourceFetch
-from ty_pipeline.resources.deutsche_bank import DeutscheBankClient
-from ty_pipeline.resources.http_retry import SourceError
 
 
 def fetch_deutsche_bank(

@@ -6,12 +6,12 @@ import time
 from collections.abc import Callable
 from datetime import date
 
+from ty_pipeline.clients.http_retry import SourceError
+from ty_pipeline.clients.jobsuche import JobsucheClient, SearchWindowExceeded
 from ty_pipeline.domain.jobsuche_format import MalformedResponse, item_refnr, normalize_search_item
 from ty_pipeline.domain.posting_record import Source
 from ty_pipeline.domain.states import STATES, wo_for_state
 from ty_pipeline.fetching.result import SourceFetch
-from ty_pipeline.resources.http_retry import SourceError
-from ty_pipeline.resources.jobsuche import JobsucheClient, SearchWindowExceeded
 
 RESULT_WINDOW = 10_000  # page*size beyond this answers 400 (docs/wire_formats.md §1.3)
 MAX_DAYS_BACK = 100  # `veroeffentlichtseit` accepts 0-100

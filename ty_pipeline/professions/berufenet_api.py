@@ -24,6 +24,7 @@ from typing import Any
 
 import requests
 
+from ty_pipeline.clients.http_retry import KeyedJsonClient, RetryPolicy, SourceError, request_json
 from ty_pipeline.domain.kldb_catalog import (
     BERUFENET_ID_PREFIX,
     QUALIFICATION_LEVELS,
@@ -32,7 +33,6 @@ from ty_pipeline.domain.kldb_catalog import (
 )
 from ty_pipeline.domain.urls import redact_url
 from ty_pipeline.progress import Progress
-from ty_pipeline.resources.http_retry import KeyedJsonClient, RetryPolicy, SourceError, request_json
 
 DEFAULT_BERUFENET_BASE_URL = "https://rest.arbeitsagentur.de"
 PUBLIC_API_KEY = "infosysbub-berufenet"  # a fixed public client id, not a secret (docs/wire_formats.md §3.3)

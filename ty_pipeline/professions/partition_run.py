@@ -14,6 +14,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Engine
 
+from ty_pipeline.clients.embedder import TextEncoder
 from ty_pipeline.professions.catalog import settings_fingerprint
 from ty_pipeline.professions.pipeline import (
     EmbeddingBackend,
@@ -30,7 +31,6 @@ from ty_pipeline.professions.pipeline import (
 )
 from ty_pipeline.professions.statuses import RESOLVED, RETRY_NEXT_RUN, UNRESOLVED
 from ty_pipeline.professions.vectors import NameVectorStats, build_matrix, ensure_name_vectors
-from ty_pipeline.resources.embedder import TextEncoder
 from ty_pipeline.warehouse import berufenet_store as store
 
 

