@@ -25,6 +25,8 @@ run: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	# The layering contracts in pyproject.toml [tool.importlinter] (README "Layout").
+	$(VENV)/bin/lint-imports
 
 test: install lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider

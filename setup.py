@@ -41,6 +41,7 @@ setup(
             "pytest>=8,<10",
             "pytest-timeout>=2.3,<3",
             "ruff>=0.6",
+            "import-linter>=2.1,<3",  # `lint-imports`: the layering contracts in pyproject.toml
             "hypothesis>=6.100,<7",  # property-based fuzzing of the wire parsers and text cleaning
             "playwright>=1.45,<2",  # drives Debian's chromium in the UI test (no browser download)
         ],

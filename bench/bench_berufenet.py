@@ -37,28 +37,24 @@ sys.path.insert(0, str(ROOT))
 
 from ty_pipeline.clients.embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEncoder  # noqa: E402
 from ty_pipeline.data_files import kldb_csv  # noqa: E402
+from ty_pipeline.domain.berufenet_status import RESOLVED, BerufenetStatus  # noqa: E402
 from ty_pipeline.domain.kldb_catalog import NamedProfession, load_kldb_catalog  # noqa: E402
-from ty_pipeline.domain.profession_names import build_alias_index  # noqa: E402
-from ty_pipeline.domain.titles import clean_job_title  # noqa: E402
-from ty_pipeline.professions.catalog import (  # noqa: E402
-    SEED,
-    CatalogSnapshot,
-    embed_text_for,
-)
-from ty_pipeline.professions.matching import (  # noqa: E402
+from ty_pipeline.domain.profession_matching import (  # noqa: E402
     CatalogMatrix,
     per_title_loop_baseline,
     rank_candidates,
 )
+from ty_pipeline.domain.profession_names import build_alias_index  # noqa: E402
+from ty_pipeline.domain.profession_records import CatalogSnapshot, PostingTitle  # noqa: E402
+from ty_pipeline.domain.titles import clean_job_title  # noqa: E402
+from ty_pipeline.professions.catalog import SEED, embed_text_for  # noqa: E402
 from ty_pipeline.professions.pipeline import (  # noqa: E402
     EmbeddingBackend,
     InMemorySources,
     MappingSettings,
-    PostingTitle,
     TitleMapper,
     group_by_title,
 )
-from ty_pipeline.professions.statuses import RESOLVED, BerufenetStatus  # noqa: E402
 from ty_pipeline.professions.thresholds import MatchThresholds, thresholds_for  # noqa: E402
 
 DEFAULT_CSV = kldb_csv()

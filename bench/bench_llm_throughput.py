@@ -59,9 +59,9 @@ from ty_pipeline.assets.ihl import ihl_scores  # noqa: E402
 from ty_pipeline.assets.skills import skill_keywords  # noqa: E402
 from ty_pipeline.assets.summaries import posting_summaries  # noqa: E402
 from ty_pipeline.domain.description_status import DescriptionStatus  # noqa: E402
+from ty_pipeline.domain.llm_hashing import location_text, posting_text  # noqa: E402
+from ty_pipeline.domain.llm_selection import SUCCESS_STATUSES  # noqa: E402
 from ty_pipeline.domain.posting_record import PostingRecord, Source  # noqa: E402
-from ty_pipeline.enrichment.hashing import location_text, posting_text  # noqa: E402
-from ty_pipeline.enrichment.selection import SUCCESS_STATUSES  # noqa: E402
 from ty_pipeline.resources.llm_scope import LlmScopeResource  # noqa: E402
 from ty_pipeline.resources.ollama import OllamaResource  # noqa: E402
 from ty_pipeline.resources.warehouse import WarehouseResource  # noqa: E402

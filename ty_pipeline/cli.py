@@ -30,9 +30,10 @@ from ty_pipeline.cli_pools import (
     run_free_slots,
 )
 from ty_pipeline.domain.clock import BERLIN  # partitions are Berlin days
+from ty_pipeline.domain.setting_values import SettingError, check_warehouse_url
+from ty_pipeline.domain.status_registry import ASSETS, Tally, describe_eta, llm_sources
 from ty_pipeline.domain.urls import redact_url
-from ty_pipeline.settings_check import SettingError, check_environment, check_warehouse_url
-from ty_pipeline.status_registry import ASSETS, Tally, describe_eta, llm_sources
+from ty_pipeline.settings_check import check_environment
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, get_engine
 from ty_pipeline.warehouse.errors import describe_db_error
 from ty_pipeline.warehouse.status_queries import UNKNOWN_MARK, AssetStatus, StatusReport, collect_status

@@ -24,8 +24,8 @@ import dagster as dg
 import requests
 from sqlalchemy import exc as sa_exc
 
+from ty_pipeline.domain.setting_values import parse_non_negative
 from ty_pipeline.domain.urls import redact_urls_in
-from ty_pipeline.settings_check import parse_non_negative
 
 DEFAULT_STEP_RETRY_DELAY_S = 15.0
 DEFAULT_STEP_MAX_RETRIES = 3

@@ -14,16 +14,16 @@ import requests
 import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
-from ty_pipeline.clients.http_retry import RetryPolicy
-from ty_pipeline.domain.kldb_catalog import NamedProfession
-from ty_pipeline.domain.profession_names import lookup_title
-from ty_pipeline.domain.titles import clean_job_title, title_key
-from ty_pipeline.professions.berufenet_api import (
+from ty_pipeline.clients.berufenet import (
     BerufenetError,
     BerufenetFetch,
     fetch_berufenet,
     parse_kldb2010,
 )
+from ty_pipeline.clients.http_retry import RetryPolicy
+from ty_pipeline.domain.kldb_catalog import NamedProfession
+from ty_pipeline.domain.profession_names import lookup_title
+from ty_pipeline.domain.titles import clean_job_title, title_key
 from ty_pipeline.professions.catalog import (
     DEFAULT_SEED_CATALOG,
     SEED,

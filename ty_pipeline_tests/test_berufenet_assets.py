@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_mappings import MAPPED_CHECK, VERIFIED_CHECK, berufenet_mappings
+from ty_pipeline.domain.berufenet_status import BerufenetStatus as S
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED
 from ty_pipeline.professions.catalog_build import build_catalog
-from ty_pipeline.professions.statuses import BerufenetStatus as S
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource

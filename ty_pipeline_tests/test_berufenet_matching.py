@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from ty_pipeline.clients.ollama import OllamaInvalidAnswer, OllamaUnavailable
+from ty_pipeline.domain.berufenet_status import RESOLVED, UNRESOLVED, BerufenetStatus
 from ty_pipeline.domain.kldb_catalog import NamedProfession
+from ty_pipeline.domain.profession_matching import Candidate, CatalogMatrix, rank_candidates, top_k_indices
 from ty_pipeline.domain.profession_names import build_alias_index
-from ty_pipeline.professions.catalog import CatalogSnapshot
+from ty_pipeline.domain.profession_records import CatalogSnapshot, PostingTitle
 from ty_pipeline.professions.llm import (
     RETRY_PROMPT,
     VERIFY_PROMPT,
@@ -22,16 +24,13 @@ from ty_pipeline.professions.llm import (
     LlmChooser,
     description_excerpt,
 )
-from ty_pipeline.professions.matching import Candidate, CatalogMatrix, rank_candidates, top_k_indices
 from ty_pipeline.professions.pipeline import (
     EmbeddingBackend,
     InMemorySources,
     MappingSettings,
-    PostingTitle,
     TitleMapper,
     group_by_title,
 )
-from ty_pipeline.professions.statuses import RESOLVED, UNRESOLVED, BerufenetStatus
 from ty_pipeline.professions.thresholds import CALIBRATED, UNCALIBRATED, MatchThresholds, thresholds_for
 from ty_pipeline.prompts import load_prompt
 from ty_pipeline_tests.berufenet_fakes import TrigramEncoder, trigram_vector

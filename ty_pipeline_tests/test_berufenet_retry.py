@@ -16,9 +16,9 @@ from ty_pipeline.assets.berufenet_mappings import berufenet_mappings
 from ty_pipeline.assets.berufenet_retry import berufenet_title_retry, failed_titles_partitions
 from ty_pipeline.automation.berufenet_sensor import SENSOR_NAME, berufenet_failed_titles_sensor
 from ty_pipeline.domain.description_status import DescriptionStatus
+from ty_pipeline.domain.failed_titles import PARTITIONS_NAME, is_partition_key, partition_key_for
 from ty_pipeline.professions.catalog import SEED
 from ty_pipeline.professions.catalog_build import build_catalog
-from ty_pipeline.professions.failed_titles import PARTITIONS_NAME, is_partition_key, partition_key_for
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource

@@ -23,13 +23,13 @@ from pydantic import BaseModel
 from ty_pipeline.clients.ollama import OllamaClient
 from ty_pipeline.domain.ihl import AnalystOutput, HRExpertOutput, SkepticOutput
 from ty_pipeline.domain.kldb_catalog import NamedProfession
+from ty_pipeline.domain.profession_matching import Candidate
 from ty_pipeline.domain.skills import SkillList
 from ty_pipeline.domain.summary_layout import SummaryFields
 from ty_pipeline.enrichment.ihl import validate_role_output
 from ty_pipeline.enrichment.skills import validate_skill_list
 from ty_pipeline.enrichment.summaries import Grade, _validate_fields, validate_grade
 from ty_pipeline.professions.llm import LlmChooser
-from ty_pipeline.professions.matching import Candidate
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
 
 MODEL = "qwen2.5:7b-instruct"

@@ -6,10 +6,10 @@ from datetime import date
 
 import pytest
 
+from ty_pipeline.domain.llm_hashing import TRUNCATION_NOTE, input_hash, location_text, posting_text
+from ty_pipeline.domain.llm_selection import Candidate, LlmStatus, plan_work
 from ty_pipeline.domain.skills import SkillItem
-from ty_pipeline.enrichment.hashing import TRUNCATION_NOTE, input_hash, location_text, posting_text
 from ty_pipeline.enrichment.metrics import percentile
-from ty_pipeline.enrichment.selection import Candidate, LlmStatus, plan_work
 from ty_pipeline.enrichment.skills import ranked_skills
 from ty_pipeline.prompts import PROMPT_DIR, PromptError, combined_version, load_prompt, parse_prompt
 

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline import cli
-from ty_pipeline.status_registry import (
+from ty_pipeline.domain.status_registry import (
     ASSETS,
     LLM_MAX_ATTEMPTS,
     Outcome,

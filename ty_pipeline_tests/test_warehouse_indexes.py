@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ty_pipeline.status_registry import ASSETS
+from ty_pipeline.domain.status_registry import ASSETS
 from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine
 
 

@@ -9,11 +9,11 @@ from pydantic import Field
 
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.clients.ollama import OllamaClient
+from ty_pipeline.domain.berufenet_status import RESOLVED, BerufenetStatus
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, VERIFY_PROMPT, LlmChooser
 from ty_pipeline.professions.partition_run import CatalogMissing, MappingOptions, map_partition
 from ty_pipeline.professions.pipeline import MappingSettings, Verifier
-from ty_pipeline.professions.statuses import RESOLVED, BerufenetStatus
 from ty_pipeline.professions.thresholds import thresholds_for
 from ty_pipeline.prompts import load_prompt
 from ty_pipeline.resources.embedder import EmbedderResource

@@ -12,11 +12,11 @@ from pydantic import Field
 
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.clients.ollama import OllamaClient, OllamaError
-from ty_pipeline.professions.failed_titles import PARTITIONS_NAME
+from ty_pipeline.domain.berufenet_status import UNRESOLVED
+from ty_pipeline.domain.failed_titles import PARTITIONS_NAME
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, DESCRIPTION_CHARS, LlmChooser
 from ty_pipeline.professions.partition_run import CatalogMissing
 from ty_pipeline.professions.retry import RetryRejected, UnknownFailedTitle, retry_title
-from ty_pipeline.professions.statuses import UNRESOLVED
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource

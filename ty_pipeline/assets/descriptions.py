@@ -11,10 +11,10 @@ import dagster as dg
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline.domain.description_status import DescriptionStatus, status_after_failure
+from ty_pipeline.domain.progress import Progress
 from ty_pipeline.fetching.descriptions import fetch_description
 from ty_pipeline.fetching.sample import SampleSource
 from ty_pipeline.partitions import daily_partitions, partition_date
-from ty_pipeline.progress import Progress
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.job_sources import JobSourcesResource
 from ty_pipeline.resources.jobsuche import JobsucheResource

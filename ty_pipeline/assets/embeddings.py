@@ -8,8 +8,8 @@ import dagster as dg
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.clients.embedder import encode_texts
 from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, SkipReason, plan_embeddings
+from ty_pipeline.domain.progress import Progress
 from ty_pipeline.partitions import daily_partitions, partition_date
-from ty_pipeline.progress import Progress
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource

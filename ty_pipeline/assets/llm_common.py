@@ -8,8 +8,8 @@ import dagster as dg
 from sqlalchemy import Table
 
 from ty_pipeline.clients.ollama import OllamaError, OllamaModelMissing, OllamaUnavailable
+from ty_pipeline.domain.llm_selection import LlmStatus
 from ty_pipeline.enrichment.partition_run import LlmPipeline, PartitionRun, RunSettings, enrich_partition
-from ty_pipeline.enrichment.selection import LlmStatus
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.ollama import OllamaResource

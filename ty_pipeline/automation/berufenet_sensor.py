@@ -16,7 +16,7 @@ import json
 import dagster as dg
 
 from ty_pipeline.assets.berufenet_retry import failed_titles_partitions
-from ty_pipeline.professions.failed_titles import PARTITIONS_NAME
+from ty_pipeline.domain.failed_titles import PARTITIONS_NAME
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.berufenet_store import failed_titles_after, resolved_partition_keys

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ty_pipeline.enrichment.selection import SUCCESS_STATUSES, Candidate, LlmStatus, has_usable_description
+from ty_pipeline.domain.llm_selection import SUCCESS_STATUSES, Candidate, LlmStatus, has_usable_description
 
 EXAMPLES = 5
 

@@ -13,10 +13,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from ty_pipeline.domain.ihl import AnalystOutput, HRExpertOutput, RedFlag, SkepticOutput, ihl_result
-from ty_pipeline.enrichment.hashing import input_hash
+from ty_pipeline.domain.llm_hashing import input_hash
+from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.enrichment.llm_call import ModelOptions, free_text_problems, retry_message
 from ty_pipeline.enrichment.runner import POSTING_ERRORS, Outcome, error_outcome
-from ty_pipeline.enrichment.selection import LlmStatus, WorkItem
 from ty_pipeline.prompts import Prompt, combined_version, load_prompt
 
 DEFAULT_IHL_MODEL = "qwen2.5:7b-instruct"

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, Table
 
+from ty_pipeline.domain.llm_selection import SUCCESS_STATUSES, LlmStatus, Plan, WorkItem, plan_work
 from ty_pipeline.enrichment.metrics import CallStats
 from ty_pipeline.enrichment.runner import Outcome, RunReport, run_pool
-from ty_pipeline.enrichment.selection import SUCCESS_STATUSES, LlmStatus, Plan, WorkItem, plan_work
 from ty_pipeline.warehouse.llm_results_store import load_candidates, save_result
 
 SKIPPED_ERROR = "no usable description (missing, or shorter than 100 characters)"

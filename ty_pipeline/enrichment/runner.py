@@ -30,9 +30,9 @@ from ty_pipeline.clients.ollama import (
     OllamaTransientError,
     OllamaUnavailable,
 )
+from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
+from ty_pipeline.domain.progress import Progress
 from ty_pipeline.enrichment.metrics import CallStats
-from ty_pipeline.enrichment.selection import LlmStatus, WorkItem
-from ty_pipeline.progress import Progress
 
 RUN_FATAL_ERRORS: tuple[type[BaseException], ...] = (OllamaUnavailable, OllamaModelMissing)
 POSTING_ERRORS: tuple[type[BaseException], ...] = (OllamaInvalidAnswer, OllamaRequestError, OllamaTransientError)

@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from ty_pipeline.domain.degenerate import detect_template_artifacts, is_filler_value
+from ty_pipeline.domain.llm_hashing import input_hash
+from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.domain.skills import (
     IMPORTANCE_RANK,
     MAX_SKILL_CHARS,
@@ -23,10 +25,8 @@ from ty_pipeline.domain.skills import (
     normalize_skills,
     skills_json,
 )
-from ty_pipeline.enrichment.hashing import input_hash
 from ty_pipeline.enrichment.llm_call import ModelOptions
 from ty_pipeline.enrichment.runner import POSTING_ERRORS, Outcome, error_outcome
-from ty_pipeline.enrichment.selection import LlmStatus, WorkItem
 from ty_pipeline.prompts import Prompt, load_prompt
 
 DEFAULT_SKILLS_MODEL = "qwen2.5:7b-instruct"

@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ty_pipeline.domain.llm_hashing import input_hash
+from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.domain.summary_layout import SummaryFields, render_summary, validate_summary_fields
-from ty_pipeline.enrichment.hashing import input_hash
 from ty_pipeline.enrichment.llm_call import ModelOptions, free_text_problems, retry_message
 from ty_pipeline.enrichment.runner import POSTING_ERRORS, Outcome, error_metrics, error_outcome
-from ty_pipeline.enrichment.selection import LlmStatus, WorkItem
 from ty_pipeline.prompts import Prompt, combined_version, load_prompt
 
 DEFAULT_EXTRACT_MODEL = "qwen2.5:7b-instruct"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +24,7 @@ from ty_pipeline.domain.titles import clean_job_title
 from ty_pipeline.domain.urls import redact_secrets_of, redact_url
 
 if TYPE_CHECKING:  # only the type: importing it here would pull `requests` into every catalog reader
-    from ty_pipeline.professions.berufenet_api import BerufenetFetch
+    from ty_pipeline.clients.berufenet import BerufenetFetch
 
 DEFAULT_KLDB_CSV = data_files.kldb_csv()  # the official directory shipped in data/kldb/: the default catalog
 DEFAULT_SEED_CATALOG = data_files.seed_catalog_csv()  # 146 rows: builds in a blink, for tests that need speed
@@ -139,31 +138,6 @@ def warehouse_rows(catalog: LoadedCatalog) -> list[dict[str, Any]]:
         text = embed_text_for(entry.profession.name)
         rows.append({**row, "embed_text": text, "embed_hash": content_hash(text)})
     return rows
-
-
-def catalog_version(rows: Iterable[Mapping[str, Any]]) -> str:
-    """A short hash of (id, name) over the whole catalog: changes whenever an entry does."""
-    digest = hashlib.sha256()
-    for pid, name in sorted((str(r["profession_id"]), str(r["name"])) for r in rows):
-        digest.update(f"{pid}\t{name}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class CatalogSnapshot:
-    """The catalog for one mapping run: professions by id and the version they were read at."""
-
-    professions: Mapping[str, NamedProfession]
-    version: str
-
-    def __len__(self) -> int:
-        return len(self.professions)
-
-    @classmethod
-    def from_professions(cls, professions: Sequence[NamedProfession]) -> CatalogSnapshot:
-        by_id = {p.profession_id: p for p in professions}
-        version = catalog_version({"profession_id": p.profession_id, "name": p.name} for p in professions)
-        return cls(by_id, version)
 
 
 def settings_fingerprint(**settings: object) -> str:

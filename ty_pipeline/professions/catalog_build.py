@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 from ty_pipeline.clients.embedder import TextEncoder
 from ty_pipeline.domain.catalog_guard import DEFAULT_MIN_SHARE_OF_STORED, check_catalog_size
 from ty_pipeline.domain.profession_names import build_alias_index
-from ty_pipeline.professions.catalog import SOURCE_BERUFENET, CatalogSnapshot, LoadedCatalog, warehouse_rows
+from ty_pipeline.domain.profession_records import CatalogSnapshot
+from ty_pipeline.professions.catalog import SOURCE_BERUFENET, LoadedCatalog, warehouse_rows
 from ty_pipeline.professions.vectors import NameVectorStats, ensure_name_vectors
 from ty_pipeline.warehouse import berufenet_store as store
 

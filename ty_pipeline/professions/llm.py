@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ty_pipeline.domain.embedding_text import normalize_text
 from ty_pipeline.domain.kldb_catalog import QUALIFICATION_LEVELS, NamedProfession
-from ty_pipeline.professions.matching import Candidate
+from ty_pipeline.domain.profession_matching import Candidate
 from ty_pipeline.prompts import Prompt, load_prompt
 
 DEFAULT_BERUFENET_MODEL = "qwen2.5:7b-instruct"

@@ -15,21 +15,19 @@ from datetime import date, datetime
 from sqlalchemy import Engine
 
 from ty_pipeline.clients.embedder import TextEncoder
+from ty_pipeline.domain.berufenet_status import RESOLVED, RETRY_NEXT_RUN, UNRESOLVED
+from ty_pipeline.domain.profession_records import KnownFailure, LearnedAlias, PostingTitle
 from ty_pipeline.professions.catalog import settings_fingerprint
 from ty_pipeline.professions.pipeline import (
     EmbeddingBackend,
-    KnownFailure,
-    LearnedAlias,
     MappingReport,
     MappingSettings,
-    PostingTitle,
     TitleCleaner,
     TitleMapper,
     TitleResult,
     Verifier,
     group_by_title,
 )
-from ty_pipeline.professions.statuses import RESOLVED, RETRY_NEXT_RUN, UNRESOLVED
 from ty_pipeline.professions.vectors import NameVectorStats, build_matrix, ensure_name_vectors
 from ty_pipeline.warehouse import berufenet_store as store
 

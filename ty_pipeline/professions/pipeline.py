@@ -33,15 +33,15 @@ from ty_pipeline.clients.ollama import (
     OllamaTransientError,
     OllamaUnavailable,
 )
+from ty_pipeline.domain.berufenet_status import LEARNABLE, BerufenetStatus
 from ty_pipeline.domain.embedding_text import usable_vector
+from ty_pipeline.domain.profession_matching import Candidate, CatalogMatrix, rank_candidates
 from ty_pipeline.domain.profession_names import AliasResolution, AliasTier, resolve_candidates
+from ty_pipeline.domain.profession_records import CatalogSnapshot, KnownFailure, LearnedAlias, PostingTitle
+from ty_pipeline.domain.progress import Progress
 from ty_pipeline.domain.titles import clean_job_title, title_key
-from ty_pipeline.professions.catalog import CatalogSnapshot
 from ty_pipeline.professions.llm import Choice
-from ty_pipeline.professions.matching import Candidate, CatalogMatrix, rank_candidates
-from ty_pipeline.professions.statuses import LEARNABLE, BerufenetStatus
 from ty_pipeline.professions.thresholds import MatchThresholds
-from ty_pipeline.progress import Progress
 
 # The server's failures, not the title's: the rest of the band is not attempted and every title not
 # decided stays `llm_unavailable` (retried next run), never `error`.
@@ -57,14 +57,6 @@ MAX_ERROR_CHARS = 1000
 
 
 # -- inputs -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PostingTitle:
-    posting_id: int
-    title: str | None
-    beruf: str | None = None
-    city: str | None = None  # lets the cleaner strip "- Unterschleißheim" from this posting's title
 
 
 @dataclass
@@ -142,22 +134,6 @@ class TitleResult:
     @property
     def learnable(self) -> bool:
         return self.status in LEARNABLE and self.profession_id is not None and bool(self.group.key)
-
-
-@dataclass(frozen=True)
-class LearnedAlias:
-    title_key: str
-    profession_id: str
-    status: str
-    score: float | None = None
-
-
-@dataclass(frozen=True)
-class KnownFailure:
-    title_key: str
-    status: BerufenetStatus
-    score: float | None
-    candidates: tuple[Candidate, ...] = ()
 
 
 class MappingSources(Protocol):
@@ -528,7 +504,7 @@ class InMemorySources:
 
     def remember(self, results: Iterable[TitleResult], fingerprint: str) -> None:
         """What the warehouse sink stores, for a second in-memory run."""
-        from ty_pipeline.professions.statuses import SETTLED_FAILURES
+        from ty_pipeline.domain.berufenet_status import SETTLED_FAILURES
 
         for r in results:
             if r.learnable and r.profession_id:

@@ -14,11 +14,11 @@ from sqlalchemy import Engine
 
 from ty_pipeline.clients.embedder import TextEncoder
 from ty_pipeline.clients.ollama import OllamaError
+from ty_pipeline.domain.berufenet_status import BerufenetStatus
 from ty_pipeline.domain.kldb_catalog import NamedProfession
+from ty_pipeline.domain.profession_matching import Candidate, rank_candidates
 from ty_pipeline.professions.llm import DESCRIPTION_CHARS, LlmChooser, description_excerpt
-from ty_pipeline.professions.matching import Candidate, rank_candidates
 from ty_pipeline.professions.partition_run import CatalogMissing
-from ty_pipeline.professions.statuses import BerufenetStatus
 from ty_pipeline.professions.vectors import build_matrix, ensure_name_vectors
 from ty_pipeline.warehouse import berufenet_store as store
 

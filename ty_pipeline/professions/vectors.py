@@ -11,8 +11,8 @@ import numpy as np
 from sqlalchemy import Engine
 
 from ty_pipeline.clients.embedder import TextEncoder, chunk_chars_for, encode_texts
-from ty_pipeline.professions.matching import CatalogMatrix
-from ty_pipeline.progress import Progress
+from ty_pipeline.domain.profession_matching import CatalogMatrix
+from ty_pipeline.domain.progress import Progress
 from ty_pipeline.warehouse.berufenet_store import StoredCatalog, load_name_vectors, save_name_vectors
 
 

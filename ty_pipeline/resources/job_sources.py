@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
+from ty_pipeline.domain.setting_values import SettingError
 from ty_pipeline.fetching.sample import DEFAULT_SAMPLE_DIR
-from ty_pipeline.settings_check import SettingError
 
 KNOWN_SOURCES = ("arbeitsagentur", "deutsche_bank", "sample")
 DEFAULT_SOURCES = "arbeitsagentur,deutsche_bank"

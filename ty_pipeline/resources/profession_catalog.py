@@ -14,7 +14,8 @@ from collections.abc import Callable
 import dagster as dg
 from pydantic import Field
 
-from ty_pipeline.professions.berufenet_api import PUBLIC_API_KEY, fetch_berufenet
+from ty_pipeline.clients.berufenet import PUBLIC_API_KEY, fetch_berufenet
+from ty_pipeline.domain.failed_titles import DEFAULT_MAX_PARTITIONS
 from ty_pipeline.professions.catalog import (
     DEFAULT_SEED_CATALOG,
     SEED,
@@ -22,7 +23,6 @@ from ty_pipeline.professions.catalog import (
     load_catalog_file,
     with_berufenet,
 )
-from ty_pipeline.professions.failed_titles import DEFAULT_MAX_PARTITIONS
 from ty_pipeline.settings import from_env
 
 

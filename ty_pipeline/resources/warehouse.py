@@ -7,8 +7,8 @@ from pydantic import Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from ty_pipeline.domain.setting_values import SettingError, check_warehouse_url
 from ty_pipeline.domain.urls import redact_url
-from ty_pipeline.settings_check import SettingError, check_warehouse_url
 from ty_pipeline.step_retries import redacted_failure
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, ensure_schema, get_engine
 from ty_pipeline.warehouse.errors import describe_db_error

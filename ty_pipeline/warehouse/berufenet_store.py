@@ -19,13 +19,12 @@ from sqlalchemy import Engine, and_, bindparam, delete, func, select, text, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from ty_pipeline.domain.berufenet_status import SETTLED_FAILURES, UNRESOLVED, BerufenetStatus
 from ty_pipeline.domain.description_status import DescriptionStatus
+from ty_pipeline.domain.failed_titles import partition_key_for
 from ty_pipeline.domain.kldb_catalog import NamedProfession
-from ty_pipeline.professions.catalog import CatalogSnapshot
-from ty_pipeline.professions.failed_titles import partition_key_for
-from ty_pipeline.professions.matching import Candidate
-from ty_pipeline.professions.pipeline import KnownFailure, LearnedAlias, PostingTitle
-from ty_pipeline.professions.statuses import SETTLED_FAILURES, UNRESOLVED, BerufenetStatus
+from ty_pipeline.domain.profession_matching import Candidate
+from ty_pipeline.domain.profession_records import CatalogSnapshot, KnownFailure, LearnedAlias, PostingTitle
 from ty_pipeline.warehouse.embeddings_store import vector_from_bytes, vector_to_bytes
 from ty_pipeline.warehouse.schema import (
     berufenet_aliases,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ty_pipeline.enrichment.selection import Candidate
+from ty_pipeline.domain.llm_selection import Candidate
 from ty_pipeline.warehouse.schema import (
     ihl_scores,
     job_descriptions,

@@ -3,7 +3,7 @@
 Each asset costs two statements: one GROUP BY over its in-scope postings (LEFT JOIN to its table, so a
 missing row counts as pending) and one GROUP BY over the rows its time column puts in the throughput
 window (embeddings sometimes a third, see `_embedding_counts`). The database returns at most partitions x statuses rows; Python only maps those few groups
-through `ty_pipeline.status_registry`. That keeps the command at interactive speed on a warehouse of
+through `ty_pipeline.domain.status_registry`. That keeps the command at interactive speed on a warehouse of
 100,000 postings on both SQLite and PostgreSQL (see bench/bench_status.py).
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.sql import ColumnElement, FromClause, Select
 
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, embedding_text, skip_reason
-from ty_pipeline.status_registry import ASSETS, AssetStatusSpec, Outcome, Scope, Tally, eta_seconds
+from ty_pipeline.domain.status_registry import ASSETS, AssetStatusSpec, Outcome, Scope, Tally, eta_seconds
 from ty_pipeline.warehouse.schema import (
     demand_snapshots,
     embeddings,

@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ty_pipeline.domain.berufenet_status import RESOLVED, RETRY_NEXT_RUN, SETTLED_FAILURES, BerufenetStatus
 from ty_pipeline.domain.description_status import MAX_DESCRIPTION_ATTEMPTS, DescriptionStatus
-from ty_pipeline.enrichment.selection import LlmStatus
-from ty_pipeline.professions.statuses import RESOLVED, RETRY_NEXT_RUN, SETTLED_FAILURES, BerufenetStatus
+from ty_pipeline.domain.llm_selection import LlmStatus
 
 LLM_SOURCES_ENV = "TY_LLM_SOURCES"
 DEFAULT_LLM_SOURCES = ("deutsche_bank",)

@@ -31,8 +31,8 @@ from ty_pipeline.domain.kldb_catalog import (
     NamedProfession,
     clean_text,
 )
+from ty_pipeline.domain.progress import Progress
 from ty_pipeline.domain.urls import redact_url
-from ty_pipeline.progress import Progress
 
 DEFAULT_BERUFENET_BASE_URL = "https://rest.arbeitsagentur.de"
 PUBLIC_API_KEY = "infosysbub-berufenet"  # a fixed public client id, not a secret (docs/wire_formats.md §3.3)

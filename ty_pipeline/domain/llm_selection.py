@@ -14,7 +14,7 @@ from datetime import date
 from enum import StrEnum
 
 from ty_pipeline.domain.description_status import MIN_DESCRIPTION_CHARS
-from ty_pipeline.enrichment.hashing import location_text, posting_text
+from ty_pipeline.domain.llm_hashing import location_text, posting_text
 
 
 class LlmStatus(StrEnum):
