@@ -33,7 +33,7 @@ from ty_pipeline.domain.jobsuche_format import (
     parse_search_page,
 )
 from ty_pipeline.domain.posting_record import PostingRecord
-from ty_pipeline.domain.text_clean import clean_text, strip_unstorable, unescape_entities
+from ty_pipeline.domain.text_clean import clean_payload, clean_text, strip_unstorable, unescape_entities
 from ty_pipeline.domain.titles import clean_job_title, title_key
 from ty_pipeline_tests.fakes.deutsche_bank_server import make_db_item
 from ty_pipeline_tests.fakes.jobsuche_server import make_detail, make_v6_item, to_v4_item
@@ -268,3 +268,11 @@ def test_the_shipped_sample_answers_parse_unchanged_by_cleaning(name: str) -> No
     for item in items:
         record = normalize_search_item(item) if "ergebnisliste" in payload else normalize_db_item(item)
         assert record.raw == item
+
+
+def test_non_finite_numbers_in_a_payload_become_null() -> None:
+    """Python's JSON decoder accepts NaN and Infinity (not JSON); raw_json must stay strict JSON."""
+    decoded = json.loads('{"MatchedObjectId": Infinity, "Score": NaN, "ids": [1, -Infinity, 2.5]}')
+    cleaned = clean_payload(decoded)
+    assert cleaned == {"MatchedObjectId": None, "Score": None, "ids": [1, None, 2.5]}
+    json.dumps(cleaned, allow_nan=False)  # raises on any NaN/Infinity left

@@ -2,6 +2,7 @@
 
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.postings_store import (
+    SweepResult,
     count_stored,
     hold_revived_not_found,
     sweep_stale_arbeitsagentur,
@@ -124,29 +126,14 @@ def postings(
     held_again = hold_revived_not_found(engine, now=now)
 
     rules = StaleRules()
-    aa_fetch = next((f for f in fetches if f.source == str(Source.ARBEITSAGENTUR)), None)
-    sweep_aa_note = "Jobsuche not fetched in this run"
-    sweep_aa_count = 0
-    if aa_fetch is not None and aa_fetch.complete:
-        # Only a complete fetch makes "unseen" mean "gone"; after a failed one it means "not fetched".
-        sweep_aa = sweep_stale_arbeitsagentur(engine, now=now, rules=rules)
-        sweep_aa_count = sweep_aa.invalidated
-        sweep_aa_note = sweep_aa.skipped_reason or "ran"
-        if sweep_aa.skipped_reason:
-            context.log.warning(sweep_aa.skipped_reason)
-    elif aa_fetch is not None:
-        sweep_aa_note = "skipped: the Jobsuche fetch was incomplete"
-    db_fetch = next((f for f in fetches if f.source == str(Source.DEUTSCHE_BANK)), None)
-    sweep_db_note = "Deutsche Bank not fetched in this run"
-    sweep_db_count = 0
-    if db_fetch is not None and db_fetch.complete:
-        sweep_db = sweep_stale_deutsche_bank(engine, now=now, rules=rules)
-        sweep_db_count = sweep_db.invalidated
-        sweep_db_note = sweep_db.skipped_reason or "ran"
-        if sweep_db.skipped_reason:
-            context.log.warning(sweep_db.skipped_reason)
-    elif db_fetch is not None:
-        sweep_db_note = "skipped: the Deutsche Bank listing was incomplete"
+    sweep_aa_count, sweep_aa_note = _sweep_after_complete_fetch(
+        context, fetches, Source.ARBEITSAGENTUR, "Jobsuche", "fetch",
+        lambda: sweep_stale_arbeitsagentur(engine, now=now, rules=rules),
+    )
+    sweep_db_count, sweep_db_note = _sweep_after_complete_fetch(
+        context, fetches, Source.DEUTSCHE_BANK, "Deutsche Bank", "listing",
+        lambda: sweep_stale_deutsche_bank(engine, now=now, rules=rules),
+    )
 
     with engine.connect() as conn:
         partition_rows = conn.execute(
@@ -235,3 +222,26 @@ def postings(
     )
     # A failed blocking check fails the step after the materialization is recorded (non-zero exit).
     return dg.MaterializeResult(metadata=metadata, check_results=[check, stored_check])
+
+
+def _sweep_after_complete_fetch(
+    context: dg.AssetExecutionContext,
+    fetches: list[SourceFetch],
+    source: Source,
+    label: str,
+    fetch_kind: str,
+    sweep: Callable[[], SweepResult],
+) -> tuple[int, str]:
+    """Run a source's stale sweep only after its complete fetch in this run: (invalidated, note).
+
+    Only a complete fetch makes "unseen" mean "gone"; after a failed one it means "not fetched".
+    """
+    fetch = next((f for f in fetches if f.source == str(source)), None)
+    if fetch is None:
+        return 0, f"{label} not fetched in this run"
+    if not fetch.complete:
+        return 0, f"skipped: the {label} {fetch_kind} was incomplete"
+    result = sweep()
+    if result.skipped_reason:
+        context.log.warning(result.skipped_reason)
+    return result.invalidated, result.skipped_reason or "ran"

@@ -13,11 +13,15 @@ Two faults come from the wire as text (issue #9):
   entities closed by `;` count, so `R&D`, `AT&T` or a URL's `&copy=1` are left alone.
 
 URLs are only stripped, never unescaped (`&amp;` inside a URL was not meant for us to decode).
+
+A third fault comes as a number: Python's JSON decoder accepts `NaN` and `Infinity`, which are not
+JSON; PostgreSQL's json type and strict readers reject them, so the row would be lost. They become null.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import re
 from typing import Any
 
@@ -66,4 +70,6 @@ def clean_payload(value: Any) -> Any:
         return {(strip_unstorable(k) if isinstance(k, str) else k): clean_payload(v) for k, v in value.items()}
     if isinstance(value, list):
         return [clean_payload(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
