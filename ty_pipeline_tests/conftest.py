@@ -14,7 +14,10 @@ os.environ.setdefault("TY_STEP_RETRY_DELAY_S", "0")
 import pytest
 import sqlalchemy as sa
 
+from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline.warehouse.engine import dispose_engine
+from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank
+from ty_pipeline_tests.fakes.jobsuche_server import FakeJobsuche
 from ty_pipeline_tests.paths import FIXTURES_DIR
 
 PG_URL = os.environ.get("TY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -75,3 +78,17 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
         dispose_engine(url)
     else:
         yield request.getfixturevalue("pg_schema_url")
+
+
+@pytest.fixture
+def aa() -> Iterator[FakeJobsuche]:
+    """A loopback Jobsuche API whose "today" is Berlin's today (modules may override it)."""
+    with FakeJobsuche(today=berlin_today()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def db() -> Iterator[FakeDeutscheBank]:
+    """A loopback Deutsche Bank careers API (modules may override it)."""
+    with FakeDeutscheBank() as fake:
+        yield fake

@@ -8,7 +8,6 @@ To force a row failure that cleaning would otherwise prevent, a test switches th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import dagster as dg
 import pytest
@@ -26,7 +25,6 @@ from ty_pipeline_tests.helpers import resources_for
 from ty_pipeline_tests.test_postings_assets import (
     DAY,
     DESCRIPTION,
-    TODAY,
     add_aa,
     add_db,
     check_passed,
@@ -38,17 +36,6 @@ from ty_pipeline_tests.test_postings_assets import (
 
 CONTROL_CHARS = {chr(c) for c in range(0x20) if chr(c) not in "\t\n"} | {"\x7f"}
 
-
-@pytest.fixture
-def aa() -> Iterator[FakeJobsuche]:
-    with FakeJobsuche(today=TODAY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def db() -> Iterator[FakeDeutscheBank]:
-    with FakeDeutscheBank() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ moving the stored timestamps back, never by waiting.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
@@ -42,17 +41,6 @@ _TIME_COLUMNS = {
     "job_descriptions": ("fetched_at",),
 }
 
-
-@pytest.fixture
-def aa() -> Iterator[FakeJobsuche]:
-    with FakeJobsuche(today=TODAY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def db() -> Iterator[FakeDeutscheBank]:
-    with FakeDeutscheBank() as fake:
-        yield fake
 
 
 def dump(url: str) -> dict[str, list[dict]]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.descriptions import job_descriptions
@@ -32,17 +30,6 @@ CITY_FOR = {s: s.split("-")[0] for s in STATES}
 def refnr(i: int) -> str:
     return f"10001-{1000000000 + i}-S"
 
-
-@pytest.fixture
-def aa() -> Iterator[FakeJobsuche]:
-    with FakeJobsuche(today=TODAY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def db() -> Iterator[FakeDeutscheBank]:
-    with FakeDeutscheBank() as fake:
-        yield fake
 
 
 def add_aa(fake: FakeJobsuche, i: int, state: str, published: date = DAY, **kw: Any) -> dict:
