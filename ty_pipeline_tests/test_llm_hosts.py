@@ -401,3 +401,20 @@ def test_skill_pipeline_over_two_hosts_loses_nothing_when_one_dies_midway(two: t
     assert {o.status for o in saved.values()} == {LlmStatus.OK}
     assert first.successful_chats == 3 and second.successful_chats == 13
     assert stats[0].state == "cooling"
+
+
+def test_from_specs_builds_one_client_per_host_and_never_shows_credentials(two: tuple[FakeOllama, FakeOllama]) -> None:
+    first, second = two
+    value = ",".join(f"http://user:s3cret@{fake.base_url.split('://')[1]}={n}" for fake, n in ((first, 2), (second, 3)))
+    first.stop_after(0)
+    second.stop_after(0)
+    with HostPool.from_specs(parse_llm_hosts(value, "unused"), client) as pool:
+        assert pool.total_slots == 5
+        for _ in range(2):
+            with pytest.raises(OllamaUnavailable) as info:
+                ask(pool)
+        shown = [pool.shown_url, str(info.value), repr(pool), str(pool.stats_metadata())]
+        assert isinstance(info.value, NoLlmHostLeft)
+    assert all("s3cret" not in text for text in shown)
+    assert list(pool.stats_metadata()) == [first.base_url, second.base_url]
+    assert [s["slots"] for s in pool.stats_metadata().values()] == [2, 3]
