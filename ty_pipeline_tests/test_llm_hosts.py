@@ -28,7 +28,7 @@ from ty_pipeline.clients.ollama import (
 from ty_pipeline.domain.llm_hosts import HostSpec, LlmHostsError, normalize_endpoint, parse_llm_hosts
 from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.enrichment.metrics import CallStats
-from ty_pipeline.enrichment.runner import RUN_FATAL_ERRORS, Outcome, run_pool
+from ty_pipeline.enrichment.runner import RUN_FATAL_ERRORS, Outcome, interleave, run_pool
 from ty_pipeline.enrichment.skills import SkillPipeline, SkillSettings
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
 
@@ -393,9 +393,12 @@ def test_skill_pipeline_over_two_hosts_loses_nothing_when_one_dies_midway(two: t
     with HostPool([(client(first.base_url), 2), (client(second.base_url), 2)]) as pool:
         pipeline = SkillPipeline(pool, SkillSettings(model=MODEL))
         pool.preflight(pipeline.distinct_models)
-        report = run_pool(_items(16), pipeline.run, lambda item, outcome: saved.__setitem__(item.posting_id, outcome),
-                          workers=pool.total_slots, stats=CallStats(), log=lambda _msg: None, what="skills")
+        reports = run_pool(interleave({"skills": _items(16)}), lambda task: pipeline.run(task.item),
+                           lambda task, outcome: saved.__setitem__(task.item.posting_id, outcome),
+                           lanes=["skills"], workers=2 * pool.total_slots, stats={"skills": CallStats()},
+                           log=lambda _msg: None, what="skills")
         stats = pool.host_stats()
+    report = reports["skills"]
     assert report.aborted is None and report.deferred == [] and report.failures == []
     assert sorted(saved) == list(range(1, 17))
     assert {o.status for o in saved.values()} == {LlmStatus.OK}
