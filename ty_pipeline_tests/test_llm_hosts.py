@@ -421,3 +421,16 @@ def test_from_specs_builds_one_client_per_host_and_never_shows_credentials(two: 
     assert all("s3cret" not in text for text in shown)
     assert list(pool.stats_metadata()) == [first.base_url, second.base_url]
     assert [s["slots"] for s in pool.stats_metadata().values()] == [2, 3]
+
+
+def test_embeddings_fail_over_too_and_list_models_joins_the_hosts() -> None:
+    with FakeOllama(models=["bge-m3", OTHER]) as first, FakeOllama(models=["bge-m3", MODEL]) as second, \
+            HostPool([(client(first.base_url), 2), (client(second.base_url), 2)]) as pool:
+        assert sorted(pool.list_models()) == sorted(["bge-m3:latest", f"{OTHER}", MODEL])
+        first.fail_next(1, "reset", endpoint="embed")
+        vectors, metrics = pool.embed(model="bge-m3", inputs=["Analyst", "Entwickler"])
+        assert len(vectors) == 2 and metrics.endpoint == "/api/embed"
+        assert len(first.embed_calls()) == 1 and len(second.embed_calls()) == 1
+        assert pool.host_stats()[0].failures == 1
+        first.stop_after(0)
+        assert sorted(pool.list_models()) == sorted(["bge-m3:latest", MODEL])
