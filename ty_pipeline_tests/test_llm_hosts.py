@@ -434,3 +434,14 @@ def test_embeddings_fail_over_too_and_list_models_joins_the_hosts() -> None:
         assert pool.host_stats()[0].failures == 1
         first.stop_after(0)
         assert sorted(pool.list_models()) == sorted(["bge-m3:latest", MODEL])
+
+
+def test_a_server_failure_elsewhere_is_not_turned_into_a_missing_model_by_a_host_without_it() -> None:
+    with FakeOllama(models=[MODEL]) as first, FakeOllama(models=[OTHER]) as second, \
+            HostPool([(client(first.base_url), 2), (client(second.base_url), 2)]) as pool:
+        first.fail_next(1, "500")  # the only host with the model fails once, the other lacks it
+        with pytest.raises(OllamaTransientError) as info:  # the posting is deferred, the run goes on
+            ask(pool)
+        assert not isinstance(info.value, OllamaModelMissing) and len(info.value.metrics) == 2
+        ask(pool)
+        assert len(first.chat_calls()) == 2 and len(second.chat_calls()) == 1

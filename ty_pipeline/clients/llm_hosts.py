@@ -233,8 +233,8 @@ class HostPool:
 
     # -- dispatch -----------------------------------------------------------------------------------------
 
-    def _acquire(self, model: str | None, tried: set[int], last_error: OllamaError | None,
-                 carried: list[Any]) -> _Host:
+    def _acquire(self, model: str | None, tried: set[int], failure: OllamaError | None,
+                 missing: OllamaModelMissing | None, carried: list[Any]) -> _Host:
         """The least-loaded host this call may use, its slot taken; waits while all such hosts are full.
         Raises when no host is left for the call (see the module docstring)."""
         with self._cond:
@@ -262,22 +262,25 @@ class HostPool:
                     cooling = any(h.state == COOLING for h in self._hosts)
                     self._cond.wait(timeout=COOLDOWN_RECHECK_S if cooling else None)
                     continue
-                raise self._no_host_error(model, serving, last_error, carried)
+                raise self._no_host_error(model, serving, failure, missing, carried)
 
-    def _no_host_error(self, model: str | None, serving: list[_Host], last_error: OllamaError | None,
-                       carried: list[Any]) -> OllamaError:
+    def _no_host_error(self, model: str | None, serving: list[_Host], failure: OllamaError | None,
+                       missing: OllamaModelMissing | None, carried: list[Any]) -> OllamaError:
+        """`failure`: the call's last server failure, `missing`: its last 404 "model not found"."""
         if not serving:
-            if isinstance(last_error, OllamaModelMissing):
-                last_error.metrics = list(carried)
-                return last_error
+            if missing is not None:
+                missing.metrics = list(carried)
+                return missing
             return OllamaModelMissing(
                 f"No LLM host has model '{model}' ({self._describe()}). Install it on at least one host "
                 f"(`ollama pull {model}`, or serve it on the OpenAI-compatible server).",
                 models=[model or ""], status=None, metrics=carried,
             )
+        last_error = failure or missing
         if last_error is not None and any(h.state != COOLING for h in serving):
             # Every host that could take the call failed it once: the server failure surfaces (a
-            # transient one defers the posting) with the cost of every attempt.
+            # transient one defers the posting) with the cost of every attempt. Not a 404 of a host
+            # that lacks the model while others have it: that would stop the run for no reason.
             last_error.metrics = list(carried)
             return last_error
         last = f"; last error: {last_error}" if last_error is not None else ""
@@ -335,9 +338,10 @@ class HostPool:
     def _dispatch(self, model: str | None, call: Callable[[LlmClient], T], metrics_of: Callable[[T], list[Any]]) -> T:
         tried: set[int] = set()
         carried: list[Any] = []  # metrics of failed attempts on other hosts, oldest first
-        last_error: OllamaError | None = None
+        failure: OllamaError | None = None
+        missing: OllamaModelMissing | None = None
         while True:
-            host = self._acquire(model, tried, last_error, carried)
+            host = self._acquire(model, tried, failure, missing, carried)
             started = time.monotonic()
             try:
                 result = call(host.client)
@@ -345,7 +349,7 @@ class HostPool:
                 self._release(host, time.monotonic() - started, failed=True)
                 carried.extend(_tagged(exc.metrics, host))
                 tried.add(host.index)
-                last_error = exc
+                failure = exc
                 if not self.single:
                     log.warning("LLM host %s failed a call for '%s' (%s); trying another host", host.shown_url,
                                 model, type(exc).__name__)
@@ -357,7 +361,7 @@ class HostPool:
                         host.missing.add(canonical_model_name(model or ""))
                 carried.extend(_tagged(exc.metrics, host))
                 tried.add(host.index)
-                last_error = exc
+                missing = exc
                 continue
             except OllamaError as exc:
                 # The host answered; the answer is the posting's problem (invalid, rejected request).
