@@ -285,9 +285,10 @@ class HostPool:
             return last_error
         last = f"; last error: {last_error}" if last_error is not None else ""
         return NoLlmHostLeft(
-            f"No LLM host is left to take a call for '{model}': {self._describe()}. Each host failed "
-            f"{self.fail_threshold} calls in a row (refused, reset, timed out or 5xx) and is cooling down; "
-            f"check the servers' logs and that they are running{last}.",
+            f"No LLM host is left to take a call for '{model}': {self._describe()}. Every host that has the "
+            f"model is cooling down after {self.fail_threshold} server failures in a row (refused, reset, timed "
+            f"out or 5xx) or because it was unreachable at the start; check that the servers run and read "
+            f"their logs{last}.",
             metrics=carried,
         )
 
