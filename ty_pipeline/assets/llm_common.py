@@ -33,11 +33,11 @@ class LlmRunConfig(dg.Config):
     abort_after_consecutive_transport_errors: int = 3
 
 
-def run_settings(config: LlmRunConfig, scope: LlmScopeResource) -> RunSettings:
+def run_settings(config: LlmRunConfig, scope: LlmScopeResource, *, measured_cap: int | None = None) -> RunSettings:
     return RunSettings(
         workers=max(0, config.workers),
         max_attempts=max(1, config.max_attempts),
-        max_postings=scope.cap(config.max_postings),
+        max_postings=scope.cap(config.max_postings, measured=measured_cap),
         max_description_chars=config.max_description_chars,
         abort_after_consecutive_transport_errors=config.abort_after_consecutive_transport_errors,
     )

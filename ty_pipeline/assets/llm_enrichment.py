@@ -9,6 +9,7 @@ of them (UI, job, `--select skill_keywords`) runs only that lane (`can_subset`).
 """
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -31,13 +32,31 @@ from ty_pipeline.assets.summaries import ASSET as SUMMARIES
 from ty_pipeline.assets.summaries import DESCRIPTION as SUMMARIES_DESCRIPTION
 from ty_pipeline.assets.summaries import SummariesConfig, summary_metadata, summary_pipeline
 from ty_pipeline.clients.ollama import OllamaError, OllamaModelMissing, OllamaUnavailable
-from ty_pipeline.enrichment.partition_run import Lane, client_slots, enrich_partition, tasks_in_flight
+from ty_pipeline.domain.llm_capacity import (
+    FALLBACK_CAP,
+    RunThroughput,
+    capacity_cap,
+    eta,
+    host_rates,
+    hours_left,
+    posting_equivalents,
+    total_rate,
+)
+from ty_pipeline.enrichment.partition_run import (
+    Lane,
+    PartitionRun,
+    client_slots,
+    enrich_partition,
+    tasks_in_flight,
+)
+from ty_pipeline.enrichment.throughput import run_throughput
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_multi_asset
 from ty_pipeline.warehouse.llm_results_store import saved_rows
+from ty_pipeline.warehouse.llm_throughput_store import recent_runs, record_run
 from ty_pipeline.warehouse.schema import ihl_scores as ihl_table
 from ty_pipeline.warehouse.schema import posting_summaries as summaries_table
 from ty_pipeline.warehouse.schema import skill_keywords as skills_table
@@ -72,6 +91,42 @@ SPECS = [
 ]
 
 
+def cap_origin(config: LlmEnrichmentConfig, scope: LlmScopeResource, rate: float | None, now: datetime) -> str:
+    """Where the run's cap comes from, in words for the log and the metadata."""
+    if config.max_postings is not None:
+        return "run config max_postings"
+    if not scope.cap_is_measured:
+        return "TY_LLM_MAX_POSTINGS"
+    if rate is None:
+        return f"no measured run yet: the first-night default of {FALLBACK_CAP}"
+    return f"measured {rate:.0f} postings/h x {hours_left(now):.1f} h until 06:00 Berlin"
+
+
+def fleet_metadata(
+    throughput: RunThroughput, recent: list[RunThroughput], runs: dict[str, PartitionRun], now: datetime, *,
+    cap: int | None, cap_source: str,
+) -> dict[str, Any]:
+    """What every lane's materialization says about the hosts: this run's rate per host, the recent
+    rate, and when the partition's pending postings would be done against the 06:00 deadline."""
+    rows = ["| host | slots | calls | busy slot-s | saturation | postings/h (recent runs) |", "|---|---|---|---|---|---|"]
+    recent_rates = {r.host: r.postings_per_hour for r in host_rates([throughput, *recent])}
+    for h in throughput.hosts:
+        saturation = h.busy_s / (h.slots * throughput.wall_s) if throughput.wall_s > 0 and h.slots else 0.0
+        rows.append(f"| {h.host} | {h.slots} | {h.calls} | {h.busy_s:.0f} | {saturation:.2f} | "
+                    f"{recent_rates.get(h.host, 0.0):.0f} |")
+    pending = posting_equivalents({name: run.pending for name, run in runs.items()})
+    rate = total_rate([throughput, *recent])
+    this_rate = throughput.postings / (throughput.wall_s / 3600) if throughput.wall_s > 0 else 0.0
+    return {
+        "llm_hosts": dg.MetadataValue.md("\n".join(rows)),
+        "postings_per_hour": round(this_rate, 1),
+        "postings_per_hour_recent": round(rate, 1) if rate else 0.0,
+        "llm_cap": cap if cap is not None else 0,
+        "llm_cap_source": cap_source,
+        "pending_eta": eta(round(pending), rate, now).text(),
+    }
+
+
 def build_lanes(config: LlmEnrichmentConfig, client: Any, selected: set[str]) -> list[Lane]:
     builders = {
         SUMMARIES: lambda: summary_pipeline(config.summaries, client, num_ctx=config.num_ctx),
@@ -104,9 +159,15 @@ def llm_enrichment(
     except ValueError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     engine = warehouse.get_engine()
+    now = datetime.now(UTC)
+    recent = recent_runs(engine)
+    rate = total_rate(recent)
+    cap_source = cap_origin(config, llm_scope, rate, now)
     client = ollama.get_client()  # one pooled client, shared by the preflight and every worker
     lanes = build_lanes(config, client, selected)
-    settings = run_settings(config, llm_scope)
+    settings = run_settings(config, llm_scope, measured_cap=capacity_cap(rate, now))
+    context.log.info(f"llm_enrichment {day}: sources {', '.join(sources)}; cap {settings.max_postings or 'none'} "
+                     f"({cap_source})")
     try:
         runs = enrich_partition(
             engine=engine, lanes=lanes, day=day, sources=sources, client=client, settings=settings,
@@ -121,11 +182,15 @@ def llm_enrichment(
         client.close()
 
     workers, slots = tasks_in_flight(settings, client), client_slots(client)
+    throughput = run_throughput(client, runs)
+    record_run(engine, run_id=context.run_id, day=day, run=throughput)
+    fleet = fleet_metadata(throughput, recent, runs, now, cap=settings.max_postings, cap_source=cap_source)
     problems: list[tuple[str, bool, dict[str, Any]]] = []
     for lane in lanes:
         run = runs[lane.name]
         rows = saved_rows(engine, lane.table, day)
         metadata = llm_metadata(run, lane.pipeline, sources, rows, config, workers=workers, slots=slots)
+        metadata.update(fleet)
         if lane.name == SUMMARIES:
             metadata.update(summary_metadata(config.summaries))
         for message in run.report.failures[:10]:
