@@ -30,6 +30,7 @@ from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.enrichment.metrics import CallStats
 from ty_pipeline.enrichment.runner import RUN_FATAL_ERRORS, Outcome, interleave, run_pool
 from ty_pipeline.enrichment.skills import SkillPipeline, SkillSettings
+from ty_pipeline.enrichment.throughput import host_runs
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
 
 MODEL = "qwen2.5:7b-instruct"
@@ -445,3 +446,13 @@ def test_a_server_failure_elsewhere_is_not_turned_into_a_missing_model_by_a_host
         assert not isinstance(info.value, OllamaModelMissing) and len(info.value.metrics) == 2
         ask(pool)
         assert len(first.chat_calls()) == 2 and len(second.chat_calls()) == 1
+
+
+def test_the_throughput_record_reads_the_pools_per_host_counters(two: tuple[FakeOllama, FakeOllama]) -> None:
+    first, second = two
+    with HostPool([(client(first.base_url), 2), (client(second.base_url), 6)]) as pool:
+        for _ in range(3):
+            ask(pool)
+        runs = host_runs(pool, {})
+    assert [(r.host, r.slots) for r in runs] == [(first.base_url, 2), (second.base_url, 6)]
+    assert sum(r.calls for r in runs) == 3 and all(r.busy_s > 0 for r in runs if r.calls)

@@ -99,7 +99,7 @@ class HostStats:
     """One host's figures for run metadata. `busy_s` is slot-seconds held by calls (two calls in
     parallel for 1 s count 2 s); `calls` counts dispatched calls, `failures` server failures."""
 
-    url: str  # redacted
+    host: str  # the redacted URL
     slots: int
     state: str  # healthy | cooling | probing
     in_flight: int
@@ -225,7 +225,7 @@ class HostPool:
     def stats_metadata(self) -> dict[str, dict[str, Any]]:
         """`host_stats()` keyed by redacted URL, JSON-ready for materialization metadata."""
         return {
-            s.url: {"slots": s.slots, "state": s.state, "calls": s.calls, "failures": s.failures,
+            s.host: {"slots": s.slots, "state": s.state, "calls": s.calls, "failures": s.failures,
                     "cooldowns": s.cooldowns, "busy_s": round(s.busy_s, 3),
                     "missing_models": list(s.missing_models), "version": s.version}
             for s in self.host_stats()
