@@ -153,11 +153,11 @@ class ScriptedLlm:
 class FastOllamaResource(OllamaResource):
     """The production resource with millisecond backoff, so retries do not slow the suite down."""
 
-    def get_client(self) -> OllamaClient:
+    def client_for(self, url: str, slots: int) -> OllamaClient:
         return OllamaClient(
-            self.host, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.read_timeout_s,
+            url, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.read_timeout_s,
             max_retries=self.max_retries, backoff_base_s=0.005, backoff_max_s=0.02, keep_alive=self.keep_alive,
-            pool_size=self.pool_size,
+            pool_size=max(self.pool_size, slots),
         )
 
 
@@ -301,7 +301,8 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     no_text = add_posting(engine, fixtures_dir, "job61951", description=None)
     other_source = add_posting(engine, fixtures_dir, "job64727", source=Source.ARBEITSAGENTUR)
 
-    result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url)
+    # 16 slots: room for both graders of every posting at once, which the overlap assertion below checks.
+    result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url, hosts=f"{fake.base_url}=16")
 
     # Cost: 3 (extract + two graders) + 1 (skills) + 3 (analyst, skeptic, HR expert) per posting.
     assert len(fake.chat_calls()) == 7 * len(ids)
@@ -678,6 +679,21 @@ def test_workers_bound_the_postings_in_flight(
         conn.execute(sa.delete(skills_table))
     run([skill_keywords], warehouse_url, fake.base_url, config={"skill_keywords": {"workers": 1}})
     assert fake.max_overlap() == 1 and len(fake.chat_calls()) == 4
+
+
+def test_calls_in_flight_follow_the_hosts_slots_across_all_three_assets(
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
+) -> None:
+    """No fixed worker count: the step keeps twice the slots in tasks and the host pool lets exactly the
+    host's slots run at once, whichever asset the calls belong to."""
+    for i, name in enumerate(FIXTURES):
+        add_posting(engine, fixtures_dir, name, published=DAY - timedelta(days=i))
+    fake.latency_s = 0.05
+    result = run(ALL, warehouse_url, fake.base_url, hosts=f"{fake.base_url}=3")
+    assert fake.max_overlap() == 3
+    m = meta(result, "ihl_scores")
+    assert (m["llm_slots"], m["workers"]) == (3, 6)
+    assert len(fake.chat_calls()) == 7 * len(FIXTURES)
 
 
 @pytest.mark.parametrize("kind", ["503", "500", "timeout"])
