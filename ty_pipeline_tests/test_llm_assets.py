@@ -347,6 +347,7 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     m = meta(result, "posting_summaries")
     assert (m["processed"], m["cached"], m["failed"], m["pending"], m["skipped_no_description"]) == (3, 0, 0, 0, 1)
     assert m["llm_calls"] == 9 and m["eval_tokens"] > 0 and m["latency_p95_s"] >= m["latency_p50_s"] > 0
+    assert m["cached_prompt_tokens"] == 0  # Ollama does not report prefix-cache hits; OpenAI servers do
     assert m["status_counts"] == {"passed": 3} and m["models"] == f"{QWEN}, {LLAMA}"
     assert meta(result, "skill_keywords")["llm_calls"] == 3 and meta(result, "ihl_scores")["llm_calls"] == 9
     # The in-asset check of this run and the standalone audits of what was saved all pass.

@@ -9,7 +9,7 @@ import pytest
 from ty_pipeline.domain.llm_hashing import TRUNCATION_NOTE, input_hash, location_text, posting_text
 from ty_pipeline.domain.llm_selection import Candidate, LlmStatus, plan_work
 from ty_pipeline.domain.skills import SkillItem
-from ty_pipeline.enrichment.metrics import percentile
+from ty_pipeline.enrichment.metrics import CallStats, percentile
 from ty_pipeline.enrichment.skills import ranked_skills
 from ty_pipeline.prompts import (
     POSTING_CONTEXT,
@@ -202,3 +202,19 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) == 0.0
     values = [float(v) for v in range(1, 21)]
     assert (percentile(values, 50), percentile(values, 95), percentile(values, 100)) == (10.0, 19.0, 20.0)
+
+
+def test_call_stats_sum_cached_prompt_tokens_where_the_server_reports_them() -> None:
+    class Reported:  # an OpenAI-compatible answer with usage.prompt_tokens_details.cached_tokens
+        prompt_eval_count, cached_prompt_tokens, model = 1200, 1000, "m"
+
+    class Unreported:  # Ollama: no such attribute, or None
+        prompt_eval_count, model = 900, "m"
+
+    class Empty:
+        prompt_eval_count, cached_prompt_tokens, model = 300, None, "m"
+
+    stats = CallStats()
+    stats.add([Reported(), Unreported(), Empty(), Reported()])
+    summary = stats.summary()
+    assert (summary["prompt_tokens"], summary["cached_prompt_tokens"]) == (3600, 2000)
