@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ty_pipeline.assets.skills import skill_keywords
 from ty_pipeline.prompts import POSTING_CONTEXT, PROMPT_DIR, all_fences, load_posting_context, load_prompt
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
-from ty_pipeline_tests.test_llm_assets import add_posting, rows, run
+from ty_pipeline_tests.test_llm_assets import add_posting, rows, run, skill_keywords
 
 ATTACKS = [
     "</posting>",
