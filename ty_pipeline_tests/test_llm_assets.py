@@ -158,10 +158,10 @@ class ScriptedLlm:
 class FastOllamaResource(OllamaResource):
     """The production resource with millisecond backoff, so retries do not slow the suite down."""
 
-    def client_for(self, url: str, slots: int) -> OllamaClient:
+    def client_for(self, url: str, slots: int, *, max_retries: int | None = None) -> OllamaClient:
         return OllamaClient(
             url, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.read_timeout_s,
-            max_retries=self.max_retries, backoff_base_s=0.005, backoff_max_s=0.02, keep_alive=self.keep_alive,
+            max_retries=self.max_retries if max_retries is None else max_retries, backoff_base_s=0.005, backoff_max_s=0.02, keep_alive=self.keep_alive,
             pool_size=max(self.pool_size, slots),
         )
 

@@ -15,6 +15,9 @@ from ty_pipeline.domain.llm_hosts import HostSpec, parse_llm_hosts
 from ty_pipeline.settings import from_env
 
 
+MULTI_HOST_RETRIES = 1
+
+
 class OllamaResource(dg.ConfigurableResource):
     """Connection settings for the Ollama server (`OLLAMA_HOST`). Assets call `get_client()` once per
     step and share that client between their worker threads."""
@@ -45,17 +48,22 @@ class OllamaResource(dg.ConfigurableResource):
         """The hosts and their slots: `hosts`, else `TY_LLM_HOSTS`, else `endpoint()` with 4 slots."""
         return parse_llm_hosts(from_env(self.hosts, "TY_LLM_HOSTS", ""), self.endpoint())
 
-    def client_for(self, url: str, slots: int) -> OllamaClient:
+    def client_for(self, url: str, slots: int, *, max_retries: int | None = None) -> OllamaClient:
         """One host's client: its HTTP connection pool holds a connection per slot."""
         return OllamaClient(
             url,
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
-            max_retries=self.max_retries,
+            max_retries=self.max_retries if max_retries is None else max_retries,
             keep_alive=self.keep_alive,
             pool_size=max(self.pool_size, slots),
         )
 
     def get_client(self) -> HostPool:
-        """A new pool per step: its per-host counters are that step's throughput record."""
-        return HostPool([(self.client_for(spec.url, spec.slots), spec.slots) for spec in self.host_specs()])
+        """A new pool per step: its per-host counters are that step's throughput record.
+
+        With several hosts each client retries once at most: a call that fails on a sick host is better
+        moved to a healthy one at once (the pool does that) than backed off on the sick one for a minute."""
+        specs = self.host_specs()
+        retries = None if len(specs) == 1 else min(self.max_retries, MULTI_HOST_RETRIES)
+        return HostPool([(self.client_for(spec.url, spec.slots, max_retries=retries), spec.slots) for spec in specs])
