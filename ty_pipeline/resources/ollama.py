@@ -14,7 +14,6 @@ from ty_pipeline.clients.ollama import DEFAULT_OLLAMA_HOST, OllamaClient, normal
 from ty_pipeline.domain.llm_hosts import HostSpec, parse_llm_hosts
 from ty_pipeline.settings import from_env
 
-
 MULTI_HOST_RETRIES = 1
 
 
