@@ -110,9 +110,12 @@ def test_jobsuche_rate_in_run_config_keeps_ty_aa_base_url(env: pytest.MonkeyPatc
         result = materialize([postings], {"jobsuche": {"requests_per_s": 500.0}}, partition_key=FETCH_DAY.isoformat())
         assert result.success, errors(result)
         assert aa.searches()
+        sent = len(aa.requests)
     assert [k for k in enriched(warehouse_url)] == [("arbeitsagentur", "10001-1000000001-S")]
-    # The run's rate is the one in force, and the step says so.
-    assert meta(result, "postings")["requests_arbeitsagentur"]["configured_requests_per_s"] == 500.0
+    # The run's rate is the one in force, every search page went through it, and the step says so.
+    figures = meta(result, "postings")["requests_arbeitsagentur"]
+    assert figures["configured_requests_per_s"] == 500.0
+    assert figures["requests"] == sent
 
 
 def test_deutsche_bank_rate_in_run_config_keeps_ty_db_base_url(env: pytest.MonkeyPatch, warehouse_url: str) -> None:
