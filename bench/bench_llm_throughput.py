@@ -228,8 +228,9 @@ def section(text: str, tag: str) -> str:
 
 
 def today_answer(body: dict[str, Any]) -> dict[str, Any]:
-    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-    posting = section(user, "posting")
+    # Wherever the prompt layout puts the posting (first message since the prefix-cache layout).
+    shown = "\n".join(m["content"] for m in body["messages"])
+    posting = section(shown, "posting")
     kind = body["format"]["title"]
     if kind == "SummaryFields":
         return summary_fields(posting)
