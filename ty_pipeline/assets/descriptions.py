@@ -108,12 +108,10 @@ def job_descriptions(
     aa_client = jobsuche.get_client()
     db_client = deutsche_bank.get_client()
     sample = SampleSource(Path(job_sources.sample_dir), berlin_today())
-    delays = {"arbeitsagentur": jobsuche.detail_delay_s, "deutsche_bank": deutsche_bank.detail_delay_s}
 
     def work(posting: PendingDescription):  # type: ignore[no-untyped-def]
+        # Pacing lives in each client's limiter, shared by all workers: no pause per call here.
         outcome = fetch_description(posting, jobsuche=aa_client, deutsche_bank=db_client, sample=sample)
-        if posting.origin != "sample" and delays.get(posting.source):
-            time.sleep(delays[posting.source])  # politeness per worker
         return posting, outcome
 
     counts: Counter[str] = Counter()
@@ -124,7 +122,9 @@ def job_descriptions(
     recheck_counts: Counter[str] = Counter()
     progress = Progress("descriptions", len(todo) + len(rechecks), context.log.info)
     started = renewed = time.monotonic()
-    workers = max(1, max(jobsuche.detail_workers, deutsche_bank.detail_workers))
+    # Enough threads for both sources to use their full in-flight caps at once; each limiter keeps its
+    # source at its cap, so extra threads only wait.
+    workers = jobsuche.max_in_flight + deutsche_bank.max_in_flight
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="descriptions") as pool:
             futures = {pool.submit(work, p): p for p in todo + rechecks}
@@ -167,6 +167,9 @@ def job_descriptions(
                 progress.step()
     finally:
         release(engine, run_id=run_id)
+        pacing = {name: client.limiter.summary() for name, client in
+                  (("arbeitsagentur", aa_client), ("deutsche_bank", db_client))
+                  if client.limiter is not None and client.limiter.stats().requests}
         aa_client.close()
         db_client.close()
 
@@ -189,6 +192,8 @@ def job_descriptions(
         "seconds": round(time.monotonic() - started, 2),
         "by_source_and_status": dg.MetadataValue.json(dict(sorted(by_source.items()))),
     }
+    for name, figures in pacing.items():
+        metadata[f"requests_{name}"] = dg.MetadataValue.json(figures)
     if unsaved:
         raise dg.Failure(
             description=f"{len(unsaved)} description outcome(s) of {day} could not be saved at all "

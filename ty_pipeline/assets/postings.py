@@ -88,17 +88,17 @@ def postings(
     sources = parse_sources(config.sources) if config.sources else job_sources.sources()
     context.log.info(f"Fetching postings published on {day} from {', '.join(sources)}")
     fetches: list[SourceFetch] = []
+    pacing: dict[str, dict[str, float | int | str | None]] = {}  # per source: requests, configured/achieved rate
     for source in sources:
         if source == "arbeitsagentur":
             client = jobsuche.get_client()
             try:
                 fetches.append(
-                    fetch_jobsuche(
-                        client, day, today=today, page_size=jobsuche.page_size,
-                        page_delay_s=jobsuche.page_delay_s, log=context.log.info,
-                    )
+                    fetch_jobsuche(client, day, today=today, page_size=jobsuche.page_size, log=context.log.info)
                 )
             finally:
+                if client.limiter is not None:
+                    pacing[source] = client.limiter.summary()
                 client.close()
         elif source == "deutsche_bank":
             client_db = deutsche_bank.get_client()
@@ -107,10 +107,12 @@ def postings(
                     fetch_deutsche_bank(
                         client_db, day, page_size=deutsche_bank.page_size,
                         country_ids=deutsche_bank.country_ids, max_items=deutsche_bank.max_items,
-                        page_delay_s=deutsche_bank.page_delay_s, log=context.log.info,
+                        log=context.log.info,
                     )
                 )
             finally:
+                if client_db.limiter is not None:
+                    pacing[source] = client_db.limiter.summary()
                 client_db.close()
         elif source == "sample":
             for fetch in SampleSource(Path(job_sources.sample_dir), today).fetch(day):
@@ -179,6 +181,8 @@ def postings(
             metadata[f"window_truncated_{f.source}"] = f.window_truncated
         if f.per_state:
             metadata[f"per_state_{f.source}"] = dg.MetadataValue.json(f.per_state)
+    for source, figures in pacing.items():
+        metadata[f"requests_{source}"] = dg.MetadataValue.json(figures)
     if errors:
         metadata["error_messages"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in errors[:20]))
     if stats.lost:
