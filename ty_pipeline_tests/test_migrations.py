@@ -28,7 +28,7 @@ from ty_pipeline.warehouse.schema import VIEWS, ihl_scores, metadata, postings
 # warehouse can lack them: tables, columns of existing tables, and indexes.
 LATER_TABLES = [
     "description_leases", "skill_keyword_items", "berufenet_catalog", "berufenet_aliases",
-    "berufenet_learned_aliases", "berufenet_failed_titles", "profession_similarity",
+    "berufenet_learned_aliases", "berufenet_failed_titles", "profession_similarity", "llm_throughput",
 ]
 LATER_COLUMNS = {
     "postings": ["rechecks", "recheck_after"],

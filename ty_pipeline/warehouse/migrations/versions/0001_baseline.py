@@ -6,10 +6,10 @@ Revises: (none)
 On an empty database this creates everything. A warehouse made by the code before Alembic has no
 `alembic_version` table, so it starts here too: its tables stay, and this revision only adds what that code
 would have added on its next start (tables, columns and indexes introduced after the warehouse was first
-created: the `description_leases`, `skill_keyword_items`, profession tables; `postings.rechecks` and
-`recheck_after`; the hr-expert columns of `ihl_scores`; the status and `ix_postings_active` indexes). A
-warehouse already at this schema gets nothing but its version row and a renewed view: it is stamped, not
-recreated.
+created: the `description_leases`, `skill_keyword_items`, profession and `llm_throughput` tables;
+`postings.rechecks` and `recheck_after`; the hr-expert columns of `ihl_scores`; the status and
+`ix_postings_active` indexes). A warehouse already at this schema gets nothing but its version row and a
+renewed view: it is stamped, not recreated.
 
 The definitions below are a frozen copy of `ty_pipeline/warehouse/schema.py` at this revision, not an import
 of it: a later change to schema.py is a later revision, so this one must keep building the old shape.
@@ -321,6 +321,21 @@ Index(
     sqlite_where=demand_snapshots.c.berufenet_id.isnot(None),
     postgresql_where=demand_snapshots.c.berufenet_id.isnot(None),
 )
+
+llm_throughput = Table(
+    "llm_throughput",
+    baseline,
+    Column("run_id", String(64), primary_key=True),
+    Column("host", String(255), primary_key=True),
+    Column("partition_date", Date, nullable=False),
+    Column("finished_at", DateTime, nullable=False),
+    Column("wall_s", Float, nullable=False),
+    Column("postings", Float, nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("calls", Integer, nullable=False),
+    Column("busy_s", Float, nullable=False),
+)
+Index("ix_llm_throughput_finished_at", llm_throughput.c.finished_at)
 
 Index("ix_postings_first_seen_at", postings.c.first_seen_at)
 Index("ix_job_descriptions_fetched_at", job_descriptions.c.fetched_at)
