@@ -12,12 +12,16 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# Alembic itself is imported inside the functions: importing it costs ~75 ms, and every user of the engine
+# module (`ty-pipeline status` on a cold start, for one) imports this module but, at head, never needs it.
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
@@ -42,6 +46,8 @@ class UpgradeResult:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """The Alembic configuration, built in code; `connection` is what env.py migrates when given."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -52,6 +58,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 @functools.cache
 def script_directory() -> ScriptDirectory:
     """Read once per process: the revision files do not change while it runs."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -62,6 +70,8 @@ def head_revision() -> str:
 
 
 def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -91,6 +101,8 @@ def upgrade_to_head(engine: Engine) -> UpgradeResult:
         if before != head:
             # Alembic sees the open transaction and runs inside it: no commit of its own, so on PostgreSQL
             # a failed revision leaves the warehouse as it was (DDL is transactional there).
+            from alembic import command
+
             command.upgrade(alembic_config(conn), "head")
     return UpgradeResult(before, head)
 

@@ -16,8 +16,6 @@ from sqlalchemy import Connection, create_engine, pool
 from ty_pipeline.domain.urls import redact_url
 from ty_pipeline.warehouse.schema import metadata
 
-config = context.config
-
 
 def run_with(connection: Connection) -> None:
     # target_metadata: what `alembic revision --autogenerate` and the tests compare the database with.
@@ -29,6 +27,7 @@ def run_with(connection: Connection) -> None:
 
 
 def main() -> None:
+    config = context.config
     if context.is_offline_mode():
         raise SystemExit(
             "alembic --sql (offline mode) is not supported: the baseline revision looks at the existing "
@@ -54,4 +53,7 @@ def main() -> None:
         engine.dispose()
 
 
-main()
+# Alembic executes this file on its own (as module `env_py`, with its context set up). Imported as part of
+# the package, by a tool that walks it (the layering test, an IDE), it only defines the functions above.
+if not __name__.startswith("ty_pipeline."):
+    main()
