@@ -28,6 +28,8 @@ def _choices(name: str, value: str, known: tuple[str, ...]) -> None:
 def environment_checks() -> dict[str, Callable[[str], object]]:
     """Variable -> check of a set (non-empty) value. Imported late: the resources pull in their clients."""
     from ty_pipeline.clients.embedder import BACKENDS
+    from ty_pipeline.clients.ollama import DEFAULT_OLLAMA_HOST
+    from ty_pipeline.domain.llm_hosts import parse_llm_hosts
     from ty_pipeline.domain.llm_scope import LLM_SOURCES
     from ty_pipeline.resources.job_sources import KNOWN_SOURCES
     from ty_pipeline.resources.llm_scope import parse_share
@@ -51,6 +53,7 @@ def environment_checks() -> dict[str, Callable[[str], object]]:
         "TY_LLM_MAX_POSTINGS": lambda v: parse_non_negative("TY_LLM_MAX_POSTINGS", v, 0, "postings; 0 = no cap",
                                                             whole=True),
         "TY_LLM_MIN_COMPLETE": share,
+        "TY_LLM_HOSTS": lambda v: parse_llm_hosts(v, DEFAULT_OLLAMA_HOST),
         "TY_EMBED_BACKEND": backend,
         "TY_AA_BASE_URL": lambda v: check_http_url("TY_AA_BASE_URL", v),
         "TY_DB_BASE_URL": lambda v: check_http_url("TY_DB_BASE_URL", v),

@@ -100,6 +100,7 @@ def llm_metadata(
         "llm_calls": stats["llm_calls"],
         "llm_http_attempts": stats["llm_http_attempts"],
         "prompt_tokens": stats["prompt_tokens"],
+        "cached_prompt_tokens": stats["cached_prompt_tokens"],
         "eval_tokens": stats["eval_tokens"],
         "llm_seconds": stats["llm_seconds"],
         "latency_p50_s": stats["latency_p50_s"],
