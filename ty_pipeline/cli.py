@@ -5,7 +5,8 @@ pending, and when the pending work will be finished at the pace of the last hour
 whether a partition's run succeeded; it cannot show that a "successful" run left 3,000 postings without
 a summary because the per-run cap was hit. That gap is what this command closes.
 
-Run it as `ty-pipeline status` (console script) or `python -m ty_pipeline.cli status`.
+Run it as `ty-pipeline status` (console script) or `python -m ty_pipeline.cli status`. `ty-pipeline migrate`
+upgrades the warehouse schema (the one command here that writes).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ty_pipeline.domain.urls import redact_url
 from ty_pipeline.settings_check import check_environment
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, get_engine
 from ty_pipeline.warehouse.errors import describe_db_error
+from ty_pipeline.warehouse.migrations import UnknownRevisionError, upgrade_to_head
 from ty_pipeline.warehouse.status_queries import UNKNOWN_MARK, AssetStatus, StatusReport, collect_status
 
 DEFAULT_DAYS = 7
@@ -75,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="throughput window for the ETA, in hours (default 3)",
     )
     add_free_slots_command(commands)
+    migrate = commands.add_parser(
+        "migrate",
+        help="upgrade the warehouse schema to the newest revision (creates it on an empty database)",
+        description=(
+            "Run the warehouse's Alembic migrations up to the newest revision and print the revision before and "
+            "after. The pipeline does the same when a step starts; run this when going live or after an upgrade "
+            "of ty_pipeline, so a long migration does not happen inside a run."
+        ),
+    )
+    migrate.add_argument(
+        "--warehouse-url",
+        default=None,
+        help="SQLAlchemy URL of the warehouse (default: $TY_WAREHOUSE_URL, else the SQLite file under data/)",
+    )
     return parser
 
 
@@ -102,6 +118,8 @@ def main_with(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         return run_status(args, out, err)
     if args.command == "free-slots":
         return run_free_slots(args, out, err)
+    if args.command == "migrate":
+        return run_migrate(args, out, err)
     return 2  # argparse rejects unknown commands before this
 
 
@@ -165,6 +183,30 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(render_text(report, shown_url))
         if slots is not None:
             out.write(render_pool_slots(slots))
+    return 0
+
+
+def run_migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    url = args.warehouse_url or os.environ.get("TY_WAREHOUSE_URL") or DEFAULT_WAREHOUSE_URL
+    try:
+        check_warehouse_url(url, "--warehouse-url" if args.warehouse_url else "TY_WAREHOUSE_URL")
+    except SettingError as exc:
+        err.write(f"ty-pipeline migrate: {exc}\n")
+        return 2
+    shown_url = redact_url(url)  # the URL may carry a password
+    try:
+        result = upgrade_to_head(get_engine(url))
+    except SQLAlchemyError as exc:
+        err.write(f"ty-pipeline migrate: cannot migrate the warehouse at {shown_url}: {describe_db_error(exc, url)}\n")
+        return 2
+    except UnknownRevisionError as exc:
+        err.write(f"ty-pipeline migrate: {shown_url}: {exc}\n")
+        return 2
+    before = result.before or "none (empty, or made before migrations)"
+    if result.changed:
+        out.write(f"Warehouse {shown_url}: schema revision {before} -> {result.after}\n")
+    else:
+        out.write(f"Warehouse {shown_url}: schema revision {result.after}, already the newest\n")
     return 0
 
 

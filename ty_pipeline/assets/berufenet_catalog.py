@@ -15,7 +15,6 @@ from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
-from ty_pipeline.warehouse.berufenet_store import ensure_indexes
 
 CATALOG_CHECK = "catalog_names_embedded"
 
@@ -60,7 +59,6 @@ def berufenet_catalog(
 ) -> dg.MaterializeResult:
     started = time.monotonic()
     engine = warehouse.get_engine()
-    ensure_indexes(engine)
     try:
         loaded = profession_catalog.load(log=context.log.info)
     except (ValueError, UnicodeDecodeError) as exc:  # a damaged or wrong file: retrying reads the same bytes

@@ -20,7 +20,7 @@ from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
-from ty_pipeline.warehouse.berufenet_store import ensure_indexes, unmapped_postings
+from ty_pipeline.warehouse.berufenet_store import unmapped_postings
 
 MAPPED_CHECK = "every_posting_mapped"
 VERIFIED_CHECK = "uncertain_band_verified"
@@ -86,7 +86,6 @@ def berufenet_mappings(
     day = partition_date(context)
     started = time.monotonic()
     engine = warehouse.get_engine()
-    ensure_indexes(engine)
     model_id = configured_model_id(embedder)
     thresholds, calibrated = thresholds_for(
         model_id, accept=config.accept_threshold, verify=config.verify_threshold

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, and_, bindparam, delete, func, select, text, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ty_pipeline.domain.berufenet_status import SETTLED_FAILURES, UNRESOLVED, BerufenetStatus
@@ -51,17 +51,6 @@ def _within(engine: Engine, conn: Any, write: Any) -> Any:
         return write(conn)
     with engine.begin() as own:
         return write(own)
-
-
-def ensure_indexes(engine: Engine) -> None:
-    """Indexes added to tables that older warehouses already have (`create_all` skips those tables).
-
-    `IF NOT EXISTS` (SQLite and PostgreSQL) keeps two runs starting at once from failing on each other.
-    """
-    with engine.begin() as conn:
-        for index in berufenet_mappings.indexes:
-            columns = ", ".join(c.name for c in index.columns)
-            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {index.name} ON {index.table.name} ({columns})"))
 
 
 # -- catalog ------------------------------------------------------------------------------------------------
