@@ -183,7 +183,7 @@ def llm_enrichment(
 
     workers, slots = tasks_in_flight(settings, client), client_slots(client)
     throughput = run_throughput(client, runs)
-    record_run(engine, run_id=context.run_id, day=day, run=throughput)
+    record_run(engine, run_id=context.run.run_id, day=day, run=throughput)
     fleet = fleet_metadata(throughput, recent, runs, now, cap=settings.max_postings, cap_source=cap_source)
     problems: list[tuple[str, bool, dict[str, Any]]] = []
     for lane in lanes:
