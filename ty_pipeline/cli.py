@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from ty_pipeline.cli_llm_capacity import llm_capacity, render_llm_capacity
 from ty_pipeline.cli_pools import (
     add_dagster_home_argument,
     add_free_slots_command,
@@ -173,14 +174,17 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             err.write(f"ty-pipeline status: cannot read the warehouse at {shown_url}: {describe_db_error(exc, url)}\n")
             return 2
     slots = pool_slots(args, err)  # None: no Dagster instance given
+    capacity = llm_capacity(None if missing_file is not None else get_engine(url), report, now_utc)
     if args.json:
         payload = report_to_json(report, shown_url)
+        payload["llm_capacity"] = capacity
         if slots is not None:
             payload["pool_slots"] = slots
         json.dump(payload, out, indent=2)
         out.write("\n")
     else:
         out.write(render_text(report, shown_url))
+        out.write(render_llm_capacity(capacity))
         if slots is not None:
             out.write(render_pool_slots(slots))
     return 0

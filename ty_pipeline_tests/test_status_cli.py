@@ -410,3 +410,33 @@ def test_llm_sources_reads_the_environment_like_the_llm_assets() -> None:
     assert llm_sources({}) == (DB,)
     assert llm_sources({"TY_LLM_SOURCES": ""}) == (DB,)
     assert llm_sources({"TY_LLM_SOURCES": " Arbeitsagentur ,deutsche_bank,"}) == (AA, DB)
+
+
+# -- LLM hosts: postings/hour per host and the night's ETA --------------------------------------------------
+
+
+def test_llm_hosts_show_their_measured_rate_and_the_pending_work_against_six_in_the_morning(
+    seeded: str, monkeypatch, capsys
+) -> None:
+    from ty_pipeline.domain.llm_capacity import HostRun, RunThroughput
+    from ty_pipeline.warehouse.llm_throughput_store import record_run
+
+    engine = get_engine(seeded)
+    before = run_json(seeded, monkeypatch, capsys)["llm_capacity"]
+    assert before["hosts"] == [] and before["postings_per_hour"] is None
+    assert "no measured run yet, no ETA" in before["eta"]
+    # Two hours of a night: 1,400 postings, three quarters of the calls on the 32-slot host.
+    hosts = (HostRun("http://gpu1:8000", 32, 7350, 60000.0), HostRun("http://gpu2:8000", 8, 2450, 15000.0))
+    record_run(engine, run_id="r1", day=D0, run=RunThroughput(NOW - timedelta(hours=1), 7200.0, 1400.0, hosts))
+    capacity = run_json(seeded, monkeypatch, capsys)["llm_capacity"]
+    assert capacity["postings_per_hour"] == 700.0
+    assert [(h["host"], h["postings_per_hour"]) for h in capacity["hosts"]] == [
+        ("http://gpu1:8000", 525.0), ("http://gpu2:8000", 175.0)]
+    pending = capacity["pending_postings"]
+    assert pending > 0 and capacity["before_deadline"] is True  # a few postings, 8 h until 06:00 Berlin
+    assert capacity["hours_left"] == 8.0
+    monkeypatch.setattr(cli, "utc_now", lambda: NOW_AWARE)
+    assert cli.main(["status", "--warehouse-url", seeded]) == 0
+    text = capsys.readouterr().out
+    assert "LLM hosts (last 1 of up to 7 enrichment runs)" in text
+    assert "all hosts: 700 postings/h" in text and "before the 06:00 deadline (8 h 00 min left)" in text
