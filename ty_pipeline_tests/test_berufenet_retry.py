@@ -143,6 +143,11 @@ def test_sensor_registers_failed_titles_most_frequent_first_with_a_cap(
 
     first = tick(instance, warehouse_url, cap=2)
     assert instance.get_dynamic_partitions(PARTITIONS_NAME) == [keys["Lagermitarbeiter"], keys["Verkaufsmitarbeiter"]]
+    # The sensor launches no runs, so the tick history shows every tick as skipped: the reason says what it did.
+    assert first.skip_message == (
+        f"registered 2 failed titles as partitions, most frequent first ({keys['Lagermitarbeiter']}); no run "
+        "launched: backfill `berufenet_title_retry` to retry them; 1 failed titles wait for room under the cap"
+    )
     # At the cap with nothing resolved: no new keys, the cursor stays so no title is skipped.
     blocked = tick(instance, warehouse_url, first.cursor, cap=2)
     assert not blocked.dynamic_partitions_requests and "cap of 2" in (blocked.skip_message or "")
@@ -154,8 +159,14 @@ def test_sensor_registers_failed_titles_most_frequent_first_with_a_cap(
     freed = tick(instance, warehouse_url, first.cursor, cap=2)
     assert sorted(instance.get_dynamic_partitions(PARTITIONS_NAME)) == sorted(
         [keys["Verkaufsmitarbeiter"], keys["Xyzzy Quux"]])
+    assert "removed 1 partitions of titles resolved since" in (freed.skip_message or "")
     again = tick(instance, warehouse_url, freed.cursor, cap=2)
-    assert not again.dynamic_partitions_requests and "no failed titles" in (again.skip_message or "")
+    assert not again.dynamic_partitions_requests
+    assert again.skip_message == "no new failed titles since the last tick"
+    # Titles read again (a reset cursor) that are all registered or resolved: nothing to add, and it says so.
+    reread = tick(instance, warehouse_url, None, cap=2)
+    assert not reread.dynamic_partitions_requests
+    assert reread.skip_message == "the 3 failed titles recorded since the last tick are resolved or already registered"
 
 
 def test_backfill_of_a_failed_title_maps_every_posting_with_it(
