@@ -407,6 +407,20 @@ def unmapped_postings(engine: Engine, day: date) -> int:
         return int(conn.execute(query).scalar_one())
 
 
+def unmapped_posting_ids(engine: Engine, day: date, limit: int = 10) -> list[int]:
+    """The first valid postings of the partition without a mapping row (a failing check's examples)."""
+    p, bm = postings.c, berufenet_mappings.c
+    query = (
+        select(p.posting_id)
+        .select_from(postings.outerjoin(berufenet_mappings, bm.posting_id == p.posting_id))
+        .where(p.partition_date == day, p.invalidated.is_(False), bm.posting_id.is_(None))
+        .order_by(p.posting_id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
 def mapping_row(
     posting_id: int, title_key: str | None, status: str, profession: NamedProfession | None, score: float | None,
     now: datetime,

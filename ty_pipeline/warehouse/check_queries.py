@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import Engine, func, select
 
+from ty_pipeline.domain.check_report import PostingLabel
 from ty_pipeline.domain.description_status import TERMINAL
 from ty_pipeline.warehouse.schema import job_descriptions, postings
 
@@ -53,3 +55,14 @@ def description_coverage(engine: Engine, day: date, *, limit: int = 5) -> Covera
     terminal = {str(s) for s in TERMINAL}
     missing = [r.posting_id for r in rows if r.status not in terminal]
     return Coverage(in_scope=len(rows), done=len(rows) - len(missing), missing_examples=missing[:limit])
+
+
+def posting_labels(engine: Engine, posting_ids: Sequence[int]) -> dict[int, PostingLabel]:
+    """Source, external id and title of a few postings (a failing check's examples), by posting id."""
+    ids = list(dict.fromkeys(posting_ids))
+    if not ids:
+        return {}
+    p = postings.c
+    query = select(p.posting_id, p.source, p.external_id, p.title).where(p.posting_id.in_(ids))
+    with engine.connect() as conn:
+        return {r.posting_id: PostingLabel(r.posting_id, r.source, r.external_id, r.title) for r in conn.execute(query)}
