@@ -114,6 +114,9 @@ def test_a_row_the_warehouse_refuses_costs_only_itself_is_named_and_fails_the_st
         assert meta["stored_arbeitsagentur"] == 5 and meta["kept_arbeitsagentur"] == 6
         passed, check_meta = evaluation(result, "all_postings_stored")
         assert not passed and refnr(66) in check_meta["lost_postings"]
+        assert check_meta["reason"] == f"1 of 7 postings fetched for {DAY} could not be stored (expected 0); every other row was saved"
+        assert "| external_id | title | problem |" in check_meta["examples"]
+        assert f"| arbeitsagentur:{refnr(66)} | Koch? (m/w/d) |" in check_meta["examples"]  # storable
         assert not any(e.asset_key == dg.AssetKey("job_descriptions")
                        for e in result.get_asset_materialization_events())  # blocked downstream
 

@@ -32,6 +32,8 @@ class PostingLabel:
 def _cell(value: object) -> str:
     text = "" if value is None else str(value)
     text = " ".join(text.split())  # a newline would end the table row
+    # A lone surrogate (a bad title is a typical example) cannot be stored in the event log: shown as "?".
+    text = text.encode("utf-8", "replace").decode("utf-8")
     if len(text) > MAX_CELL_CHARS:
         text = text[: MAX_CELL_CHARS - 1] + "…"
     return text.replace("|", "\\|")
