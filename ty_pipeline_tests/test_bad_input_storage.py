@@ -191,6 +191,9 @@ def test_a_description_the_warehouse_refuses_gets_a_terminal_status_and_the_rest
     assert meta["unstorable"] == 1 and refnr(77) in meta["unstorable_postings"]
     passed, check_meta = evaluation(result, "no_failed_fetches")
     assert not passed and refnr(77) in check_meta["unstorable_postings"]
+    assert check_meta["reason"].startswith(f"0 description fetches for {DAY} failed and 1 fetched texts could not be stored")
+    assert f"| {bad_row['posting_id']} | arbeitsagentur:{refnr(77)} | Koch (m/w/d) | unstorable: could not store" \
+        in check_meta["examples"]
 
     calls = len(aa.detail_calls())
     again = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[job_descriptions])
