@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_mappings import berufenet_mappings
-from ty_pipeline.assets.berufenet_retry import berufenet_title_retry, failed_titles_partitions
+from ty_pipeline.assets.berufenet_retry import berufenet_title_retry, failed_titles_partitions, retry_check
 from ty_pipeline.automation.berufenet_sensor import SENSOR_NAME, berufenet_failed_titles_sensor
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.failed_titles import PARTITIONS_NAME, is_partition_key, partition_key_for
@@ -277,3 +277,14 @@ def test_the_profession_assets_load_with_the_rest_of_the_code_location() -> None
 def test_the_sensor_runs_by_default_and_launches_nothing() -> None:
     assert berufenet_failed_titles_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert not berufenet_failed_titles_sensor.targets
+
+
+def test_the_retry_check_names_the_title_and_what_is_left_unresolved() -> None:
+    key = partition_key_for("lagermitarbeiter")
+    assert retry_check(key, "Lagermitarbeiter", {"llm_verified": 3}, {}).passed
+    failed = retry_check(key, "Lagermitarbeiter", {"llm_verified": 3, "error": 1}, {"error": 1})
+    assert not failed.passed
+    assert failed.metadata["reason"].value == (
+        "1 postings with the title 'Lagermitarbeiter' are still unresolved after the retry (expected 0): "
+        "materialize this partition again")
+    assert f"| {key} | Lagermitarbeiter | error | 1 |" in failed.metadata["examples"].value

@@ -532,6 +532,16 @@ def similarity_rows(engine: Engine) -> tuple[list[tuple[str, str, int, float]], 
     return rows, ids  # type: ignore[return-value]
 
 
+def catalog_names(engine: Engine, profession_ids: Sequence[str]) -> dict[str, str]:
+    """profession id -> name, for the few ids a failing check names."""
+    ids = list(dict.fromkeys(profession_ids))
+    if not ids:
+        return {}
+    c = berufenet_catalog.c
+    with engine.connect() as conn:
+        return {pid: name for pid, name in conn.execute(select(c.profession_id, c.name).where(c.profession_id.in_(ids)))}
+
+
 def mapped_posting_counts(engine: Engine) -> dict[str, int]:
     """profession_id -> valid postings mapped to it (all partitions)."""
     bm, p = berufenet_mappings.c, postings.c
