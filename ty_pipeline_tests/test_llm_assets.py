@@ -21,10 +21,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from ty_pipeline.assets.ihl import ihl_scores
-from ty_pipeline.assets.llm_common import LLM_ERRORS_CHECK
-from ty_pipeline.assets.skills import skill_keywords
-from ty_pipeline.assets.summaries import posting_summaries
+from ty_pipeline.assets.llm_common import LLM_ERRORS_CHECK, LlmRunConfig
+from ty_pipeline.assets.llm_enrichment import llm_enrichment
 from ty_pipeline.checks.llm_outputs import build_llm_output_checks
 from ty_pipeline.clients.ollama import OllamaClient
 from ty_pipeline.domain.description_status import DescriptionStatus
@@ -52,6 +50,10 @@ LLAMA = "llama3.1:8b"
 FIXTURES = ["job44161", "job59386", "job62800", "job64727"]
 VOCABULARY = ["Python", "SQL", "Excel", "IFRS", "UNIX", "Linux", "Vertrieb", "Verhandlungsgeschick",
               "Eigeninitiative", "Englisch", "Information Security", "Stakeholder", "Accounting", "Audit"]
+# The three LLM assets are lanes of one multi-asset step; a test selects the lanes it runs by name.
+posting_summaries, skill_keywords, ihl_scores = "posting_summaries", "skill_keywords", "ihl_scores"
+LANE_CONFIG_KEYS = {"posting_summaries": "summaries", "skill_keywords": "skills", "ihl_scores": "ihl"}
+SHARED_KEYS = set(LlmRunConfig.model_fields)
 TABLES = {"posting_summaries": summaries_table, "skill_keywords": skills_table, "ihl_scores": ihl_table}
 COMPARED = ("posting_id", "status", "summary", "fields_json", "grades_json", "models", "prompt_version",
             "input_hash", "attempts", "error")
@@ -71,7 +73,12 @@ def first_user_message(body: dict[str, Any]) -> str:
 
 
 def posting_of(body: dict[str, Any]) -> str:
-    return _section(first_user_message(body), "posting")
+    # The posting is in the shared first message (prompts/__init__.py, layout), not in the user message.
+    return _section(body["messages"][0]["content"], "posting")
+
+
+def is_improve(body: dict[str, Any]) -> bool:
+    return first_user_message(body).startswith("You correct")
 
 
 def schema_of(body: dict[str, Any]) -> str:
@@ -120,7 +127,7 @@ class ScriptedLlm:
         posting = posting_of(body)
         kind = schema_of(body)
         if kind == "SummaryFields":
-            return summary_fields(posting, improved=body["messages"][0]["content"].startswith("You correct"))
+            return summary_fields(posting, improved=is_improve(body))
         if kind == "Grade":
             verdict, reasons = self.grade(model, _section(first_user_message(body), "summary"))
             return {"verdict": verdict, "reasons": reasons}
@@ -151,11 +158,11 @@ class ScriptedLlm:
 class FastOllamaResource(OllamaResource):
     """The production resource with millisecond backoff, so retries do not slow the suite down."""
 
-    def get_client(self) -> OllamaClient:
+    def client_for(self, url: str, slots: int, *, max_retries: int | None = None) -> OllamaClient:
         return OllamaClient(
-            self.host, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.read_timeout_s,
-            max_retries=self.max_retries, backoff_base_s=0.005, backoff_max_s=0.02, keep_alive=self.keep_alive,
-            pool_size=self.pool_size,
+            url, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.read_timeout_s,
+            max_retries=self.max_retries if max_retries is None else max_retries, backoff_base_s=0.005, backoff_max_s=0.02, keep_alive=self.keep_alive,
+            pool_size=max(self.pool_size, slots),
         )
 
 
@@ -218,14 +225,30 @@ def resources(url: str, host: str, *, scope: LlmScopeResource | None = None, **o
     }
 
 
+def step_config(config: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """Per-asset test config as the step's run config: shared settings at the top, the rest per lane."""
+    out: dict[str, Any] = {}
+    for name, cfg in (config or {}).items():
+        for key, value in cfg.items():
+            if key in SHARED_KEYS:
+                out[key] = value
+            else:
+                out.setdefault(LANE_CONFIG_KEYS[name], {})[key] = value
+    return out
+
+
 def run(
-    assets: list[dg.AssetsDefinition], url: str, host: str, *, config: dict[str, dict[str, Any]] | None = None,
+    assets: list[Any], url: str, host: str, *, config: dict[str, dict[str, Any]] | None = None,
     ok: bool = True, scope: LlmScopeResource | None = None, instance: dg.DagsterInstance | None = None,
     **ollama: Any,
 ) -> dg.ExecuteInProcessResult:
+    """Materialize the named LLM lanes (and any asset checks passed along) for partition DAY."""
+    lanes = [a for a in assets if isinstance(a, str)]
+    others = [a for a in assets if not isinstance(a, str)]
     result = dg.materialize(
-        assets, partition_key=DAY.isoformat(), resources=resources(url, host, scope=scope, **ollama), instance=instance,
-        run_config={"ops": {name: {"config": cfg} for name, cfg in (config or {}).items()}},
+        [llm_enrichment, *others], partition_key=DAY.isoformat(), resources=resources(url, host, scope=scope, **ollama),
+        instance=instance, selection=dg.AssetSelection.assets(*lanes),
+        run_config={"ops": {"llm_enrichment": {"config": step_config(config)}}},
         raise_on_error=False,
     )
     assert result.success is ok, [e.event_specific_data for e in result.all_events if e.is_failure]
@@ -233,7 +256,7 @@ def run(
 
 
 def meta(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    (mat,) = result.asset_materializations_for_node(asset)
+    (mat,) = [m for m in result.asset_materializations_for_node("llm_enrichment") if m.asset_key.path == [asset]]
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -283,7 +306,8 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     no_text = add_posting(engine, fixtures_dir, "job61951", description=None)
     other_source = add_posting(engine, fixtures_dir, "job64727", source=Source.ARBEITSAGENTUR)
 
-    result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url)
+    # 16 slots: room for both graders of every posting at once, which the overlap assertion below checks.
+    result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url, hosts=f"{fake.base_url}=16")
 
     # Cost: 3 (extract + two graders) + 1 (skills) + 3 (analyst, skeptic, HR expert) per posting.
     assert len(fake.chat_calls()) == 7 * len(ids)
@@ -306,7 +330,7 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
                                                                   no_text: "skipped_no_description"}
     first = summaries[ids[0]]
     assert json.loads(first["models"]) == {"extract": QWEN, "graders": [QWEN, LLAMA], "improve": QWEN}
-    assert first["prompt_version"] == "summary/1.1.1" and len(first["input_hash"]) == 64 and first["attempts"] == 1
+    assert first["prompt_version"] == "summary/2.2.2+p1" and len(first["input_hash"]) == 64 and first["attempts"] == 1
     assert [g["verdict"] for g in json.loads(first["grades_json"])[0]["grades"]] == ["PASS", "PASS"]
     assert SummaryFields.model_validate_json(first["fields_json"]).role == title_of(engine, ids[0])
 
@@ -342,6 +366,7 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     m = meta(result, "posting_summaries")
     assert (m["processed"], m["cached"], m["failed"], m["pending"], m["skipped_no_description"]) == (3, 0, 0, 0, 1)
     assert m["llm_calls"] == 9 and m["eval_tokens"] > 0 and m["latency_p95_s"] >= m["latency_p50_s"] > 0
+    assert m["cached_prompt_tokens"] == 0  # Ollama does not report prefix-cache hits; OpenAI servers do
     assert m["status_counts"] == {"passed": 3} and m["models"] == f"{QWEN}, {LLAMA}"
     assert meta(result, "skill_keywords")["llm_calls"] == 3 and meta(result, "ihl_scores")["llm_calls"] == 9
     # The in-asset check of this run and the standalone audits of what was saved all pass.
@@ -383,7 +408,7 @@ def test_a_text_that_arrives_later_turns_a_skipped_posting_into_a_result(
     first = run([skill_keywords], warehouse_url, fake.base_url)
     assert fake.requests == []  # nothing to compute: not even the preflight
     assert rows(engine, "skill_keywords")[pid]["status"] == "skipped_no_description"
-    assert meta(first, "skill_keywords")["ollama_version"] == "not contacted"
+    assert meta(first, "skill_keywords")["llm_server_version"] == "not contacted"
     run([skill_keywords], warehouse_url, fake.base_url)
     assert rows(engine, "skill_keywords")[pid]["updated_at"] is not None and fake.requests == []
 
@@ -412,7 +437,7 @@ def test_a_failing_grader_gets_one_improve_step_and_a_regrade_by_both(
     assert "as the posting describes it" in enriched(engine)[pid]["summary"]
     # extract + 2 graders + improve + 2 graders
     assert len(fake.chat_calls()) == 6
-    improve = next(r.json() for r in fake.chat_calls() if r.json()["messages"][0]["content"].startswith("You correct"))
+    improve = next(r.json() for r in fake.chat_calls() if is_improve(r.json()))
     assert reason in _section(first_user_message(improve), "reviewer_reasons")
     assert meta(result, "posting_summaries")["status_counts"] == {"passed_after_improve": 1}
 
@@ -554,7 +579,9 @@ def test_a_run_killed_halfway_resumes_without_paying_twice_and_ends_like_an_unin
     fake.reset()
 
     fake.stop_after(5)  # the server dies after five answers: in the middle of a posting
-    killed = run([posting_summaries], warehouse_url, fake.base_url, ok=False)
+    # Two postings in flight, so the five answers finish one posting (extract + two graders).
+    killed = run([posting_summaries], warehouse_url, fake.base_url, ok=False,
+                 config={"posting_summaries": {"workers": 2}})
     assert "stopped early" in failure_text(killed)
     saved = rows(engine, "posting_summaries")
     assert 0 < len(saved) < len(ids) and {r["status"] for r in saved.values()} == {"passed"}
@@ -666,12 +693,27 @@ def test_workers_bound_the_postings_in_flight(
                  instance=instance)
     assert fake.max_overlap() == 3
     messages = [e.user_message for e in instance.all_logs(result.run_id)]
-    assert any(m.startswith("skill_keywords: 4/4 done") and "ETA" in m for m in messages)
+    assert any(m.startswith("llm_enrichment: 4/4 done") and "ETA" in m for m in messages)
     fake.reset()
     with engine.begin() as conn:
         conn.execute(sa.delete(skills_table))
     run([skill_keywords], warehouse_url, fake.base_url, config={"skill_keywords": {"workers": 1}})
     assert fake.max_overlap() == 1 and len(fake.chat_calls()) == 4
+
+
+def test_calls_in_flight_follow_the_hosts_slots_across_all_three_assets(
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
+) -> None:
+    """No fixed worker count: the step keeps twice the slots in tasks and the host pool lets exactly the
+    host's slots run at once, whichever asset the calls belong to."""
+    for i, name in enumerate(FIXTURES):
+        add_posting(engine, fixtures_dir, name, published=DAY - timedelta(days=i))
+    fake.latency_s = 0.05
+    result = run(ALL, warehouse_url, fake.base_url, hosts=f"{fake.base_url}=3")
+    assert fake.max_overlap() == 3
+    m = meta(result, "ihl_scores")
+    assert (m["llm_slots"], m["workers"]) == (3, 6)
+    assert len(fake.chat_calls()) == 7 * len(FIXTURES)
 
 
 @pytest.mark.parametrize("kind", ["503", "500", "timeout"])
@@ -711,15 +753,16 @@ def test_one_server_failure_defers_that_posting_and_the_run_goes_on(
 
 def test_the_assets_load_with_the_output_checks_and_their_resources() -> None:
     defs = dg.Definitions(
-        assets=ALL,
+        assets=[llm_enrichment],
         asset_checks=build_llm_output_checks(),
         resources={"warehouse": WarehouseResource(), "ollama": OllamaResource(), "llm_scope": build_llm_scope_resource()},
     )
     dg.Definitions.validate_loadable(defs)
-    for asset in ALL:
-        (spec,) = asset.specs
-        assert asset.node_def.pool == "ollama" and spec.group_name == "llm"
-        assert [d.asset_key.path for d in spec.deps] == [["job_descriptions"]]
+    assert llm_enrichment.node_def.pool == "ollama" and llm_enrichment.can_subset
+    specs = {spec.key.path[-1]: spec for spec in llm_enrichment.specs}
+    assert set(specs) == set(ALL)
+    for spec in specs.values():
+        assert spec.group_name == "llm" and [d.asset_key.path for d in spec.deps] == [["job_descriptions"]]
 
 
 def test_a_grader_that_cannot_answer_is_an_llm_error_of_that_posting_not_a_verdict(
