@@ -1,7 +1,8 @@
 """`ty-pipeline`: operator commands that answer from the warehouse without starting Dagster.
 
-`ty-pipeline status` says, per asset and recent partition, how much is done, failed for good, or still
-pending, and when the pending work will be finished at the pace of the last hours. The Dagster UI shows
+`ty-pipeline status` says, per asset and recent partition, how much is done, failed for good, failed but
+retryable, or still pending, and when the pending work a job will do (today's partition, partitions a run
+is working on) will be finished at the pace of the last hours. Work no job will do gets no ETA. The Dagster UI shows
 whether a partition's run succeeded; it cannot show that a "successful" run left 3,000 postings without
 a summary because the per-run cap was hit. That gap is what this command closes.
 
@@ -33,7 +34,7 @@ from ty_pipeline.cli_pools import (
 )
 from ty_pipeline.domain.clock import BERLIN  # partitions are Berlin days
 from ty_pipeline.domain.setting_values import SettingError, check_warehouse_url
-from ty_pipeline.domain.status_registry import ASSETS, Tally, describe_eta, llm_sources
+from ty_pipeline.domain.status_registry import ASSETS, Tally, llm_sources
 from ty_pipeline.domain.urls import redact_url
 from ty_pipeline.settings_check import check_environment
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, get_engine
@@ -50,10 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     status = commands.add_parser(
         "status",
-        help="done / failed / pending per asset and recent partition, with an ETA",
+        help="done / failed / retryable / pending per asset and recent partition, with an ETA",
         description=(
-            "Per asset and partition (newest first): done, failed (terminal) and pending counts over the postings "
-            "the asset is meant to cover, and an ETA for the pending ones from the throughput of the last hours."
+            "Per asset and partition (newest first): done, failed (terminal), retryable (failed, retried when the "
+            "partition runs again) and pending counts over the postings the asset is meant to cover, and an ETA "
+            "from the throughput of the last hours for the pending work a job will do: today's partition (the "
+            "nightly run) and partitions with work finished in that window."
         ),
     )
     status.add_argument("--days", type=_positive_int, default=DEFAULT_DAYS, help="recent partitions to show (default 7)")
@@ -229,6 +232,7 @@ def _tally_json(tally: Tally) -> dict[str, Any]:
     return {
         "done": tally.done,
         "failed": tally.failed,
+        "retryable": tally.retryable,
         "pending": tally.pending,
         "total": tally.total,
         "by_status": dict(sorted(tally.by_status.items())),
@@ -247,7 +251,8 @@ def _asset_json(status: AssetStatus) -> dict[str, Any]:
     if not status.built:
         return {**base, "partitions": [], "totals": None, "throughput": None, "eta_seconds": None, "eta": "not built"}
     totals = status.totals
-    eta = status.eta_seconds
+    backlog = status.backlog
+    eta = backlog.eta_seconds
     return {
         **base,
         "partitions": [{"partition": day.isoformat(), **_tally_json(t)} for day, t in status.partitions.items()],
@@ -257,8 +262,11 @@ def _asset_json(status: AssetStatus) -> dict[str, Any]:
             "window_hours": status.window_hours,
             "per_hour": round(status.per_hour, 2),
         },
+        "active_partitions": sorted(d.isoformat() for d in status.active_days),
+        "pending_scheduled": backlog.scheduled,
+        "pending_unscheduled": backlog.unscheduled,
         "eta_seconds": None if eta is None else round(eta, 1),
-        "eta": describe_eta(totals.pending, status.finished_in_window, status.window_hours),
+        "eta": backlog.describe(),
     }
 
 
@@ -276,11 +284,11 @@ def report_to_json(report: StatusReport, warehouse: str) -> dict[str, Any]:
 
 # -- text -------------------------------------------------------------------------------------------------
 
-_COLUMNS = ("done", "failed", "pending", "total")
+_COLUMNS = ("done", "failed", "retryable", "pending", "total")
 
 
 def _table_row(label: str, tally: Tally) -> str:
-    return f"  {label:<12}" + "".join(f"{getattr(tally, c):>10}" for c in _COLUMNS)
+    return f"  {label:<12}" + "".join(f"{getattr(tally, c):>11}" for c in _COLUMNS)
 
 
 def summary_line(status: AssetStatus) -> str:
@@ -293,9 +301,9 @@ def summary_line(status: AssetStatus) -> str:
     share = f" ({100 * totals.done / totals.total:.0f}%)" if totals.total else ""
     hours = f"{status.window_hours:g}"
     return (
-        f"{name}: {totals.done} of {totals.total} done{share}, {totals.failed} failed, {totals.pending} pending; "
-        f"{status.finished_in_window} {status.spec.unit} finished in the last {hours} h "
-        f"({status.per_hour:.1f}/h); {describe_eta(totals.pending, status.finished_in_window, status.window_hours)}"
+        f"{name}: {totals.done} of {totals.total} done{share}, {totals.failed} failed, {totals.retryable} retryable, "
+        f"{totals.pending} pending; {status.finished_in_window} {status.spec.unit} finished in the last {hours} h "
+        f"({status.per_hour:.1f}/h); {status.backlog.describe()}"
     )
 
 
@@ -312,7 +320,7 @@ def render_text(report: StatusReport, warehouse: str) -> str:
             lines += [summary_line(status), ""]
             continue
         lines.append(f"{status.spec.asset} - {status.spec.scope}")
-        lines.append(f"  {'partition':<12}" + "".join(f"{c:>10}" for c in _COLUMNS))
+        lines.append(f"  {'partition':<12}" + "".join(f"{c:>11}" for c in _COLUMNS))
         lines += [_table_row(day.isoformat(), tally) for day, tally in status.partitions.items()]
         lines.append(_table_row("all", status.totals))
         lines.append(summary_line(status))

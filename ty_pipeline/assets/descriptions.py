@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline.domain.description_status import DescriptionStatus, status_after_failure
@@ -119,6 +120,7 @@ def job_descriptions(
     failures: list[str] = []
     unstorable: list[str] = []  # "source external_id (posting_id)" of texts the warehouse refused
     unsaved: list[str] = []  # not even a status could be written (the database itself is failing)
+    offenders: list[tuple[int, str]] = []  # (posting_id, what went wrong) for the failing check's examples
     recheck_counts: Counter[str] = Counter()
     progress = Progress("descriptions", len(todo) + len(rechecks), context.log.info)
     started = renewed = time.monotonic()
@@ -158,12 +160,14 @@ def job_descriptions(
                     continue
                 if outcome.status == DescriptionStatus.UNSTORABLE:
                     unstorable.append(f"{posting.source} {posting.external_id} ({posting.posting_id})")
+                    offenders.append((posting.posting_id, f"unstorable: {outcome.error}"))
                     context.log.error(f"description of {posting.source} {posting.external_id} could not be "
                                       f"stored: {outcome.error}")
                 counts[str(outcome.status)] += 1
                 by_source[f"{posting.source}:{outcome.status}"] += 1
                 if outcome.status in (DescriptionStatus.FAILED, DescriptionStatus.GAVE_UP):
                     failures.append(f"{posting.source} {posting.external_id}: {outcome.error}")
+                    offenders.append((posting.posting_id, f"{outcome.status}: {outcome.error}"))
                 progress.step()
     finally:
         release(engine, run_id=run_id)
@@ -208,9 +212,15 @@ def job_descriptions(
             metadata=metadata,
             allow_retries=False,
         )
-    check = dg.AssetCheckResult(
+    passed = not failures and not unstorable
+    check = explained(
         check_name=DESCRIPTIONS_CHECK,
-        passed=not failures and not unstorable,
+        passed=passed,
+        reason=f"{len(failures)} description fetches for {day} failed and {len(unstorable)} fetched texts could not "
+        "be stored (expected 0); a `failed` fetch is retried by the partition's next run, `gave_up` and "
+        "`unstorable` are final",
+        examples=[] if passed else posting_examples(engine, offenders),
+        total_examples=len(offenders),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "failed": len(failures),

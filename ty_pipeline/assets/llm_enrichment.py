@@ -206,7 +206,7 @@ def llm_enrichment(
             f"cached, {len(run.plan.skipped)} without description, {run.pending} pending; {run.stats.calls} LLM calls"
         )
         yield dg.MaterializeResult(
-            asset_key=lane.name, metadata=metadata, check_results=check_results(lane.name, run, rows)
+            asset_key=lane.name, metadata=metadata, check_results=check_results(lane.name, run, rows, engine)
         )
     if problems:
         # The lanes that succeeded are materialized above; the step fails for the others.

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 from sqlalchemy import func, select
 
+from ty_pipeline.assets.check_report import explained
 from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline.domain.invalidation import StaleRules
 from ty_pipeline.domain.posting_record import Source
@@ -199,7 +200,7 @@ def postings(
         f"{day}: {stats.new} new, {stats.changed} updated, {stats.unchanged} unchanged, "
         f"{stats.resurrected + touch_resurrected} resurrected, {len(errors)} errors"
     )
-    check = dg.AssetCheckResult(
+    check = explained(
         check_name=FETCH_COMPLETE_CHECK,
         passed=not fetch_errors,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -207,13 +208,18 @@ def postings(
             "errors": len(fetch_errors),
             "first_errors": dg.MetadataValue.md("\n".join(fetch_errors[:5]) or "none"),
         },
+        reason=f"{len(fetch_errors)} fetch requests for {day} failed (expected 0), in "
+        f"{', '.join(f.source for f in fetches if f.errors)}: the partition may miss postings; materialize it "
+        "again once the source answers",
+        examples=[{"source": f.source, "error": e} for f in fetches for e in f.errors],
+        total_examples=len(fetch_errors),
     )
     if stats.lost:
         context.log.error(
             f"{len(stats.lost)} posting(s) of {day} could not be stored; every other row was saved: "
             + "; ".join(stats.lost[:5])
         )
-    stored_check = dg.AssetCheckResult(
+    stored_check = explained(
         check_name=ALL_STORED_CHECK,
         passed=not stats.lost,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -223,6 +229,10 @@ def postings(
             "fetched_for_partition": len(records),
             "stored": sum(stored.values()),
         },
+        reason=f"{len(stats.lost)} of {len(records)} postings fetched for {day} could not be stored (expected 0); "
+        "every other row was saved",
+        examples=stats.lost_rows,
+        total_examples=len(stats.lost),
     )
     # A failed blocking check fails the step after the materialization is recorded (non-zero exit).
     return dg.MaterializeResult(metadata=metadata, check_results=[check, stored_check])
