@@ -27,6 +27,8 @@ lint: install
 	$(VENV)/bin/ruff check .
 	# The layering contracts in pyproject.toml [tool.importlinter] (README "Layout").
 	$(VENV)/bin/lint-imports
+	# Types of the package, configured in pyproject.toml [tool.mypy].
+	$(VENV)/bin/mypy
 
 test: install lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.assets.postings import utcnow
-from ty_pipeline.clients.ollama import OllamaClient
+from ty_pipeline.clients.llm_hosts import LlmClient
 from ty_pipeline.domain.berufenet_status import RESOLVED, BerufenetStatus
 from ty_pipeline.domain.check_report import MAX_EXAMPLES
 from ty_pipeline.domain.failed_titles import partition_key_for
@@ -102,7 +102,7 @@ def berufenet_mappings(
         thresholds=thresholds, top_k=config.top_k, llm_verify=config.llm_verify,
         encode_batch=config.encode_batch, llm_workers=config.llm_workers,
     )
-    clients: list[OllamaClient] = []
+    clients: list[LlmClient] = []
     verifier: Callable[[], Verifier] | None = None
     problem: str | None = None
     if not config.llm_model:

@@ -12,7 +12,8 @@ from pydantic import Field
 
 from ty_pipeline.assets.check_report import explained
 from ty_pipeline.assets.postings import utcnow
-from ty_pipeline.clients.ollama import OllamaClient, OllamaError
+from ty_pipeline.clients.llm_hosts import LlmClient
+from ty_pipeline.clients.ollama import OllamaError
 from ty_pipeline.domain.berufenet_status import UNRESOLVED
 from ty_pipeline.domain.failed_titles import PARTITIONS_NAME
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, DESCRIPTION_CHARS, LlmChooser
@@ -63,7 +64,7 @@ def berufenet_title_retry(
     ollama: OllamaResource,
 ) -> dg.MaterializeResult:
     engine = warehouse.get_engine()
-    clients: list[OllamaClient] = []
+    clients: list[LlmClient] = []
 
     def chooser() -> LlmChooser:
         client = ollama.get_client()

@@ -110,7 +110,7 @@ def job_descriptions(
     db_client = deutsche_bank.get_client()
     sample = SampleSource(Path(job_sources.sample_dir), berlin_today())
 
-    def work(posting: PendingDescription):  # type: ignore[no-untyped-def]
+    def work(posting: PendingDescription) -> tuple[PendingDescription, DescriptionOutcome]:
         # Pacing lives in each client's limiter, shared by all workers: no pause per call here.
         outcome = fetch_description(posting, jobsuche=aa_client, deutsche_bank=db_client, sample=sample)
         return posting, outcome

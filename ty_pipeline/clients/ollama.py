@@ -243,7 +243,7 @@ def _ollama_error_text(resp: requests.Response) -> str:
     except ValueError:
         return resp.text[:MAX_ERROR_BODY_CHARS].strip() or resp.reason or ""
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        return payload["error"]
+        return str(payload["error"])
     return json.dumps(payload, ensure_ascii=False)[:MAX_ERROR_BODY_CHARS]
 
 

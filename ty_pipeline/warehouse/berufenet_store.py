@@ -9,13 +9,13 @@ SQLite (32,766) and psycopg2.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
-from sqlalchemy import Engine, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ty_pipeline.domain.berufenet_status import SETTLED_FAILURES, UNRESOLVED, BerufenetStatus
@@ -44,7 +44,10 @@ _TEXT_STATUSES = (str(DescriptionStatus.OK), str(DescriptionStatus.TOO_SHORT))
 MIN_CONTEXT_CHARS = 50  # shorter descriptions say nothing the title does not (docs/domain_rules.md §6.3)
 
 
-def _within(engine: Engine, conn: Any, write: Any) -> Any:
+R = TypeVar("R")
+
+
+def _within(engine: Engine, conn: Connection | None, write: Callable[[Connection], R]) -> R:
     """Run `write` in the caller's transaction when one is given (several stores committing together),
     else in a transaction of its own."""
     if conn is not None:
@@ -163,13 +166,13 @@ def learned_for_keys(engine: Engine, keys: Sequence[str]) -> dict[str, LearnedAl
     return out
 
 
-def save_learned(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime, conn: Any = None) -> None:
+def save_learned(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime, conn: Connection | None = None) -> None:
     """Upsert learned aliases: {title_key, title, profession_id, status, score, model}."""
     if not rows:
         return
     values = [{**r, "created_at": now, "updated_at": now} for r in rows]
 
-    def write(c: Any) -> None:
+    def write(c: Connection) -> None:
         for part in chunks(values, _WRITE_CHUNK):
             stmt = dialect_insert(engine, berufenet_learned_aliases).values(list(part))
             c.execute(
@@ -219,7 +222,7 @@ def known_failures(engine: Engine, keys: Sequence[str], fingerprint: str) -> dic
     return out
 
 
-def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime, conn: Any = None) -> None:
+def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime, conn: Connection | None = None) -> None:
     """Record unresolved titles: {title_key, title, status, score, candidates_json, fingerprint}.
 
     Insert order is the caller's order, so rows inserted together get `seq` in that order (the sensor
@@ -233,7 +236,7 @@ def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now:
         for r in rows
     ]
 
-    def write(c: Any) -> None:
+    def write(c: Connection) -> None:
         for row in values:  # one by one: keeps `seq` in the caller's order on both backends
             stmt = dialect_insert(engine, berufenet_failed_titles).values(row)
             c.execute(
@@ -255,7 +258,7 @@ def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now:
     _within(engine, conn, write)
 
 
-def mark_resolved(engine: Engine, resolved: Mapping[str, str], now: datetime, conn: Any = None) -> int:
+def mark_resolved(engine: Engine, resolved: Mapping[str, str], now: datetime, conn: Connection | None = None) -> int:
     """Failed titles that got a profession since (title_key -> profession_id)."""
     if not resolved:
         return 0
@@ -267,7 +270,7 @@ def mark_resolved(engine: Engine, resolved: Mapping[str, str], now: datetime, co
     )
     params = [{"key": k, "pid": pid} for k, pid in resolved.items()]
 
-    def write(c: Any) -> int:
+    def write(c: Connection) -> int:
         return max(c.execute(stmt, params).rowcount, 0)
 
     return _within(engine, conn, write)
@@ -417,11 +420,11 @@ def mapping_row(
     }
 
 
-def save_mappings(engine: Engine, rows: Sequence[Mapping[str, Any]], conn: Any = None) -> None:
+def save_mappings(engine: Engine, rows: Sequence[Mapping[str, Any]], conn: Connection | None = None) -> None:
     if not rows:
         return
 
-    def write(c: Any) -> None:
+    def write(c: Connection) -> None:
         for part in chunks(list(rows), _WRITE_CHUNK):
             stmt = dialect_insert(engine, berufenet_mappings).values(list(part))
             c.execute(
@@ -508,7 +511,8 @@ def similarity_rows(engine: Engine) -> tuple[list[tuple[str, str, int, float]], 
     with engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(select(ps.profession_id, ps.similar_id, ps.rank, ps.score))]
         ids = set(conn.execute(select(berufenet_catalog.c.profession_id)).scalars())
-    return rows, ids  # type: ignore[return-value]
+    # The four columns' types (text, text, integer, real); the driver returns them as such.
+    return cast(list[tuple[str, str, int, float]], rows), ids
 
 
 def catalog_names(engine: Engine, profession_ids: Sequence[str]) -> dict[str, str]:
