@@ -6,8 +6,24 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, and_, case, exists, false, func, null, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.sql.expression import ColumnCollection
 
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.invalidation import (
@@ -188,14 +204,14 @@ def _revival_values() -> dict:
     }
 
 
-def _revivable():  # type: ignore[no-untyped-def]
+def _revivable() -> ColumnElement[bool]:
     return and_(
         postings.c.invalidated.is_(True),
         or_(postings.c.invalidated_reason.is_(None), postings.c.invalidated_reason.not_in(_HELD)),
     )
 
 
-def _needs_write(excluded, now: datetime):  # type: ignore[no-untyped-def]
+def _needs_write(excluded: ColumnCollection[str, ColumnElement[Any]], now: datetime) -> ColumnElement[bool]:
     """Only rows with news are written: changed content, a sighting worth recording, or a revival."""
     return or_(
         postings.c.content_hash.is_distinct_from(excluded.content_hash),
@@ -204,7 +220,9 @@ def _needs_write(excluded, now: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-def _existing_state(conn, chunk: Sequence[PostingRecord]) -> dict[tuple[str, str], tuple[str | None, bool, str | None]]:  # type: ignore[no-untyped-def]
+def _existing_state(
+    conn: Connection, chunk: Sequence[PostingRecord]
+) -> dict[tuple[str, str], tuple[str | None, bool, str | None]]:
     found: dict[tuple[str, str], tuple[str | None, bool, str | None]] = {}
     by_source: dict[str, list[str]] = {}
     for r in chunk:
@@ -323,8 +341,8 @@ def sweep_stale_deutsche_bank(engine: Engine, *, now: datetime, rules: StaleRule
     return SweepResult(invalidated=count)
 
 
-def invalidate_posting(  # type: ignore[no-untyped-def]
-    conn, posting_id: int, reason: InvalidationReason, now: datetime, rules: RecheckRules = RECHECK_RULES
+def invalidate_posting(
+    conn: Connection, posting_id: int, reason: InvalidationReason, now: datetime, rules: RecheckRules = RECHECK_RULES
 ) -> None:
     values: dict = {"invalidated": True, "invalidated_reason": str(reason), "invalidated_at": now}
     if reason in HELD_UNTIL_RECHECK:
