@@ -77,6 +77,8 @@ def bulk_upsert(
         source = select(*(staged.c[name] for name in columns))
         stmt = dialect_insert(conn, table).from_select(columns, source)
         conn.execute(_on_conflict(stmt, keys, update, extra_set, where))
+        # Gone at commit anyway; dropped now so a second bulk upsert in the same transaction can stage.
+        conn.exec_driver_sql(f'DROP TABLE "{staged.name}"')
     else:
         # SQLite: an executemany of the cached statement; the driver loops over the rows in C.
         conn.execute(_on_conflict(dialect_insert(conn, table), keys, update, extra_set, where), list(rows))
