@@ -495,7 +495,7 @@ def test_invalid_summary_and_ihl_answers_never_reach_the_view(
     result = run([posting_summaries], warehouse_url, fake.base_url, ok=False)
     assert "every one of 1 postings failed" in failure_text(result)
     row = rows(engine, "posting_summaries")[pid]
-    assert row["status"] == "llm_error" and row["error"].startswith("extract: OllamaInvalidAnswer (")
+    assert row["status"] == "llm_error" and row["error"].startswith("extract: LlmInvalidAnswer (")
     assert row["summary"] is None and row["fields_json"] is None
 
     fake.fail_next(2, "degenerate", endpoint="chat")  # the analyst's reasoning loops, twice
@@ -716,7 +716,7 @@ def test_a_grader_that_cannot_answer_is_an_llm_error_of_that_posting_not_a_verdi
     fake.fail_next(2, "schema_violation", endpoint="chat", model=LLAMA)  # the newest posting's second grader
     result = run([posting_summaries], warehouse_url, fake.base_url, config={"posting_summaries": {"workers": 1}})
     row = rows(engine, "posting_summaries")[bad]
-    assert row["status"] == "llm_error" and row["error"].startswith(f"grade ({LLAMA}): OllamaInvalidAnswer")
+    assert row["status"] == "llm_error" and row["error"].startswith(f"grade ({LLAMA}): LlmInvalidAnswer")
     assert row["summary"] is None and row["fields_json"] and row["grades_json"] is None
     assert rows(engine, "posting_summaries")[good]["status"] == "passed"
     # extract + qwen grader + llama grader and its corrective retry, then 3 for the good posting
