@@ -456,7 +456,8 @@ def test_skill_keywords_materializes_on_the_openai_backend(
     tmp_path: Path, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`TY_LLM_BACKEND=openai` and a bearer key from the environment, nothing else changed: the asset
-    preflights via /v1/models, asks /v1/chat/completions and saves ok rows."""
+    preflights via /v1/models, asks /v1/chat/completions, saves ok rows, and reports the prompt tokens the
+    server's prefix cache served (here: the corrective retry re-sends the first call's whole prompt)."""
     from ty_pipeline_tests.test_llm_assets import DAY, FIXTURES, add_posting, meta, rows
 
     def skills(model: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -470,7 +471,9 @@ def test_skill_keywords_materializes_on_the_openai_backend(
     engine = get_engine(url)
     ensure_schema(engine)
     ids = [add_posting(engine, fixtures_dir, name) for name in FIXTURES[:2]]
-    with FakeOpenAI(responder=skills, api_key=KEY) as server:
+    timing = LlmTiming(slots=2, prefill_tps=2000, decode_tps=40, time_scale=0.0, prefix_cache_entries=4)
+    with FakeOpenAI(responder=skills, api_key=KEY, timing=timing) as server:
+        server.fail_next(1, "not_json")
         monkeypatch.setenv("TY_LLM_BACKEND", "openai")
         monkeypatch.setenv("TY_LLM_API_KEY", KEY)
         result = dg.materialize(
@@ -479,10 +482,12 @@ def test_skill_keywords_materializes_on_the_openai_backend(
                        "ollama": OllamaResource(host=server.base_url, max_retries=1)},
         )
         assert result.success
-        assert len(server.chat_calls()) == 2 and server.requests_to("/v1/models")
+        assert len(server.chat_calls()) == 3 and server.requests_to("/v1/models")
     saved = rows(engine, "skill_keywords")
     assert {saved[pid]["status"] for pid in ids} == {"ok"}
     assert all(json.loads(saved[pid]["skills_json"]) == ["Python", "Englisch"] for pid in ids)
-    assert meta(result, "skill_keywords")["ollama_version"] == "openai-compatible (vllm)"
+    m = meta(result, "skill_keywords")
+    assert m["ollama_version"] == "openai-compatible (vllm)" and m["llm_calls"] == 3
+    assert 0 < m["cached_prompt_tokens"] < m["prompt_tokens"]
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM skill_keywords")).scalar_one() == 2

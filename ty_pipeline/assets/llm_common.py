@@ -170,6 +170,7 @@ def llm_metadata(
         "llm_http_attempts": stats["llm_http_attempts"],
         "prompt_tokens": stats["prompt_tokens"],
         "eval_tokens": stats["eval_tokens"],
+        "cached_prompt_tokens": stats["cached_prompt_tokens"],
         "llm_seconds": stats["llm_seconds"],
         "latency_p50_s": stats["latency_p50_s"],
         "latency_p95_s": stats["latency_p95_s"],

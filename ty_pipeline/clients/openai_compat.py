@@ -300,8 +300,8 @@ class OpenAICompatClient:
         return [card for card in data if isinstance(card, dict) and card.get("id")]
 
     def version(self, *, max_retries: int | None = None) -> str:
-        """These servers have no version endpoint: `openai-compatible (<owned_by>)` says what answered
-        (`vllm`, `llamacpp`, `sglang`, `library` for Ollama) as far as `/v1/models` tells."""
+        """These servers have no version endpoint: `openai-compatible (<owned_by>)` says what answered as
+        far as `/v1/models` tells (vLLM: `openai-compatible (vllm)`)."""
         return _describe(self._model_cards(max_retries=max_retries))
 
     def list_models(self, *, max_retries: int | None = None) -> list[str]:
