@@ -10,11 +10,9 @@ from ty_pipeline.assets.berufenet_retry import berufenet_title_retry
 from ty_pipeline.assets.demand import demand_snapshots
 from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.embeddings import posting_embeddings
-from ty_pipeline.assets.ihl import ihl_scores
+from ty_pipeline.assets.llm_enrichment import llm_enrichment
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.assets.profession_similarity import profession_similarity
-from ty_pipeline.assets.skills import skill_keywords
-from ty_pipeline.assets.summaries import posting_summaries
 from ty_pipeline.automation.berufenet_sensor import berufenet_failed_titles_sensor
 from ty_pipeline.automation.jobs import build_jobs
 from ty_pipeline.automation.schedules import build_nightly_schedule
@@ -41,9 +39,7 @@ from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL
 DAILY_ASSETS = [
     postings,
     job_descriptions,
-    posting_summaries,
-    skill_keywords,
-    ihl_scores,
+    llm_enrichment,  # posting_summaries, skill_keywords, ihl_scores in one step
     berufenet_mappings,
     posting_embeddings,
     demand_snapshots,

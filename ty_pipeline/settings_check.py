@@ -28,8 +28,9 @@ def _choices(name: str, value: str, known: tuple[str, ...]) -> None:
 def environment_checks() -> dict[str, Callable[[str], object]]:
     """Variable -> check of a set (non-empty) value. Imported late: the resources pull in their clients."""
     from ty_pipeline.clients.embedder import BACKENDS
+    from ty_pipeline.domain.llm_scope import LLM_SOURCES
     from ty_pipeline.resources.job_sources import KNOWN_SOURCES
-    from ty_pipeline.resources.llm_scope import LLM_SOURCES, parse_share
+    from ty_pipeline.resources.llm_scope import parse_share
     from ty_pipeline.step_retries import DELAY_ENV, MAX_RETRIES_ENV
 
     def share(value: str) -> object:

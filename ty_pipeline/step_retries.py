@@ -110,6 +110,14 @@ def redacted_failure(exc: BaseException, description: str, allow_retries: bool) 
     )
 
 
+def step_failure(exc: Exception) -> dg.Failure:
+    """The one-line failure of a step: retryable when `exc` is transient, final otherwise."""
+    transient = is_transient(exc)
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    suffix = "" if transient else " (not retried: a permanent error)"
+    return redacted_failure(exc, f"{type(exc).__name__}: {first_line}{suffix}", transient)
+
+
 def retry_only_transient(fn: F) -> F:
     """Wrap an asset body: transient errors fail retryably, all others fail for good; both in one line.
 
@@ -124,10 +132,7 @@ def retry_only_transient(fn: F) -> F:
         except (dg.Failure, dg.RetryRequested):
             raise
         except Exception as exc:
-            transient = is_transient(exc)
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            suffix = "" if transient else " (not retried: a permanent error)"
-            raise redacted_failure(exc, f"{type(exc).__name__}: {first_line}{suffix}", transient) from None
+            raise step_failure(exc) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -140,5 +145,30 @@ def retried_asset(**asset_kwargs: Any) -> Callable[[Callable[..., Any]], dg.Asse
 
     def decorate(fn: Callable[..., Any]) -> dg.AssetsDefinition:
         return dg.asset(retry_policy=STEP_RETRY_POLICY, **asset_kwargs)(retry_only_transient(fn))
+
+    return decorate
+
+
+def retry_only_transient_generator(fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """`retry_only_transient` for a body that yields its results (a multi-asset): the error surfaces
+    while Dagster iterates, so the wrapper has to iterate too."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        try:
+            yield from fn(*args, **kwargs)
+        except (dg.Failure, dg.RetryRequested):
+            raise
+        except Exception as exc:
+            raise step_failure(exc) from None
+
+    return wrapper
+
+
+def retried_multi_asset(**multi_asset_kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """`@dg.multi_asset(**kwargs)` with the step retry policy, for a body that yields its results."""
+
+    def decorate(fn: Callable[..., Any]) -> dg.AssetsDefinition:
+        return dg.multi_asset(retry_policy=STEP_RETRY_POLICY, **multi_asset_kwargs)(retry_only_transient_generator(fn))
 
     return decorate

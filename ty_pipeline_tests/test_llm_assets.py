@@ -21,10 +21,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from ty_pipeline.assets.ihl import ihl_scores
-from ty_pipeline.assets.llm_common import LLM_ERRORS_CHECK
-from ty_pipeline.assets.skills import skill_keywords
-from ty_pipeline.assets.summaries import posting_summaries
+from ty_pipeline.assets.llm_common import LLM_ERRORS_CHECK, LlmRunConfig
+from ty_pipeline.assets.llm_enrichment import llm_enrichment
 from ty_pipeline.checks.llm_outputs import build_llm_output_checks
 from ty_pipeline.clients.ollama import OllamaClient
 from ty_pipeline.domain.description_status import DescriptionStatus
@@ -52,6 +50,10 @@ LLAMA = "llama3.1:8b"
 FIXTURES = ["job44161", "job59386", "job62800", "job64727"]
 VOCABULARY = ["Python", "SQL", "Excel", "IFRS", "UNIX", "Linux", "Vertrieb", "Verhandlungsgeschick",
               "Eigeninitiative", "Englisch", "Information Security", "Stakeholder", "Accounting", "Audit"]
+# The three LLM assets are lanes of one multi-asset step; a test selects the lanes it runs by name.
+posting_summaries, skill_keywords, ihl_scores = "posting_summaries", "skill_keywords", "ihl_scores"
+LANE_CONFIG_KEYS = {"posting_summaries": "summaries", "skill_keywords": "skills", "ihl_scores": "ihl"}
+SHARED_KEYS = set(LlmRunConfig.model_fields)
 TABLES = {"posting_summaries": summaries_table, "skill_keywords": skills_table, "ihl_scores": ihl_table}
 COMPARED = ("posting_id", "status", "summary", "fields_json", "grades_json", "models", "prompt_version",
             "input_hash", "attempts", "error")
@@ -218,14 +220,30 @@ def resources(url: str, host: str, *, scope: LlmScopeResource | None = None, **o
     }
 
 
+def step_config(config: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """Per-asset test config as the step's run config: shared settings at the top, the rest per lane."""
+    out: dict[str, Any] = {}
+    for name, cfg in (config or {}).items():
+        for key, value in cfg.items():
+            if key in SHARED_KEYS:
+                out[key] = value
+            else:
+                out.setdefault(LANE_CONFIG_KEYS[name], {})[key] = value
+    return out
+
+
 def run(
-    assets: list[dg.AssetsDefinition], url: str, host: str, *, config: dict[str, dict[str, Any]] | None = None,
+    assets: list[Any], url: str, host: str, *, config: dict[str, dict[str, Any]] | None = None,
     ok: bool = True, scope: LlmScopeResource | None = None, instance: dg.DagsterInstance | None = None,
     **ollama: Any,
 ) -> dg.ExecuteInProcessResult:
+    """Materialize the named LLM lanes (and any asset checks passed along) for partition DAY."""
+    lanes = [a for a in assets if isinstance(a, str)]
+    others = [a for a in assets if not isinstance(a, str)]
     result = dg.materialize(
-        assets, partition_key=DAY.isoformat(), resources=resources(url, host, scope=scope, **ollama), instance=instance,
-        run_config={"ops": {name: {"config": cfg} for name, cfg in (config or {}).items()}},
+        [llm_enrichment, *others], partition_key=DAY.isoformat(), resources=resources(url, host, scope=scope, **ollama),
+        instance=instance, selection=dg.AssetSelection.assets(*lanes),
+        run_config={"ops": {"llm_enrichment": {"config": step_config(config)}}},
         raise_on_error=False,
     )
     assert result.success is ok, [e.event_specific_data for e in result.all_events if e.is_failure]
@@ -233,7 +251,7 @@ def run(
 
 
 def meta(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    (mat,) = result.asset_materializations_for_node(asset)
+    (mat,) = [m for m in result.asset_materializations_for_node("llm_enrichment") if m.asset_key.path == [asset]]
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -383,7 +401,7 @@ def test_a_text_that_arrives_later_turns_a_skipped_posting_into_a_result(
     first = run([skill_keywords], warehouse_url, fake.base_url)
     assert fake.requests == []  # nothing to compute: not even the preflight
     assert rows(engine, "skill_keywords")[pid]["status"] == "skipped_no_description"
-    assert meta(first, "skill_keywords")["ollama_version"] == "not contacted"
+    assert meta(first, "skill_keywords")["llm_server_version"] == "not contacted"
     run([skill_keywords], warehouse_url, fake.base_url)
     assert rows(engine, "skill_keywords")[pid]["updated_at"] is not None and fake.requests == []
 
@@ -548,7 +566,9 @@ def test_a_run_killed_halfway_resumes_without_paying_twice_and_ends_like_an_unin
     fake.reset()
 
     fake.stop_after(5)  # the server dies after five answers: in the middle of a posting
-    killed = run([posting_summaries], warehouse_url, fake.base_url, ok=False)
+    # Two postings in flight, so the five answers finish one posting (extract + two graders).
+    killed = run([posting_summaries], warehouse_url, fake.base_url, ok=False,
+                 config={"posting_summaries": {"workers": 2}})
     assert "stopped early" in failure_text(killed)
     saved = rows(engine, "posting_summaries")
     assert 0 < len(saved) < len(ids) and {r["status"] for r in saved.values()} == {"passed"}
@@ -652,7 +672,7 @@ def test_workers_bound_the_postings_in_flight(
                  instance=instance)
     assert fake.max_overlap() == 3
     messages = [e.user_message for e in instance.all_logs(result.run_id)]
-    assert any(m.startswith("skill_keywords: 4/4 done") and "ETA" in m for m in messages)
+    assert any(m.startswith("llm_enrichment: 4/4 done") and "ETA" in m for m in messages)
     fake.reset()
     with engine.begin() as conn:
         conn.execute(sa.delete(skills_table))
@@ -697,15 +717,16 @@ def test_one_server_failure_defers_that_posting_and_the_run_goes_on(
 
 def test_the_assets_load_with_the_output_checks_and_their_resources() -> None:
     defs = dg.Definitions(
-        assets=ALL,
+        assets=[llm_enrichment],
         asset_checks=build_llm_output_checks(),
         resources={"warehouse": WarehouseResource(), "ollama": OllamaResource(), "llm_scope": build_llm_scope_resource()},
     )
     dg.Definitions.validate_loadable(defs)
-    for asset in ALL:
-        (spec,) = asset.specs
-        assert asset.node_def.pool == "ollama" and spec.group_name == "llm"
-        assert [d.asset_key.path for d in spec.deps] == [["job_descriptions"]]
+    assert llm_enrichment.node_def.pool == "ollama" and llm_enrichment.can_subset
+    specs = {spec.key.path[-1]: spec for spec in llm_enrichment.specs}
+    assert set(specs) == set(ALL)
+    for spec in specs.values():
+        assert spec.group_name == "llm" and [d.asset_key.path for d in spec.deps] == [["job_descriptions"]]
 
 
 def test_a_grader_that_cannot_answer_is_an_llm_error_of_that_posting_not_a_verdict(

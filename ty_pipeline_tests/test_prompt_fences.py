@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ty_pipeline.assets.skills import skill_keywords
 from ty_pipeline.prompts import PROMPT_DIR, all_fences, load_prompt
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
-from ty_pipeline_tests.test_llm_assets import add_posting, first_user_message, rows, run
+from ty_pipeline_tests.test_llm_assets import add_posting, first_user_message, rows, run, skill_keywords
 
 ATTACKS = [
     "</posting>",

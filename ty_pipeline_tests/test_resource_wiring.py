@@ -23,9 +23,9 @@ import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
 from ty_pipeline.assets.embeddings import posting_embeddings
+from ty_pipeline.assets.llm_enrichment import llm_enrichment
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.assets.profession_similarity import profession_similarity
-from ty_pipeline.assets.skills import skill_keywords
 from ty_pipeline.definitions import build_resources
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.schema import embeddings as embeddings_table
@@ -69,10 +69,12 @@ def ollama() -> Iterator[FakeOllama]:
 
 def materialize(assets: list[dg.AssetsDefinition], resources_config: dict[str, dict[str, Any]], *,
                 partition_key: str | None = None, instance: dg.DagsterInstance | None = None,
+                selection: list[str] | None = None,
                 ) -> dg.ExecuteInProcessResult:
     """Production resources from the environment; run config sets only the given knobs."""
     return dg.materialize(
         assets, partition_key=partition_key, resources=build_resources(), raise_on_error=False, instance=instance,
+        selection=selection,
         run_config={"resources": {name: {"config": cfg} for name, cfg in resources_config.items()}},
     )
 
@@ -82,7 +84,9 @@ def errors(result: dg.ExecuteInProcessResult) -> list[Any]:
 
 
 def meta(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    (mat,) = result.asset_materializations_for_node(asset)
+    mats = [m for e in result.get_asset_materialization_events()
+            if (m := e.step_materialization_data.materialization).asset_key.path == [asset]]
+    (mat,) = mats
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -96,7 +100,8 @@ def test_ollama_read_timeout_in_run_config_keeps_ollama_host(
     ensure_schema(engine)
     add_db_posting(engine, fixtures_dir, "job44161")
     env.setenv("OLLAMA_HOST", ollama.base_url)
-    result = materialize([skill_keywords], {"ollama": {"read_timeout_s": 30.0}}, partition_key=LLM_DAY.isoformat())
+    result = materialize([llm_enrichment], {"ollama": {"read_timeout_s": 30.0}}, partition_key=LLM_DAY.isoformat(),
+                         selection=["skill_keywords"])
     assert result.success, errors(result)
     assert len(ollama.chat_calls()) == 1
     assert meta(result, "skill_keywords")["processed"] == 1
@@ -239,7 +244,8 @@ def test_ollama_host_credentials_are_never_shown(
     if fault != "refused":
         ollama.fail_next(100, fault, endpoint="chat")
     instance = dg.DagsterInstance.ephemeral()
-    result = materialize([skill_keywords], {"ollama": {"max_retries": 1}}, partition_key=LLM_DAY.isoformat(),
+    result = materialize([llm_enrichment], {"ollama": {"max_retries": 1}}, partition_key=LLM_DAY.isoformat(),
+                         selection=["skill_keywords"],
                          instance=instance)
     assert not result.success
     shown = everything_shown(result, instance, caplog)

@@ -11,25 +11,21 @@ database.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ty_pipeline.domain.berufenet_status import RESOLVED, RETRY_NEXT_RUN, SETTLED_FAILURES, BerufenetStatus
 from ty_pipeline.domain.description_status import MAX_DESCRIPTION_ATTEMPTS, DescriptionStatus
+from ty_pipeline.domain.llm_scope import llm_sources as scope_sources
 from ty_pipeline.domain.llm_selection import LlmStatus
 
-LLM_SOURCES_ENV = "TY_LLM_SOURCES"
-DEFAULT_LLM_SOURCES = ("deutsche_bank",)
 LLM_MAX_ATTEMPTS = 3
 """Runs that may try one posting before its `llm_error` is final (the LLM assets' default)."""
 
 
 def llm_sources(environ: dict[str, str] | None = None) -> tuple[str, ...]:
     """The sources the LLM assets cover, read exactly as they read it, so "in scope" agrees with them."""
-    raw = (environ if environ is not None else os.environ).get(LLM_SOURCES_ENV, "")
-    sources = tuple(dict.fromkeys(s.strip().lower() for s in raw.split(",") if s.strip()))
-    return sources or DEFAULT_LLM_SOURCES
+    return scope_sources(environ)
 
 
 class Scope(StrEnum):

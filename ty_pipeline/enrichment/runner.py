@@ -77,6 +77,8 @@ def error_outcome(
 
 @dataclass
 class RunReport:
+    """What happened to one lane's (one asset's) postings in a run."""
+
     statuses: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     aborted: str | None = None
@@ -90,47 +92,80 @@ class RunReport:
         return sum(self.statuses.values())
 
 
+@dataclass(frozen=True)
+class Task:
+    """One posting of one lane: a lane is one LLM asset (`posting_summaries`, `skill_keywords`,
+    `ihl_scores`) with its own pipeline and table."""
+
+    lane: str
+    item: WorkItem
+
+
+def interleave(plans: dict[str, Sequence[WorkItem]]) -> list[Task]:
+    """Posting-major order: all lanes of a posting next to each other, postings in the lanes' order
+    (newest first). The calls of one posting then reach the server close together, which is what a
+    prefix cache needs to read the posting once, and a posting is finished in every asset before the
+    run moves far ahead."""
+    order: dict[int, list[Task]] = {}
+    for lane, items in plans.items():
+        for item in items:
+            order.setdefault(item.posting_id, []).append(Task(lane, item))
+    return [task for tasks in order.values() for task in tasks]
+
+
 def run_pool(
-    items: Sequence[WorkItem],
-    work: Callable[[WorkItem], Outcome],
-    save: Callable[[WorkItem, Outcome], None],
+    tasks: Sequence[Task],
+    work: Callable[[Task], Outcome],
+    save: Callable[[Task, Outcome], None],
     *,
+    lanes: Sequence[str],
     workers: int,
-    stats: CallStats,
+    stats: dict[str, CallStats],
     log: Callable[[str], None],
     what: str,
     abort_after_consecutive_transport_errors: int = 3,
-) -> RunReport:
-    """At most `workers` postings in flight; the next one is submitted only after a result is saved, so
-    an abort stops at once and a run never holds more unsaved work than it has workers."""
-    report = RunReport()
-    progress = Progress(what, len(items), log)
+) -> dict[str, RunReport]:
+    """At most `workers` tasks in flight; the next one is submitted only after a result is saved, so
+    an abort stops at once and a run never holds more unsaved work than it has workers.
+
+    The LLM client bounds the calls per host (its slot budget); `workers` only has to be large enough
+    that a freed slot always finds a call waiting. A server failure or an abort concerns the server,
+    not one lane, so it is counted across lanes; every lane gets its own report."""
+    reports = {lane: RunReport() for lane in lanes}
+    active = {task.lane for task in tasks}  # an abort concerns the lanes that had work in this run
+    progress = Progress(what, len(tasks), log)
     started = time.monotonic()
     consecutive = 0
-    queue = list(reversed(items))  # pop() takes the newest first
-    in_flight: dict[Future[Outcome], WorkItem] = {}
+    aborted: str | None = None
+    queue = list(reversed(tasks))  # pop() takes them in order
+    in_flight: dict[Future[Outcome], Task] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=what)
 
     def abort(reason: str) -> None:
-        if report.aborted is None:
-            report.aborted = reason
+        nonlocal aborted
+        if aborted is None:
+            aborted = reason
             log(f"{what}: stopping early, {reason}")
-            report.not_done.extend(reversed(queue))
+            for lane in active:
+                reports[lane].aborted = reason
+            for task in reversed(queue):
+                reports[task.lane].not_done.append(task.item)
             queue.clear()
 
     try:
         while queue or in_flight:
             while queue and len(in_flight) < max(1, workers):
-                item = queue.pop()
-                in_flight[pool.submit(work, item)] = item
+                task = queue.pop()
+                in_flight[pool.submit(work, task)] = task
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
-                item = in_flight.pop(future)
+                task = in_flight.pop(future)
+                item, report = task.item, reports[task.lane]
                 exc = future.exception()
                 if exc is not None:
                     if isinstance(exc, RUN_FATAL_ERRORS):
                         report.not_done.append(item)
-                        abort(f"the Ollama server failed: {exc}")
+                        abort(f"the LLM server failed: {exc}")
                         continue
                     if not isinstance(exc, OllamaError):
                         raise exc  # a bug, not an LLM outcome: fail loudly
@@ -138,29 +173,29 @@ def run_pool(
                     outcome = error_outcome(exc, stage="llm")
                 else:
                     outcome = future.result()
-                stats.add(outcome.metrics)
+                stats[task.lane].add(outcome.metrics)
+                label = f"{task.lane} posting {item.posting_id} ({item.source} {item.external_id})"
                 if outcome.transport_error:
                     # The server's failure, not the posting's: no row, no attempt; the next run takes it.
                     report.deferred.append(item)
-                    report.server_errors.append(f"posting {item.posting_id} ({item.source} {item.external_id}): "
-                                                f"{outcome.error}")
+                    report.server_errors.append(f"{label}: {outcome.error}")
                     consecutive += 1
-                    log(f"{what}: server failure on posting {item.posting_id}, left pending: {outcome.error}")
+                    log(f"{what}: server failure on {label}, left pending: {outcome.error}")
                     limit = abort_after_consecutive_transport_errors
                     if limit and consecutive >= limit:
                         abort(f"{consecutive} postings in a row met server failures (timeouts, 5xx, 503 busy) after "
                               f"the client's retries; none was charged an attempt; last: {outcome.error}")
                     progress.step()
                     continue
-                save(item, outcome)  # committed before the next posting is submitted
+                save(task, outcome)  # committed before the next task is submitted
                 report.statuses[str(outcome.status)] += 1
                 if outcome.status == LlmStatus.LLM_ERROR:
-                    report.failures.append(
-                        f"posting {item.posting_id} ({item.source} {item.external_id}): {outcome.error}"
-                    )
+                    report.failures.append(f"posting {item.posting_id} ({item.source} {item.external_id}): {outcome.error}")
                 consecutive = 0
                 progress.step()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        report.seconds = time.monotonic() - started
-    return report
+        seconds = time.monotonic() - started
+        for report in reports.values():
+            report.seconds = seconds
+    return reports

@@ -1,9 +1,10 @@
 """Which postings the LLM assets (summaries, skills, IHL) cover, and how many per run.
 
-The night has a fixed GPU budget: with the defaults, Deutsche Bank postings only (the source whose
-marketing-heavy texts need a summary, docs/domain_rules.md §3.1, and the only one IHL was ever run on, §5) and
-at most 300 postings per asset run, newest first. Whatever a run leaves out stays pending (reported as
-`pending` in the materialization metadata) and is picked up by the next run of that partition.
+The night has a fixed GPU budget. Sources: `TY_LLM_SOURCES`, else Deutsche Bank only on one server and
+every source once `TY_LLM_HOSTS` lists a fleet (domain/llm_scope.py). Cap: `TY_LLM_MAX_POSTINGS`, else
+what the measured postings/hour of recent runs finish before 06:00 (domain/llm_capacity.py; 300 before
+the first measured run), newest first. Whatever a run leaves out stays pending (reported as `pending`
+in the materialization metadata) and is picked up by the next run of that partition.
 """
 
 from __future__ import annotations
@@ -13,30 +14,23 @@ import os
 import dagster as dg
 from pydantic import Field
 
-DEFAULT_LLM_SOURCES = "deutsche_bank"
-DEFAULT_LLM_MAX_POSTINGS = 300
+from ty_pipeline.domain.llm_scope import default_llm_sources, parse_llm_sources
+
 DEFAULT_MIN_COMPLETE_SHARE = 0.95
-LLM_SOURCES = ("arbeitsagentur", "deutsche_bank")
-
-
-def parse_llm_sources(value: str | list[str]) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else value
-    names = list(dict.fromkeys(s.strip().lower() for s in items if s and s.strip()))
-    unknown = sorted(set(names) - set(LLM_SOURCES))
-    if unknown:
-        raise ValueError(f"unknown LLM source(s) {unknown} (TY_LLM_SOURCES); choose from {', '.join(LLM_SOURCES)}")
-    if not names:
-        raise ValueError(f"no LLM source configured (TY_LLM_SOURCES); choose from {', '.join(LLM_SOURCES)}")
-    return names
 
 
 class LlmScopeResource(dg.ConfigurableResource):
     """`TY_LLM_SOURCES` and `TY_LLM_MAX_POSTINGS`, shared by the three LLM assets."""
 
-    sources: str = Field(default=DEFAULT_LLM_SOURCES, description="comma list: arbeitsagentur, deutsche_bank")
-    max_postings: int = Field(
-        default=DEFAULT_LLM_MAX_POSTINGS,
-        description="cap on postings one LLM asset run sends to the model (newest first); 0 = no cap",
+    sources: str = Field(
+        default="",
+        description="comma list: arbeitsagentur, deutsche_bank; empty: every source when TY_LLM_HOSTS lists "
+        "hosts, else deutsche_bank",
+    )
+    max_postings: int | None = Field(
+        default=None,
+        description="cap on postings one LLM run sends to the model (newest first); 0 = no cap; unset: what "
+        "the measured postings/hour of recent runs finish before 06:00 Berlin (300 before any measured run)",
     )
     min_complete_share: float = Field(
         default=DEFAULT_MIN_COMPLETE_SHARE,
@@ -45,20 +39,25 @@ class LlmScopeResource(dg.ConfigurableResource):
     )
 
     def source_list(self) -> list[str]:
-        return parse_llm_sources(self.sources)
+        return parse_llm_sources(self.sources) if self.sources.strip() else list(default_llm_sources())
 
-    def cap(self, override: int | None = None) -> int | None:
-        """The run's cap: a run-config override wins; None means unlimited."""
+    def cap(self, override: int | None = None, *, measured: int | None = None) -> int | None:
+        """The run's cap: a run-config override wins, then the configured cap, then the `measured` one
+        (from throughput); None means unlimited."""
         value = self.max_postings if override is None else override
-        return value if value and value > 0 else None
+        if value is None:
+            return measured
+        return value if value > 0 else None
+
+    @property
+    def cap_is_measured(self) -> bool:
+        return self.max_postings is None
 
 
 def build_llm_scope_resource() -> LlmScopeResource:
     """For `definitions.build_resources`: env vars as `EnvVar` when set, else the defaults."""
-    sources = dg.EnvVar("TY_LLM_SOURCES") if os.environ.get("TY_LLM_SOURCES") else DEFAULT_LLM_SOURCES
-    max_postings = (
-        dg.EnvVar.int("TY_LLM_MAX_POSTINGS") if os.environ.get("TY_LLM_MAX_POSTINGS") else DEFAULT_LLM_MAX_POSTINGS
-    )
+    sources = dg.EnvVar("TY_LLM_SOURCES") if os.environ.get("TY_LLM_SOURCES") else ""
+    max_postings = dg.EnvVar.int("TY_LLM_MAX_POSTINGS") if os.environ.get("TY_LLM_MAX_POSTINGS") else None
     return LlmScopeResource(
         sources=sources, max_postings=max_postings, min_complete_share=parse_share(os.environ.get("TY_LLM_MIN_COMPLETE"))
     )

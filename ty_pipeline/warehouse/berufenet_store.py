@@ -9,14 +9,13 @@ SQLite (32,766) and psycopg2.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, and_, bindparam, delete, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ty_pipeline.domain.berufenet_status import SETTLED_FAILURES, UNRESOLVED, BerufenetStatus
@@ -37,15 +36,12 @@ from ty_pipeline.warehouse.schema import (
     postings,
     profession_similarity,
 )
+from ty_pipeline.warehouse.upsert import chunks, dialect_insert, insert_new
 
 _IN_CHUNK = 500
 _WRITE_CHUNK = 1000
 _TEXT_STATUSES = (str(DescriptionStatus.OK), str(DescriptionStatus.TOO_SHORT))
 MIN_CONTEXT_CHARS = 50  # shorter descriptions say nothing the title does not (docs/domain_rules.md §6.3)
-
-
-def _insert(engine: Engine, table):  # type: ignore[no-untyped-def]
-    return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def _within(engine: Engine, conn: Any, write: Any) -> Any:
@@ -55,11 +51,6 @@ def _within(engine: Engine, conn: Any, write: Any) -> Any:
         return write(conn)
     with engine.begin() as own:
         return write(own)
-
-
-def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def ensure_indexes(engine: Engine) -> None:
@@ -85,9 +76,9 @@ def replace_catalog(
     with engine.begin() as conn:
         conn.execute(delete(berufenet_aliases))
         conn.execute(delete(berufenet_catalog))
-        for part in _chunks(catalog_rows, _WRITE_CHUNK):
+        for part in chunks(catalog_rows, _WRITE_CHUNK):
             conn.execute(berufenet_catalog.insert(), list(part))
-        for part in _chunks(alias_rows, 5000):
+        for part in chunks(alias_rows, 5000):
             conn.execute(berufenet_aliases.insert(), list(part))
 
 
@@ -126,7 +117,7 @@ def aliases_for_keys(engine: Engine, keys: Sequence[str]) -> dict[str, list[str]
     a = berufenet_aliases.c
     wanted = sorted(set(keys))
     with engine.connect() as conn:
-        for part in _chunks(wanted):
+        for part in chunks(wanted, _IN_CHUNK):
             for key, pid in conn.execute(select(a.alias_key, a.profession_id).where(a.alias_key.in_(part))):
                 out.setdefault(key, []).append(pid)
     return {k: sorted(v) for k, v in out.items()}
@@ -164,9 +155,8 @@ def save_name_vectors(engine: Engine, model: str, vectors: Sequence[tuple[str, s
             conn.execute(embeddings.insert(), rows)
     except IntegrityError:
         with engine.begin() as conn:
-            for part in _chunks(rows, 500):
-                stmt = _insert(engine, embeddings).values(list(part))
-                conn.execute(stmt.on_conflict_do_nothing(index_elements=["text_hash", "model"]))
+            for part in chunks(rows, 500):
+                conn.execute(insert_new(engine, embeddings, part, keys=["text_hash", "model"]))
 
 
 # -- learned aliases ----------------------------------------------------------------------------------------
@@ -176,7 +166,7 @@ def learned_for_keys(engine: Engine, keys: Sequence[str]) -> dict[str, LearnedAl
     la = berufenet_learned_aliases.c
     out: dict[str, LearnedAlias] = {}
     with engine.connect() as conn:
-        for part in _chunks(sorted(set(keys))):
+        for part in chunks(sorted(set(keys)), _IN_CHUNK):
             for r in conn.execute(
                 select(la.title_key, la.profession_id, la.status, la.score).where(la.title_key.in_(part))
             ):
@@ -191,8 +181,8 @@ def save_learned(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetim
     values = [{**r, "created_at": now, "updated_at": now} for r in rows]
 
     def write(c: Any) -> None:
-        for part in _chunks(values, _WRITE_CHUNK):
-            stmt = _insert(engine, berufenet_learned_aliases).values(list(part))
+        for part in chunks(values, _WRITE_CHUNK):
+            stmt = dialect_insert(engine, berufenet_learned_aliases).values(list(part))
             c.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["title_key"],
@@ -229,7 +219,7 @@ def known_failures(engine: Engine, keys: Sequence[str], fingerprint: str) -> dic
     out: dict[str, KnownFailure] = {}
     settled = [str(s) for s in SETTLED_FAILURES]
     with engine.connect() as conn:
-        for part in _chunks(sorted(set(keys))):
+        for part in chunks(sorted(set(keys)), _IN_CHUNK):
             query = select(ft.title_key, ft.status, ft.score, ft.candidates_json).where(
                 ft.title_key.in_(part), ft.fingerprint == fingerprint, ft.resolved.is_(False), ft.status.in_(settled)
             )
@@ -256,7 +246,7 @@ def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now:
 
     def write(c: Any) -> None:
         for row in values:  # one by one: keeps `seq` in the caller's order on both backends
-            stmt = _insert(engine, berufenet_failed_titles).values(row)
+            stmt = dialect_insert(engine, berufenet_failed_titles).values(row)
             c.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["title_key"],
@@ -298,7 +288,7 @@ def refresh_posting_counts(engine: Engine, keys: Sequence[str]) -> None:
     """posting_count of failed titles = postings (all partitions) currently mapped under that title."""
     ft, bm = berufenet_failed_titles.c, berufenet_mappings.c
     with engine.begin() as conn:
-        for part in _chunks(sorted(set(keys))):
+        for part in chunks(sorted(set(keys)), _IN_CHUNK):
             counts = conn.execute(
                 select(bm.title_key, func.count()).where(bm.title_key.in_(part)).group_by(bm.title_key)
             ).all()
@@ -354,7 +344,7 @@ def resolved_partition_keys(engine: Engine, partition_keys: Iterable[str]) -> li
     ft = berufenet_failed_titles.c
     out: list[str] = []
     with engine.connect() as conn:
-        for part in _chunks(sorted(set(partition_keys))):
+        for part in chunks(sorted(set(partition_keys)), _IN_CHUNK):
             out += conn.execute(
                 select(ft.partition_key).where(ft.partition_key.in_(part), ft.resolved.is_(True))
             ).scalars().all()
@@ -429,8 +419,8 @@ def save_mappings(engine: Engine, rows: Sequence[Mapping[str, Any]], conn: Any =
         return
 
     def write(c: Any) -> None:
-        for part in _chunks(list(rows), _WRITE_CHUNK):
-            stmt = _insert(engine, berufenet_mappings).values(list(part))
+        for part in chunks(list(rows), _WRITE_CHUNK):
+            stmt = dialect_insert(engine, berufenet_mappings).values(list(part))
             c.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["posting_id"],
@@ -505,7 +495,7 @@ def replace_similarity(engine: Engine, rows: Sequence[Mapping[str, Any]], now: d
     values = [{**r, "computed_at": now} for r in rows]
     with engine.begin() as conn:
         conn.execute(delete(profession_similarity))
-        for part in _chunks(values, 5000):
+        for part in chunks(values, 5000):
             conn.execute(profession_similarity.insert(), list(part))
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import Engine, and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ty_pipeline.domain.description_status import MAX_DESCRIPTION_ATTEMPTS, DescriptionStatus
 from ty_pipeline.domain.invalidation import InvalidationReason
@@ -14,6 +13,7 @@ from ty_pipeline.domain.text_clean import strip_unstorable
 from ty_pipeline.domain.urls import redact_urls_in
 from ty_pipeline.warehouse.postings_store import invalidate_posting
 from ty_pipeline.warehouse.schema import job_descriptions, postings
+from ty_pipeline.warehouse.upsert import upsert
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,7 @@ def save_description(engine: Engine, pending: PendingDescription, outcome: Descr
         "last_error": outcome.error,
         "fetched_at": now,
     }
-    insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(job_descriptions)
-    stmt = insert.values(row)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["posting_id"], set_={k: getattr(stmt.excluded, k) for k in row if k != "posting_id"}
-    )
+    stmt = upsert(engine, job_descriptions, row, keys=["posting_id"])
     with engine.begin() as conn:
         conn.execute(stmt)
         if outcome.status == DescriptionStatus.NOT_FOUND:

@@ -7,13 +7,12 @@ posting's current text; old links stay as history with `is_current` false.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import numpy as np
 from sqlalchemy import Engine, and_, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.embedding_text import PostingText, content_hash, usable_vector
@@ -24,18 +23,12 @@ from ty_pipeline.warehouse.schema import (
     posting_summaries,
     postings,
 )
+from ty_pipeline.warehouse.upsert import chunks, dialect_insert, insert_new
 
 _IN_CHUNK = 500
 _TEXT_STATUSES = (str(DescriptionStatus.OK), str(DescriptionStatus.TOO_SHORT))
 
 
-def _insert(engine: Engine, table):  # type: ignore[no-untyped-def]
-    return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-def _chunks(items: Sequence, size: int = _IN_CHUNK) -> Iterator[Sequence]:  # type: ignore[type-arg]
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:
@@ -92,7 +85,7 @@ def existing_hashes(engine: Engine, hashes: Iterable[str], model: str) -> set[st
     wanted = sorted(set(hashes))
     found: set[str] = set()
     with engine.connect() as conn:
-        for part in _chunks(wanted):
+        for part in chunks(wanted, _IN_CHUNK):
             found.update(
                 conn.execute(
                     select(embeddings.c.text_hash).where(embeddings.c.model == model, embeddings.c.text_hash.in_(part))
@@ -111,7 +104,7 @@ def retire_links(engine: Engine, retire: dict[int, str | None], now: datetime) -
     keep_one = [{"pid": pid, "keep": keep} for pid, keep in retire.items() if keep is not None]
     count = 0
     with engine.begin() as conn:
-        for part in _chunks(drop_all):
+        for part in chunks(drop_all, _IN_CHUNK):
             count += conn.execute(
                 update(pe).where(pe.c.posting_id.in_(part), pe.c.is_current.is_(True)).values(
                     is_current=False, updated_at=now
@@ -138,8 +131,8 @@ def _link(conn, engine: Engine, links: Sequence[tuple[int, str]], model: str, no
     rows = [
         {"posting_id": pid, "text_hash": h, "model": model, "is_current": True, "updated_at": now} for pid, h in links
     ]
-    for part in _chunks(rows):
-        stmt = _insert(engine, posting_embeddings).values(list(part))
+    for part in chunks(rows, _IN_CHUNK):
+        stmt = dialect_insert(engine, posting_embeddings).values(list(part))
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["posting_id", "model", "text_hash"],
@@ -180,8 +173,8 @@ def save_vectors(
             }
             for v in vectors
         ]
-        for part in _chunks(rows, 100):
-            conn.execute(_insert(engine, embeddings).values(list(part)).on_conflict_do_nothing())
+        for part in chunks(rows, 100):
+            conn.execute(insert_new(engine, embeddings, part, keys=["text_hash", "model"]))
         _link(conn, engine, links, model, now)
 
 

@@ -12,9 +12,9 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ty_pipeline.warehouse.schema import description_leases as leases
+from ty_pipeline.warehouse.upsert import dialect_insert
 
 # Long enough for a slow batch between renewals; short enough that a killed run's postings come back
 # within the hour even when the instance cannot tell that the run died.
@@ -54,12 +54,11 @@ def claim(
     row lock, so two runs claiming at once never both win a posting.
     """
     ids = sorted(set(posting_ids))  # one lock order for every run: no deadlock between claimers
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     held: set[int] = set()
     for start in range(0, len(ids), chunk_size):
         part = ids[start : start + chunk_size]
         rows = [{"posting_id": i, "run_id": run_id, "claimed_at": now, "expires_at": now + ttl} for i in part]
-        stmt = insert(leases).values(rows)
+        stmt = dialect_insert(engine, leases).values(rows)
         conditions = [leases.c.expires_at <= now, leases.c.run_id == run_id]
         if takeover_from:
             conditions.append(leases.c.run_id.in_(sorted(takeover_from)))

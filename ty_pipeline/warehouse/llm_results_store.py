@@ -12,7 +12,6 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ty_pipeline.domain.llm_selection import Candidate
 from ty_pipeline.warehouse.schema import (
@@ -23,6 +22,7 @@ from ty_pipeline.warehouse.schema import (
     skill_keyword_items,
     skill_keywords,
 )
+from ty_pipeline.warehouse.upsert import upsert
 
 # Columns of each table a failure must leave NULL (the contract: never a fake value).
 READER_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -69,15 +69,6 @@ def load_candidates(engine: Engine, table: Table, day: date, sources: Sequence[s
         ]
 
 
-def _upsert(conn: Any, table: Table, row: dict[str, Any]) -> None:
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-    stmt = insert.values(row)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["posting_id"], set_={k: getattr(stmt.excluded, k) for k in row if k != "posting_id"}
-    )
-    conn.execute(stmt)
-
-
 def save_result(
     engine: Engine,
     table: Table,
@@ -103,7 +94,7 @@ def save_result(
         posting_id=posting_id, status=status, input_hash=input_hash, attempts=attempts, error=error, updated_at=now
     )
     with engine.begin() as conn:
-        _upsert(conn, table, row)
+        conn.execute(upsert(conn, table, row, keys=["posting_id"]))
         if table is skill_keywords:
             conn.execute(delete(skill_keyword_items).where(skill_keyword_items.c.posting_id == posting_id))
             if success and skill_items:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, and_, case, exists, false, func, null, or_, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.invalidation import (
@@ -26,6 +25,7 @@ from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source
 from ty_pipeline.domain.text_clean import strip_unstorable
 from ty_pipeline.domain.urls import redact_urls_in
 from ty_pipeline.warehouse.schema import job_descriptions, postings
+from ty_pipeline.warehouse.upsert import dialect_insert
 
 # A re-sighting within this long of the recorded one is not written: the sweeps count in days, and a
 # rerun of a partition must leave rows it did not change exactly as they were (no timestamp churn).
@@ -55,10 +55,6 @@ class UpsertStats:
     def add_error(self, message: str, count: int) -> None:
         self.errors += count
         self.error_messages = [*(self.error_messages or []), message][:10]
-
-
-def _insert(engine: Engine):  # type: ignore[no-untyped-def]
-    return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(postings)
 
 
 def _row(record: PostingRecord, partition_date: date, now: datetime) -> dict:
@@ -130,7 +126,7 @@ def _upsert_chunk(
     with engine.begin() as conn:
         before = _existing_state(conn, chunk)
         rows = [_row(r, partition_date, now) for r in chunk]
-        stmt = _insert(engine).values(rows)
+        stmt = dialect_insert(engine, postings).values(rows)
         excluded = stmt.excluded
         set_ = {name: getattr(excluded, name) for name in _REFRESHED}
         set_.update(_revival_values())

@@ -335,6 +335,23 @@ Index(
     postgresql_where=demand_snapshots.c.berufenet_id.isnot(None),
 )
 
+# What each `llm_enrichment` run achieved per LLM host: one row per (run, host). The run's cap, scope
+# and the status CLI's postings/hour and ETA come from the recent rows (domain/llm_capacity.py).
+llm_throughput = Table(
+    "llm_throughput",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("host", String(255), primary_key=True),  # redacted URL: scheme://host:port
+    Column("partition_date", Date, nullable=False),
+    Column("finished_at", DateTime, nullable=False),
+    Column("wall_s", Float, nullable=False),  # the run's first to last task
+    Column("postings", Float, nullable=False),  # the run's posting-equivalents (all hosts)
+    Column("slots", Integer, nullable=False),
+    Column("calls", Integer, nullable=False),  # calls this host answered in the run
+    Column("busy_s", Float, nullable=False),  # slot-seconds this host spent on them
+)
+Index("ix_llm_throughput_finished_at", llm_throughput.c.finished_at)
+
 # The status CLI counts each asset's rows finished in the last hours by its time column
 # (ty_pipeline/domain/status_registry.py); without an index each count scanned the whole table (issue #13:
 # 310 ms -> 0.4 ms for `postings.first_seen_at` on 400k postings). The stale-invalidation sweep filters on
