@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 
-from ty_pipeline.assets.skills import skill_keywords
+from ty_pipeline.assets.llm_enrichment import llm_enrichment
 from ty_pipeline.clients.llm_base import (
     CallMetrics,
     LlmInvalidAnswer,
@@ -452,7 +452,7 @@ def test_the_resource_reads_backend_and_key_from_the_environment_at_use(
 # -- one end-to-end proof: an LLM asset on the openai backend --------------------------------------------
 
 
-def test_skill_keywords_materializes_on_the_openai_backend(
+def test_the_skill_keywords_lane_materializes_on_the_openai_backend(
     tmp_path: Path, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`TY_LLM_BACKEND=openai` and a bearer key from the environment, nothing else changed: the asset
@@ -477,7 +477,8 @@ def test_skill_keywords_materializes_on_the_openai_backend(
         monkeypatch.setenv("TY_LLM_BACKEND", "openai")
         monkeypatch.setenv("TY_LLM_API_KEY", KEY)
         result = dg.materialize(
-            [skill_keywords], partition_key=DAY.isoformat(),
+            [llm_enrichment], partition_key=DAY.isoformat(), selection=dg.AssetSelection.assets("skill_keywords"),
+            run_config={"ops": {"llm_enrichment": {"config": {"workers": 1}}}},
             resources={"warehouse": WarehouseResource(url=url), "llm_scope": LlmScopeResource(),
                        "ollama": OllamaResource(host=server.base_url, max_retries=1)},
         )
@@ -487,7 +488,7 @@ def test_skill_keywords_materializes_on_the_openai_backend(
     assert {saved[pid]["status"] for pid in ids} == {"ok"}
     assert all(json.loads(saved[pid]["skills_json"]) == ["Python", "Englisch"] for pid in ids)
     m = meta(result, "skill_keywords")
-    assert m["ollama_version"] == "openai-compatible (vllm)" and m["llm_calls"] == 3
+    assert m["llm_server_version"] == "openai-compatible (vllm)" and m["llm_calls"] == 3
     assert 0 < m["cached_prompt_tokens"] < m["prompt_tokens"]
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM skill_keywords")).scalar_one() == 2
