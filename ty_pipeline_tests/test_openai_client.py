@@ -37,6 +37,7 @@ from ty_pipeline.clients.openai_compat import OpenAICompatClient, normalize_base
 from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.settings_check import check_environment
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline_tests.fakes.http_base import Request, Response
 from ty_pipeline_tests.fakes.llm_timing import LlmTiming
@@ -221,8 +222,10 @@ def test_a_refused_connection_is_unavailable_on_both_backends(backend: str, slee
 def test_the_factory_names_the_variable_and_the_choices_for_an_unknown_backend() -> None:
     with pytest.raises(ValueError, match=r"TY_LLM_BACKEND='vllm'.*choose ollama or openai"):
         make_llm_client("vllm", "http://localhost:8000")
-    assert isinstance(make_llm_client(" OpenAI ", "http://h:8000", keep_alive="5m"), OpenAICompatClient)
-    assert isinstance(make_llm_client("ollama", "http://h:11434", api_key=KEY, stream=True), OllamaClient)
+    with make_llm_client(" OpenAI ", "http://h:8000", keep_alive="5m") as openai_client:
+        assert isinstance(openai_client, OpenAICompatClient)
+    with make_llm_client("ollama", "http://h:11434", api_key=KEY, stream=True) as ollama_client:
+        assert isinstance(ollama_client, OllamaClient) and KEY not in str(ollama_client.session.headers)
 
 
 # -- the OpenAI-compatible wire format ---------------------------------------------------------------------
@@ -445,8 +448,16 @@ def test_the_resource_reads_backend_and_key_from_the_environment_at_use(
     with pytest.raises(ValueError, match="choose ollama or openai"):
         resource.get_client()
     monkeypatch.delenv("TY_LLM_BACKEND")
-    assert isinstance(resource.get_client(), OllamaClient)
+    with resource.get_client() as default_client:
+        assert isinstance(default_client, OllamaClient)
     assert OllamaResource(api_key=KEY).model_dump()["api_key"] == KEY and KEY not in repr(OllamaResource(api_key=KEY))
+
+
+def test_a_wrong_backend_is_reported_when_the_definitions_load() -> None:
+    """Like every other setting: one line naming the variable, before a run starts (settings_check)."""
+    [problem] = check_environment({"TY_LLM_BACKEND": "vllm"})
+    assert str(problem).startswith("TY_LLM_BACKEND='vllm'") and "ollama, openai" in str(problem)
+    assert check_environment({"TY_LLM_BACKEND": "OpenAI"}) == check_environment({"TY_LLM_BACKEND": "ollama"}) == []
 
 
 # -- one end-to-end proof: an LLM asset on the openai backend --------------------------------------------
