@@ -503,3 +503,21 @@ def test_the_skill_keywords_lane_materializes_on_the_openai_backend(
     assert 0 < m["cached_prompt_tokens"] < m["prompt_tokens"]
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM skill_keywords")).scalar_one() == 2
+
+
+def test_the_host_pool_fails_over_between_openai_compatible_hosts(fake: FakeOpenAI, sleeps: SleepRecorder) -> None:
+    """`TY_LLM_HOSTS` with `TY_LLM_BACKEND=openai`: the pool builds one client per host through the
+    factory, and a host that refuses is taken out while the call is answered by the other one."""
+    from ty_pipeline.clients.llm_hosts import HostPool
+    from ty_pipeline.domain.llm_hosts import parse_llm_hosts
+
+    fake.api_key = KEY
+    specs = parse_llm_hosts(f"{closed_port_url()}=2,{fake.base_url}/v1=3", "localhost")
+    with HostPool.from_specs(
+        specs, lambda url: make_llm_client("openai", url, api_key=KEY, max_retries=0, sleep=sleeps)
+    ) as pool:
+        assert pool.total_slots == 5
+        for _ in range(3):
+            assert chat(pool)[0] == Mapping(**GOOD_ANSWER)
+    assert len(fake.chat_calls()) == 3
+    assert {r.headers.get("authorization") for r in fake.chat_calls()} == {f"Bearer {KEY}"}
