@@ -30,6 +30,8 @@ def environment_checks() -> dict[str, Callable[[str], object]]:
     from ty_pipeline.clients.embedder import BACKENDS
     from ty_pipeline.clients.llm_factory import BACKENDS as LLM_BACKENDS
     from ty_pipeline.clients.llm_factory import normalize_backend
+    from ty_pipeline.clients.ollama import DEFAULT_OLLAMA_HOST
+    from ty_pipeline.domain.llm_hosts import parse_llm_hosts
     from ty_pipeline.domain.llm_scope import LLM_SOURCES
     from ty_pipeline.resources.job_sources import KNOWN_SOURCES
     from ty_pipeline.resources.llm_scope import parse_share
@@ -59,6 +61,7 @@ def environment_checks() -> dict[str, Callable[[str], object]]:
         "TY_LLM_MAX_POSTINGS": lambda v: parse_non_negative("TY_LLM_MAX_POSTINGS", v, 0, "postings; 0 = no cap",
                                                             whole=True),
         "TY_LLM_MIN_COMPLETE": share,
+        "TY_LLM_HOSTS": lambda v: parse_llm_hosts(v, DEFAULT_OLLAMA_HOST),
         "TY_EMBED_BACKEND": backend,
         "TY_LLM_BACKEND": llm_backend,
         "TY_AA_BASE_URL": lambda v: check_http_url("TY_AA_BASE_URL", v),

@@ -73,7 +73,12 @@ def first_user_message(body: dict[str, Any]) -> str:
 
 
 def posting_of(body: dict[str, Any]) -> str:
-    return _section(first_user_message(body), "posting")
+    # The posting is in the shared first message (prompts/__init__.py, layout), not in the user message.
+    return _section(body["messages"][0]["content"], "posting")
+
+
+def is_improve(body: dict[str, Any]) -> bool:
+    return first_user_message(body).startswith("You correct")
 
 
 def schema_of(body: dict[str, Any]) -> str:
@@ -122,7 +127,7 @@ class ScriptedLlm:
         posting = posting_of(body)
         kind = schema_of(body)
         if kind == "SummaryFields":
-            return summary_fields(posting, improved=body["messages"][0]["content"].startswith("You correct"))
+            return summary_fields(posting, improved=is_improve(body))
         if kind == "Grade":
             verdict, reasons = self.grade(model, _section(first_user_message(body), "summary"))
             return {"verdict": verdict, "reasons": reasons}
@@ -153,11 +158,11 @@ class ScriptedLlm:
 class FastOllamaResource(OllamaResource):
     """The production resource with millisecond backoff, so retries do not slow the suite down."""
 
-    def get_client(self) -> OllamaClient:
+    def client_for(self, url: str, slots: int, *, max_retries: int | None = None) -> OllamaClient:
         return OllamaClient(
-            self.host, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.read_timeout_s,
-            max_retries=self.max_retries, backoff_base_s=0.005, backoff_max_s=0.02, keep_alive=self.keep_alive,
-            pool_size=self.pool_size,
+            url, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.read_timeout_s,
+            max_retries=self.max_retries if max_retries is None else max_retries, backoff_base_s=0.005, backoff_max_s=0.02, keep_alive=self.keep_alive,
+            pool_size=max(self.pool_size, slots),
         )
 
 
@@ -301,7 +306,8 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     no_text = add_posting(engine, fixtures_dir, "job61951", description=None)
     other_source = add_posting(engine, fixtures_dir, "job64727", source=Source.ARBEITSAGENTUR)
 
-    result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url)
+    # 16 slots: room for both graders of every posting at once, which the overlap assertion below checks.
+    result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url, hosts=f"{fake.base_url}=16")
 
     # Cost: 3 (extract + two graders) + 1 (skills) + 3 (analyst, skeptic, HR expert) per posting.
     assert len(fake.chat_calls()) == 7 * len(ids)
@@ -324,7 +330,7 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
                                                                   no_text: "skipped_no_description"}
     first = summaries[ids[0]]
     assert json.loads(first["models"]) == {"extract": QWEN, "graders": [QWEN, LLAMA], "improve": QWEN}
-    assert first["prompt_version"] == "summary/1.1.1" and len(first["input_hash"]) == 64 and first["attempts"] == 1
+    assert first["prompt_version"] == "summary/2.2.2+p1" and len(first["input_hash"]) == 64 and first["attempts"] == 1
     assert [g["verdict"] for g in json.loads(first["grades_json"])[0]["grades"]] == ["PASS", "PASS"]
     assert SummaryFields.model_validate_json(first["fields_json"]).role == title_of(engine, ids[0])
 
@@ -360,6 +366,7 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     m = meta(result, "posting_summaries")
     assert (m["processed"], m["cached"], m["failed"], m["pending"], m["skipped_no_description"]) == (3, 0, 0, 0, 1)
     assert m["llm_calls"] == 9 and m["eval_tokens"] > 0 and m["latency_p95_s"] >= m["latency_p50_s"] > 0
+    assert m["cached_prompt_tokens"] == 0  # Ollama does not report prefix-cache hits; OpenAI servers do
     assert m["status_counts"] == {"passed": 3} and m["models"] == f"{QWEN}, {LLAMA}"
     assert meta(result, "skill_keywords")["llm_calls"] == 3 and meta(result, "ihl_scores")["llm_calls"] == 9
     # The in-asset check of this run and the standalone audits of what was saved all pass.
@@ -430,7 +437,7 @@ def test_a_failing_grader_gets_one_improve_step_and_a_regrade_by_both(
     assert "as the posting describes it" in enriched(engine)[pid]["summary"]
     # extract + 2 graders + improve + 2 graders
     assert len(fake.chat_calls()) == 6
-    improve = next(r.json() for r in fake.chat_calls() if r.json()["messages"][0]["content"].startswith("You correct"))
+    improve = next(r.json() for r in fake.chat_calls() if is_improve(r.json()))
     assert reason in _section(first_user_message(improve), "reviewer_reasons")
     assert meta(result, "posting_summaries")["status_counts"] == {"passed_after_improve": 1}
 
@@ -678,6 +685,21 @@ def test_workers_bound_the_postings_in_flight(
         conn.execute(sa.delete(skills_table))
     run([skill_keywords], warehouse_url, fake.base_url, config={"skill_keywords": {"workers": 1}})
     assert fake.max_overlap() == 1 and len(fake.chat_calls()) == 4
+
+
+def test_calls_in_flight_follow_the_hosts_slots_across_all_three_assets(
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
+) -> None:
+    """No fixed worker count: the step keeps twice the slots in tasks and the host pool lets exactly the
+    host's slots run at once, whichever asset the calls belong to."""
+    for i, name in enumerate(FIXTURES):
+        add_posting(engine, fixtures_dir, name, published=DAY - timedelta(days=i))
+    fake.latency_s = 0.05
+    result = run(ALL, warehouse_url, fake.base_url, hosts=f"{fake.base_url}=3")
+    assert fake.max_overlap() == 3
+    m = meta(result, "ihl_scores")
+    assert (m["llm_slots"], m["workers"]) == (3, 6)
+    assert len(fake.chat_calls()) == 7 * len(FIXTURES)
 
 
 @pytest.mark.parametrize("kind", ["503", "500", "timeout"])

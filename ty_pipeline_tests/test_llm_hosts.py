@@ -90,7 +90,7 @@ def test_bad_items_are_refused_naming_the_variable_and_the_item_without_credenti
     with pytest.raises(LlmHostsError) as info:
         parse_llm_hosts(f"http://ok:8000=2, {value}", "unused")
     message = str(info.value)
-    assert message.startswith("TY_LLM_HOSTS: ")
+    assert message.startswith("TY_LLM_HOSTS=")
     assert shown in message and problem in message
     assert "s3cret" not in message and "user" not in message
     assert isinstance(info.value, ValueError)

@@ -40,9 +40,10 @@ class LlmHostsError(SettingError):
     """A `TY_LLM_HOSTS` value the pipeline cannot use; the message names the bad item, redacted."""
 
     def __init__(self, item: str, problem: str) -> None:
-        ValueError.__init__(self, f"{ENV_NAME}: {problem} Expected {FORMAT_HINT}.")
         self.name = ENV_NAME
         self.shown = _shown_item(item)
+        # The shape every SettingError has (`NAME='value' is not valid: ...`), with the bad item as value.
+        ValueError.__init__(self, f"{ENV_NAME}={self.shown!r} is not valid: {problem} Expected {FORMAT_HINT}.")
         self.expected = FORMAT_HINT
 
 
