@@ -441,15 +441,22 @@ def test_the_resource_reads_backend_and_key_from_the_environment_at_use(
     monkeypatch.setenv("OLLAMA_HOST", fake.base_url + "/v1")
     resource = OllamaResource(read_timeout_s=7.0, max_retries=1)
     assert KEY not in repr(resource)
-    with resource.get_client() as c:
+    with resource.get_client() as pool:
+        [c] = pool.clients
         assert isinstance(c, OpenAICompatClient) and c.timeout == (5.0, 7.0) and c.base_url == fake.base_url
-        assert c.preflight([CHAT_MODEL]).startswith("openai-compatible")
+        assert pool.preflight([CHAT_MODEL]).endswith("openai-compatible (vllm)")
+        assert chat(pool)[0] == Mapping(**GOOD_ANSWER)
+    monkeypatch.setenv("TY_LLM_HOSTS", f"{fake.base_url}/v1=2,{fake.base_url.replace('127.0.0.1', 'localhost')}=3")
+    with resource.get_client() as pool:
+        assert [type(c) for c in pool.clients] == [OpenAICompatClient, OpenAICompatClient]
+        assert pool.total_slots == 5 and pool.preflight([CHAT_MODEL])
+    monkeypatch.delenv("TY_LLM_HOSTS")
     monkeypatch.setenv("TY_LLM_BACKEND", "llamacpp")
     with pytest.raises(ValueError, match="choose ollama or openai"):
         resource.get_client()
     monkeypatch.delenv("TY_LLM_BACKEND")
-    with resource.get_client() as default_client:
-        assert isinstance(default_client, OllamaClient)
+    with resource.get_client() as default_pool:
+        assert [type(c) for c in default_pool.clients] == [OllamaClient]
     assert OllamaResource(api_key=KEY).model_dump()["api_key"] == KEY and KEY not in repr(OllamaResource(api_key=KEY))
 
 
