@@ -399,7 +399,8 @@ def modelled_window(answer_calls: list[Request], scale: float) -> tuple[float, f
             cur_end = max(cur_end, e)
     covered += cur_end - cur_start
     wall = end - start
-    return start, end, wall - covered, covered / scale + (wall - covered)
+    modelled = covered / scale + (wall - covered) if scale > 0 else wall  # scale 0: no modelled latency
+    return start, end, wall - covered, modelled
 
 
 def steady_saturation(servers: list[Server]) -> float:
@@ -551,17 +552,23 @@ def auto_scale(total_slots: int) -> float:
     return max(0.05, total_slots / 200)
 
 
+HEADER = ("| arm | postings | calls/posting | saturation steady (all) | postings/hour | x replaced chain | "
+          "slot-s/posting | prompt tok/posting | cached | peak RSS MiB |")
+
+
+def row(arm: ArmResult, legacy: ArmResult) -> str:
+    ratio = arm.postings_per_hour / legacy.postings_per_hour
+    rss = f"{arm.rss_mb:,.0f}" if arm.rss_mb else "-"
+    return (f"| {arm.name} | {arm.postings} | {arm.calls_per_posting:.2f} | {arm.steady_saturation:.2f} "
+            f"({arm.saturation:.2f}) | {arm.postings_per_hour:,.0f} | {ratio:.1f}x | {arm.slot_s_per_posting:.1f} | "
+            f"{arm.prompt_tokens / arm.postings:,.0f} | {arm.cached_tokens / max(arm.prompt_tokens, 1):.0%} | {rss} |")
+
+
 def table(arms: list[ArmResult], legacy: ArmResult) -> None:
-    header = ("| arm | postings | calls/posting | saturation steady (all) | postings/hour | x replaced chain | "
-              "slot-s/posting | prompt tok/posting | cached | peak RSS MiB |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
+    print(HEADER)
+    print("|" + "---|" * (HEADER.count("|") - 1))
     for arm in [*arms, legacy]:
-        ratio = arm.postings_per_hour / legacy.postings_per_hour
-        rss = f"{arm.rss_mb:,.0f}" if arm.rss_mb else "-"
-        print(f"| {arm.name} | {arm.postings} | {arm.calls_per_posting:.2f} | {arm.steady_saturation:.2f} "
-              f"({arm.saturation:.2f}) | {arm.postings_per_hour:,.0f} | {ratio:.1f}x | {arm.slot_s_per_posting:.1f} | "
-              f"{arm.prompt_tokens / arm.postings:,.0f} | {arm.cached_tokens / max(arm.prompt_tokens, 1):.0%} | {rss} |")
+        print(row(arm, legacy))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -581,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     skip = set(filter(None, args.skip.split(",")))
     rates = {"prefill_tps": args.prefill_tps, "decode_tps": args.decode_tps}
-    layouts = [tuple(int(x) for x in layout.split("x")) for layout in args.layouts.split(",")]
+    layouts = [tuple(int(x) for x in layout.split("x")) for layout in args.layouts.split(",") if layout]
     backends = args.backends.split(",")
     items = bench_postings(args.postings)
     started = time.monotonic()
@@ -595,7 +602,8 @@ def main(argv: list[str] | None = None) -> None:
             scale = auto_scale(hosts * slots)
             arm, _ = run_today(backend, hosts, slots, items, {**rates, "time_scale": scale})
             arms[(backend, hosts, slots)] = arm
-            print(f"  {arm.name}: done at time scale {scale} ({time.monotonic() - started:.0f} s so far)")
+            print(f"  {arm.name}: done at time scale {scale} ({time.monotonic() - started:.0f} s so far)\n  {row(arm, legacy)}",
+                  flush=True)
     extra: list[ArmResult] = []
     if "prefix" not in skip:
         hosts, slots = (1, 32)
@@ -603,6 +611,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                "prefix_cache_entries": 4 * slots},
                            name=f"{backends[0]} 1x32, prefix cache")
         extra.append(arm)
+        print(f"  {row(arm, legacy)}", flush=True)
     if "kill" not in skip:
         expected_first = 7 * len(items) // 2
         arm, outcome = run_today(backends[0], 2, 32, items, {**rates, "time_scale": auto_scale(64)},
@@ -611,6 +620,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  kill: every posting saved at attempt 1; server_errors {meta['server_errors']}, pending "
               f"{meta['pending']}")
         extra.append(arm)
+        print(f"  {row(arm, legacy)}", flush=True)
     if "rss" not in skip and args.rss_postings:
         fast = {"prefill_tps": 1e9, "decode_tps": 1e6, "time_scale": 0.0}
         arm, _ = run_today(backends[0], 2, 32, bench_postings(args.rss_postings), fast,

@@ -510,6 +510,12 @@ def test_an_answer_unusable_twice_is_a_recorded_failure_with_its_reason_and_no_v
                             .where(skill_keyword_items.c.posting_id == bad)).scalar_one() == 0
     assert meta(result, "skill_keywords")["failed"] == 1
     assert checks(result, "skill_keywords") == {LLM_ERRORS_CHECK: False}
+    (failed,) = [e for e in result.get_asset_check_evaluations() if e.check_name == LLM_ERRORS_CHECK]
+    assert failed.metadata["reason"].value.startswith("1 postings failed in this run and 0 are out of attempts")
+    table = failed.metadata["examples"].value
+    with engine.connect() as conn:
+        title = conn.execute(sa.select(postings.c.title).where(postings.c.posting_id == bad)).scalar_one()
+    assert f"| {bad} | deutsche_bank:" in table and title in table and reason in table
 
 
 def test_invalid_summary_and_ihl_answers_never_reach_the_view(
@@ -610,6 +616,9 @@ def test_llm_errors_are_retried_on_later_runs_up_to_max_attempts(
     assert len(fake.chat_calls()) == calls
     assert meta(exhausted, "skill_keywords")["out_of_attempts"] == 1
     assert checks(exhausted, "skill_keywords")[LLM_ERRORS_CHECK] is False
+    (out,) = [e for e in exhausted.get_asset_check_evaluations() if e.check_name == LLM_ERRORS_CHECK]
+    assert "0 postings failed in this run and 1 are out of attempts" in out.metadata["reason"].value
+    assert f"| {pid} | deutsche_bank:" in out.metadata["examples"].value and "attempt 3:" in out.metadata["examples"].value
 
     set_description(engine, pid, fixture_posting(fixtures_dir, FIXTURES[2])["job_content"]["description"] + " Neu.")
     run([skill_keywords], warehouse_url, fake.base_url)
@@ -655,6 +664,11 @@ def test_scope_covers_configured_sources_newest_first_and_leaves_the_rest_pendin
     assert complete.metadata["by_status"].value == {"ok": 2, "pending": 1}
     (example,) = complete.metadata["pending_examples"].value
     assert example.startswith("deutsche_bank:") and example.endswith(f"(posting_id {older})")
+    assert complete.metadata["reason"].value == (
+        f"2 of 3 in-scope postings of {DAY} have a saved result (67%), below the threshold of 95%: 1 pending (left "
+        "by the per-run cap or not run yet), 0 failed")
+    table = complete.metadata["examples"].value
+    assert f"| {older} | deutsche_bank:" in table and table.rstrip().endswith("| pending |")
 
     second = run(with_checks, warehouse_url, fake.base_url, scope=build_llm_scope_resource())
     assert set(rows(engine, "skill_keywords")) == {newest, middle, older}
