@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import threading
 from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -124,6 +125,12 @@ class ScriptedLlm:
         self.grade = lambda model, summary: ("PASS", [])
 
     def __call__(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        respond = getattr(self, "respond", None)
+        if respond is not None:
+            return respond(model, body)
+        return self.answer(model, body)
+
+    def answer(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         posting = posting_of(body)
         kind = schema_of(body)
         if kind == "SummaryFields":
@@ -296,17 +303,42 @@ def title_of(engine: sa.Engine, posting_id: int) -> str:
 ALL = [posting_summaries, skill_keywords, ihl_scores]
 
 
+def meet_partner_grader(llm: ScriptedLlm, timeout_s: float = 10.0) -> dict[str, bool]:
+    """Make each grader answer only after the other grader of the same posting arrived (no clocks: a
+    sequential pair waits out `timeout_s` and is recorded as not having met). Returns title -> met."""
+    barriers: dict[str, threading.Barrier] = {}
+    met: dict[str, bool] = {}
+    lock = threading.Lock()
+    original = llm.answer
+
+    def responder(model: str, body: dict[str, Any]) -> dict[str, Any]:
+        if schema_of(body) == "Grade":
+            title = facts(posting_of(body))["Title"]
+            with lock:
+                barrier = barriers.setdefault(title, threading.Barrier(2))
+            try:
+                barrier.wait(timeout_s)
+                met.setdefault(title, True)
+            except threading.BrokenBarrierError:
+                met[title] = False
+        return original(model, body)
+
+    llm.respond = responder  # type: ignore[attr-defined]
+    return met
+
+
 # -- happy path -------------------------------------------------------------------------------------------
 
 
 def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_posting(
-    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama, llm: ScriptedLlm
 ) -> None:
     ids = [add_posting(engine, fixtures_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES[:3])]
     no_text = add_posting(engine, fixtures_dir, "job61951", description=None)
     other_source = add_posting(engine, fixtures_dir, "job64727", source=Source.ARBEITSAGENTUR)
 
-    # 16 slots: room for both graders of every posting at once, which the overlap assertion below checks.
+    meetings = meet_partner_grader(llm)
+    # 16 slots: room for both graders of every posting at once, which the barrier below proves.
     result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url, hosts=f"{fake.base_url}=16")
 
     # Cost: 3 (extract + two graders) + 1 (skills) + 3 (analyst, skeptic, HR expert) per posting.
@@ -334,13 +366,14 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     assert [g["verdict"] for g in json.loads(first["grades_json"])[0]["grades"]] == ["PASS", "PASS"]
     assert SummaryFields.model_validate_json(first["fields_json"]).role == title_of(engine, ids[0])
 
-    # The two graders of every posting were in flight at the same time.
+    # The two graders of every posting were in flight at the same time: each answered only once its
+    # partner had arrived (a barrier per posting in the responder, see `meet_partner_grader`).
+    assert meetings and all(meetings.values()), meetings
     for pid in ids:
         grades = [r for r in fake.chat_calls() if schema_of(r.json()) == "Grade"
                   and facts(posting_of(r.json()))["Title"] == title_of(engine, pid)]
         assert sorted(r.json()["model"] for r in grades) == sorted([QWEN, LLAMA])
-        (a_start, a_end), (b_start, b_end) = [(r.started, r.ended) for r in grades]
-        assert a_start < b_end and b_start < a_end
+        assert meetings[title_of(engine, pid)]
 
     # Skill detail rows: the duplicate "- python." style answer merged into one name with its best importance.
     with engine.connect() as conn:
