@@ -5,6 +5,7 @@ import time
 
 import dagster as dg
 
+from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.clients.embedder import encode_texts
 from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, SkipReason, plan_embeddings
@@ -20,6 +21,7 @@ from ty_pipeline.warehouse.embeddings_store import (
     existing_hashes,
     link_postings,
     load_posting_texts,
+    postings_linked_to,
     retire_links,
     save_vectors,
 )
@@ -114,7 +116,8 @@ def posting_embeddings(
 
     audit = audit_vectors(engine, day=day)
     # Certify from what is stored now, with the same planner: anything still pending is missing.
-    missing = plan_embeddings(load_posting_texts(engine, day), model).pending
+    final = plan_embeddings(load_posting_texts(engine, day), model)
+    missing = final.pending
     for h in failed[:10]:
         context.log.warning(f"unusable vector (NaN or zero) for text {h[:12]}…; left without embedding")
     for example in audit.examples:
@@ -153,9 +156,19 @@ def posting_embeddings(
         f"{day}: {new} new vectors, {len(cached_links)} cached, {len(plan.up_to_date)} up to date, "
         f"{sum(plan.skipped.values())} skipped, {len(failed)} failed; missing {missing}, corrupt {audit.corrupt_hashes}"
     )
-    check = dg.AssetCheckResult(
+    passed = missing == 0 and audit.corrupt_hashes == 0 and audit.invalid_vectors == 0
+    offenders = [(pid, "no current embedding (unusable vector or encoding failed)")
+                 for ids in final.to_link.values() for pid in ids]
+    if not passed:
+        offenders += [(pid, audit.bad_hashes[h]) for pid, h in postings_linked_to(engine, audit.bad_hashes, day)]
+    check = explained(
         check_name=EMBEDDING_CHECK,
-        passed=missing == 0 and audit.corrupt_hashes == 0 and audit.invalid_vectors == 0,
+        passed=passed,
+        reason=f"{missing} eligible postings of {day} have no current embedding, {audit.corrupt_hashes} stored vectors "
+        f"have a hash that does not match their text and {audit.invalid_vectors} are not unit vectors (expected 0 "
+        "each); the next run embeds the missing ones",
+        examples=[] if passed else posting_examples(engine, offenders),
+        total_examples=missing + audit.corrupt_hashes + audit.invalid_vectors,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "eligible_without_current_embedding": missing,
