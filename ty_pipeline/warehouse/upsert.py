@@ -72,7 +72,7 @@ def bulk_upsert(
     if not rows:
         return
     columns = list(rows[0])
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":  # COPY through copy_expert
         staged = _copy_to_temp(conn, table, columns, rows)
         source = select(*(staged.c[name] for name in columns))
         stmt = dialect_insert(conn, table).from_select(columns, source)
@@ -80,7 +80,8 @@ def bulk_upsert(
         # Gone at commit anyway; dropped now so a second bulk upsert in the same transaction can stage.
         conn.exec_driver_sql(f'DROP TABLE "{staged.name}"')
     else:
-        # SQLite: an executemany of the cached statement; the driver loops over the rows in C.
+        # SQLite (or another PostgreSQL driver): an executemany of the cached statement; sqlite3 loops
+        # over the rows in C.
         conn.execute(_on_conflict(dialect_insert(conn, table), keys, update, extra_set, where), list(rows))
 
 
