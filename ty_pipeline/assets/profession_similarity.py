@@ -34,6 +34,11 @@ class SimilarityConfig(dg.Config):
     # TY_EMBED_BACKEND=ollama sends the embeddings to the GPU server: share its pool with the LLM steps.
     pool="ollama",
     deps=["berufenet_catalog"],
+    # Rebuilt after every new `berufenet_catalog` (the scores compare catalog names; a stale table names
+    # professions that are gone), and built the first time once the catalog exists. `eager` waits while the
+    # catalog is missing or building, and requests nothing else: a run of this asset alone is not repeated.
+    # Evaluated by `default_automation_condition_sensor`, like the catalog's own `on_missing`.
+    automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
         dg.AssetCheckSpec(
             SIMILARITY_CHECK,
