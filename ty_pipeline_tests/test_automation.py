@@ -127,3 +127,14 @@ def test_profession_similarity_is_rebuilt_after_the_catalog_changes() -> None:
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="berufenet_catalog"))
         requested, cursor = _requested(instance, cursor)
         assert requested == {"profession_similarity"}
+
+
+def test_a_similarity_missing_beside_an_existing_catalog_is_built_once() -> None:
+    """A warehouse whose catalog was built before the condition existed: requested at the first evaluation,
+    not again while the run is pending its result."""
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="berufenet_catalog"))
+        requested, cursor = _requested(instance)
+        assert requested == {"profession_similarity"}
+        requested, cursor = _requested(instance, cursor)
+        assert requested == set()
