@@ -133,7 +133,7 @@ def test_a_warehouse_from_before_migrations_is_brought_to_head_and_keeps_its_row
     engine = get_engine(warehouse_url)
     _build_pre_alembic_warehouse(engine, old=old)
     if old:
-        assert [d[0] for d in _diffs(engine)].count("add_table") == len(LATER_TABLES) + 1  # + posting_payloads (0002)
+        assert [d[0] for d in _diffs(engine)].count("add_table") == len(LATER_TABLES) + 1  # + posting_payloads (0003)
 
     ensure_schema(engine)
 
@@ -145,7 +145,7 @@ def test_a_warehouse_from_before_migrations_is_brought_to_head_and_keeps_its_row
         assert conn.execute(sa.select(ihl_scores.c.ihl_score, ihl_scores.c.ihl_verdict)).one() == (7, None)
         enriched = conn.execute(sa.text("SELECT external_id, ihl_score FROM postings_enriched")).one()
         assert tuple(enriched) == ("old-1", 7)
-        # Revision 0002: the raw payload moved to its side table, the wide column is gone.
+        # Revision 0003: the raw payload moved to its side table, the wide column is gone.
         payload = conn.execute(sa.select(posting_payloads.c.posting_id, posting_payloads.c.content_hash,
                                          posting_payloads.c.raw_json)).one()
         assert tuple(payload) == (1, "h1", '{"id": "old-1"}')
@@ -247,11 +247,11 @@ def test_the_payload_revision_moves_raw_json_out_and_back_without_losing_a_row(w
     engine = get_engine(warehouse_url)
     _build_pre_alembic_warehouse(engine, old=False)
     with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0001")
-    with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "0002")
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0003")
         assert conn.execute(sa.select(posting_payloads.c.raw_json)).scalar_one() == '{"id": "old-1"}'
-        command.downgrade(alembic_config(conn), "0001")
+        command.downgrade(alembic_config(conn), "0002")
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT raw_json FROM postings")).scalar_one() == '{"id": "old-1"}'
         assert "posting_payloads" not in sa.inspect(conn).get_table_names()

@@ -1,7 +1,7 @@
 """Raw API payloads move out of `postings` into `posting_payloads`.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 
 Why: `raw_json` (~1 kB per posting) made `postings` wide: 400,000 rows took 585 MB, and every scan of the
 status CLI, the checks and the sensors read 66k pages for columns they never look at (issue #13). The
@@ -24,8 +24,8 @@ from alembic import op
 
 from ty_pipeline.warehouse.migrations.versions import _0001_view_sql
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
