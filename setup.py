@@ -23,6 +23,9 @@ setup(
         "dagster-webserver==1.13.27",
         "dagster-postgres==0.29.27",
         "requests>=2.31,<3",
+        # The one retry policy of the LLM clients (backoff with full jitter, Retry-After, injectable sleep)
+        # instead of a hand-written loop per backend (issue #11).
+        "tenacity>=8.2,<10",
         # 2.1 makes postgresql:// mean psycopg 3, which breaks dagster-postgres (NOTIFY with a bound
         # parameter); 2.0 keeps psycopg2 as the driver for both the instance and the warehouse.
         "sqlalchemy>=2.0,<2.1",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import threading
 from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -41,6 +42,7 @@ from ty_pipeline.warehouse.schema import posting_summaries as summaries_table
 from ty_pipeline.warehouse.schema import postings, skill_keyword_items
 from ty_pipeline.warehouse.schema import skill_keywords as skills_table
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
+from ty_pipeline_tests.fakes.openai_server import request_schema
 from ty_pipeline_tests.helpers import UNUSED_URL
 
 DAY = date(2026, 11, 18)
@@ -82,7 +84,8 @@ def is_improve(body: dict[str, Any]) -> bool:
 
 
 def schema_of(body: dict[str, Any]) -> str:
-    return body["format"]["title"]
+    """The answer schema's title, from Ollama's `format` or the OpenAI-compatible `response_format`."""
+    return str((request_schema(body) or {}).get("title"))
 
 
 def facts(posting: str) -> dict[str, str]:
@@ -124,6 +127,12 @@ class ScriptedLlm:
         self.grade = lambda model, summary: ("PASS", [])
 
     def __call__(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        respond = getattr(self, "respond", None)
+        if respond is not None:
+            return respond(model, body)
+        return self.answer(model, body)
+
+    def answer(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         posting = posting_of(body)
         kind = schema_of(body)
         if kind == "SummaryFields":
@@ -296,17 +305,42 @@ def title_of(engine: sa.Engine, posting_id: int) -> str:
 ALL = [posting_summaries, skill_keywords, ihl_scores]
 
 
+def meet_partner_grader(llm: ScriptedLlm, timeout_s: float = 10.0) -> dict[str, bool]:
+    """Make each grader answer only after the other grader of the same posting arrived (no clocks: a
+    sequential pair waits out `timeout_s` and is recorded as not having met). Returns title -> met."""
+    barriers: dict[str, threading.Barrier] = {}
+    met: dict[str, bool] = {}
+    lock = threading.Lock()
+    original = llm.answer
+
+    def responder(model: str, body: dict[str, Any]) -> dict[str, Any]:
+        if schema_of(body) == "Grade":
+            title = facts(posting_of(body))["Title"]
+            with lock:
+                barrier = barriers.setdefault(title, threading.Barrier(2))
+            try:
+                barrier.wait(timeout_s)
+                met.setdefault(title, True)
+            except threading.BrokenBarrierError:
+                met[title] = False
+        return original(model, body)
+
+    llm.respond = responder  # type: ignore[attr-defined]
+    return met
+
+
 # -- happy path -------------------------------------------------------------------------------------------
 
 
 def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_posting(
-    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama, llm: ScriptedLlm
 ) -> None:
     ids = [add_posting(engine, fixtures_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES[:3])]
     no_text = add_posting(engine, fixtures_dir, "job61951", description=None)
     other_source = add_posting(engine, fixtures_dir, "job64727", source=Source.ARBEITSAGENTUR)
 
-    # 16 slots: room for both graders of every posting at once, which the overlap assertion below checks.
+    meetings = meet_partner_grader(llm)
+    # 16 slots: room for both graders of every posting at once, which the barrier below proves.
     result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url, hosts=f"{fake.base_url}=16")
 
     # Cost: 3 (extract + two graders) + 1 (skills) + 3 (analyst, skeptic, HR expert) per posting.
@@ -334,13 +368,14 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     assert [g["verdict"] for g in json.loads(first["grades_json"])[0]["grades"]] == ["PASS", "PASS"]
     assert SummaryFields.model_validate_json(first["fields_json"]).role == title_of(engine, ids[0])
 
-    # The two graders of every posting were in flight at the same time.
+    # The two graders of every posting were in flight at the same time: each answered only once its
+    # partner had arrived (a barrier per posting in the responder, see `meet_partner_grader`).
+    assert meetings and all(meetings.values()), meetings
     for pid in ids:
         grades = [r for r in fake.chat_calls() if schema_of(r.json()) == "Grade"
                   and facts(posting_of(r.json()))["Title"] == title_of(engine, pid)]
         assert sorted(r.json()["model"] for r in grades) == sorted([QWEN, LLAMA])
-        (a_start, a_end), (b_start, b_end) = [(r.started, r.ended) for r in grades]
-        assert a_start < b_end and b_start < a_end
+        assert meetings[title_of(engine, pid)]
 
     # Skill detail rows: the duplicate "- python." style answer merged into one name with its best importance.
     with engine.connect() as conn:
@@ -368,6 +403,9 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     assert m["llm_calls"] == 9 and m["eval_tokens"] > 0 and m["latency_p95_s"] >= m["latency_p50_s"] > 0
     assert m["cached_prompt_tokens"] == 0  # Ollama does not report prefix-cache hits; OpenAI servers do
     assert m["status_counts"] == {"passed": 3} and m["models"] == f"{QWEN}, {LLAMA}"
+    # The posting skipped for want of a description was never asked: it does not lower the rates.
+    assert m["partition_status_counts"].get("skipped_no_description") == 1
+    assert (m["pass_rate"], m["partition_pass_rate"]) == (1.0, 1.0)
     assert meta(result, "skill_keywords")["llm_calls"] == 3 and meta(result, "ihl_scores")["llm_calls"] == 9
     # The in-asset check of this run and the standalone audits of what was saved all pass.
     assert checks(result, "posting_summaries") == {
@@ -449,6 +487,7 @@ def test_graders_that_keep_failing_leave_no_summary_and_the_verdict_is_final_for
     llm.grade = lambda model, summary: ("FAIL", ["Requirements: 'Good command of German' is not in the posting"])
     result = run([posting_summaries], warehouse_url, fake.base_url)  # a verdict, not an error: the run succeeds
     assert meta(result, "posting_summaries")["status_counts"] == {"failed_grading": 1}
+    assert meta(result, "posting_summaries")["pass_rate"] == 0.0  # a verdict counts against the rate
     row = rows(engine, "posting_summaries")[pid]
     assert row["status"] == "failed_grading" and row["summary"] is None and enriched(engine)[pid]["summary"] is None
     assert "not in the posting" in row["error"] and row["fields_json"]
@@ -509,6 +548,10 @@ def test_an_answer_unusable_twice_is_a_recorded_failure_with_its_reason_and_no_v
         assert conn.execute(sa.select(sa.func.count()).select_from(skill_keyword_items)
                             .where(skill_keyword_items.c.posting_id == bad)).scalar_one() == 0
     assert meta(result, "skill_keywords")["failed"] == 1
+    # Rates as floats the UI plots over partitions: one of the run's two saved results succeeded.
+    (mat,) = [m for m in result.asset_materializations_for_node("llm_enrichment") if m.asset_key.path == ["skill_keywords"]]
+    assert mat.metadata["pass_rate"] == dg.MetadataValue.float(0.5)
+    assert mat.metadata["partition_pass_rate"] == dg.MetadataValue.float(0.5)
     assert checks(result, "skill_keywords") == {LLM_ERRORS_CHECK: False}
     (failed,) = [e for e in result.get_asset_check_evaluations() if e.check_name == LLM_ERRORS_CHECK]
     assert failed.metadata["reason"].value.startswith("1 postings failed in this run and 0 are out of attempts")
@@ -526,7 +569,7 @@ def test_invalid_summary_and_ihl_answers_never_reach_the_view(
     result = run([posting_summaries], warehouse_url, fake.base_url, ok=False)
     assert "every one of 1 postings failed" in failure_text(result)
     row = rows(engine, "posting_summaries")[pid]
-    assert row["status"] == "llm_error" and row["error"].startswith("extract: OllamaInvalidAnswer (")
+    assert row["status"] == "llm_error" and row["error"].startswith("extract: LlmInvalidAnswer (")
     assert row["summary"] is None and row["fields_json"] is None
 
     fake.fail_next(2, "degenerate", endpoint="chat")  # the analyst's reasoning loops, twice
@@ -773,7 +816,7 @@ def test_a_grader_that_cannot_answer_is_an_llm_error_of_that_posting_not_a_verdi
     fake.fail_next(2, "schema_violation", endpoint="chat", model=LLAMA)  # the newest posting's second grader
     result = run([posting_summaries], warehouse_url, fake.base_url, config={"posting_summaries": {"workers": 1}})
     row = rows(engine, "posting_summaries")[bad]
-    assert row["status"] == "llm_error" and row["error"].startswith(f"grade ({LLAMA}): OllamaInvalidAnswer")
+    assert row["status"] == "llm_error" and row["error"].startswith(f"grade ({LLAMA}): LlmInvalidAnswer")
     assert row["summary"] is None and row["fields_json"] and row["grades_json"] is None
     assert rows(engine, "posting_summaries")[good]["status"] == "passed"
     # extract + qwen grader + llama grader and its corrective retry, then 3 for the good posting

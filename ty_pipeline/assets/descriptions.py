@@ -24,6 +24,7 @@ from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.descriptions_store import (
     DescriptionOutcome,
     PendingDescription,
+    description_coverage,
     pending_descriptions,
     save_description_or_unstorable,
 )
@@ -212,6 +213,14 @@ def job_descriptions(
             metadata=metadata,
             allow_retries=False,
         )
+    # The whole partition after this run, as plain numbers the UI plots over partitions (read after the
+    # failures above: a failing database must not hide their message).
+    coverage = description_coverage(engine, day)
+    metadata["partition_postings"] = coverage.postings
+    metadata["with_description"] = coverage.ok
+    metadata["with_short_description"] = coverage.too_short
+    metadata["without_description"] = coverage.without_text
+    metadata["description_coverage"] = dg.MetadataValue.float(coverage.share)
     passed = not failures and not unstorable
     check = explained(
         check_name=DESCRIPTIONS_CHECK,
