@@ -110,11 +110,22 @@ def _requested(instance: dg.DagsterInstance, cursor: object = None) -> tuple[set
     return requested, result.cursor
 
 
+def test_a_catalog_missing_when_the_sensor_first_runs_is_built_once() -> None:
+    """A fresh install: the catalog is missing at the first evaluation and is requested then, once, with the
+    similarity that follows from it in the same run."""
+    with dg.instance_for_test() as instance:
+        requested, cursor = _requested(instance)
+        assert requested == {"berufenet_catalog", "profession_similarity"}
+        requested, cursor = _requested(instance, cursor)
+        assert requested == set()  # not asked again while that request is pending
+
+
 def test_profession_similarity_is_rebuilt_after_the_catalog_changes() -> None:
     with dg.instance_for_test() as instance:
-        # No catalog yet: the similarity waits for it.
-        requested, cursor = _requested(instance)
-        assert "profession_similarity" not in requested
+        requested, cursor = _requested(instance)  # a fresh install: both, in one run (test above)
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="profession_similarity"))
+        requested, cursor = _requested(instance, cursor)
+        assert requested == set()
 
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="berufenet_catalog"))
         requested, cursor = _requested(instance, cursor)
