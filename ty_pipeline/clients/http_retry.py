@@ -1,26 +1,24 @@
-"""Bounded retries with exponential backoff for the job APIs (Jobsuche, Deutsche Bank).
+"""Bounded retries with exponential backoff for the job APIs (Jobsuche, Deutsche Bank, BERUFENET).
 
 The replaced fetcher ended a whole query silently on the first non-200 or timeout (docs/domain_rules.md §1.1),
 and an SSL drop once killed the rest of the night (§10.3). Here transient failures are retried a few
-times with backoff; what still fails is raised with a message saying what and where.
+times with backoff by the one retry policy of every client (`clients/retry_policy.py`, tenacity); what
+still fails is raised with a message saying what and where.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
-import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from ty_pipeline.clients.rate_limit import RateLimiter
+from ty_pipeline.clients.retry_policy import BackoffRetry, RetriesExhausted, TransientFailure
 from ty_pipeline.domain.text_clean import strip_unstorable
 from ty_pipeline.domain.urls import redact_secrets_of
 
@@ -40,33 +38,13 @@ class SourceError(Exception):
         self.body = body
 
 
-@dataclass
-class RetryPolicy:
-    max_retries: int = 4
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
+class RetryPolicy(BackoffRetry):
+    """The shared policy with the job APIs' longer cap: a WAF's `Retry-After` may ask for up to a minute."""
 
-    def delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            parsed = parse_retry_after(retry_after)
-            if parsed is not None:
-                return min(parsed, self.backoff_max_s)
-        # Full jitter: spread retries of parallel workers instead of hammering in lockstep.
-        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * (2**attempt)))
-
-
-def parse_retry_after(value: str) -> float | None:
-    """`Retry-After` is seconds or an HTTP date."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    def __init__(self, *, max_retries: int = 4, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(max_retries=max_retries, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s,
+                         sleep=sleep)
 
 
 def make_session(user_agent: str, pool_size: int = 8) -> requests.Session:
@@ -133,41 +111,44 @@ def request_json(
     With a `limiter`, every attempt (retries included) waits for the source's pace and in-flight cap,
     and a 403/429 pauses the whole source for the backoff, not only this caller.
     """
-    last_error = "no attempt made"
-    for attempt in range(policy.max_retries + 1):
-        retry_after: str | None = None
-        slow_down = False
+
+    def attempt(_number: int) -> tuple[int, Any]:
         try:
             with limiter.request() if limiter is not None else nullcontext():
                 resp = session.request(method, url, timeout=timeout, **kwargs)
         except (requests.Timeout, requests.ConnectionError) as exc:
-            last_error = f"{type(exc).__name__}: {redact_secrets_of(str(exc), url)}"
-        else:
-            if resp.status_code in ok_statuses:
-                try:
-                    return resp.status_code, resp.json()
-                except (ValueError, json.JSONDecodeError) as exc:
-                    if resp.status_code != 200:
-                        return resp.status_code, None
-                    last_error = f"invalid JSON in HTTP 200 answer ({len(resp.content)} bytes): {exc}"
-            elif resp.status_code in TRANSIENT_STATUSES:
-                last_error = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                retry_after = resp.headers.get("Retry-After")
-                slow_down = resp.status_code in SLOW_DOWN_STATUSES
-            else:
-                body: Any
-                try:
-                    body = resp.json()
-                except ValueError:
-                    body = resp.text[:500]
-                message = redact_secrets_of(f"{what}: HTTP {resp.status_code}: {str(body)[:300]}", url)
-                raise SourceError(message, status=resp.status_code, body=body)
-        if attempt < policy.max_retries or slow_down:
-            pause = policy.delay(attempt, retry_after)
-            if slow_down and limiter is not None:
-                limiter.hold_off(pause)
-            if attempt < policy.max_retries:
-                sleep(pause)
-    raise SourceError(redact_secrets_of(
-        f"{what}: gave up after {policy.max_retries + 1} attempts; last error: {last_error}", url
-    ))
+            raise TransientFailure(f"{type(exc).__name__}: {redact_secrets_of(str(exc), url)}") from None
+        if resp.status_code in ok_statuses:
+            try:
+                return resp.status_code, resp.json()
+            except (ValueError, json.JSONDecodeError) as exc:
+                if resp.status_code != 200:
+                    return resp.status_code, None
+                raise TransientFailure(f"invalid JSON in HTTP 200 answer ({len(resp.content)} bytes): {exc}") from None
+        if resp.status_code in TRANSIENT_STATUSES:
+            raise TransientFailure(
+                f"HTTP {resp.status_code}: {resp.text[:200]}", status=resp.status_code,
+                retry_after=resp.headers.get("Retry-After"), slow_down=resp.status_code in SLOW_DOWN_STATUSES,
+            )
+        body: Any
+        try:
+            body = resp.json()
+        except ValueError:
+            body = resp.text[:500]
+        message = redact_secrets_of(f"{what}: HTTP {resp.status_code}: {str(body)[:300]}", url)
+        raise SourceError(message, status=resp.status_code, body=body)
+
+    def hold_off(failure: TransientFailure, pause: float) -> None:
+        if failure.slow_down and limiter is not None:
+            limiter.hold_off(pause)
+
+    try:
+        result, _attempts = policy.run(attempt, what=what, sleep=sleep, before_retry=hold_off)
+    except RetriesExhausted as exhausted:
+        # The server's "slow down" holds the whole source off even after the last attempt: the next
+        # request of another worker must not walk into the same block.
+        hold_off(exhausted.last, policy.backoff_delay(exhausted.attempts - 1, exhausted.last.retry_after))
+        raise SourceError(redact_secrets_of(
+            f"{what}: gave up after {exhausted.attempts} attempts; last error: {exhausted.last.detail}", url
+        )) from None
+    return result

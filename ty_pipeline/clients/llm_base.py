@@ -6,7 +6,7 @@ Why one module: the pipelines must behave the same whichever server answers (`TY
 decide what is saved, the same metrics feed the run report. A backend (`clients/ollama.py`,
 `clients/openai_compat.py`) only knows its wire format: how to send one exchange and read its answer.
 
-* transient (timeouts, dropped connections, HTTP 5xx, 429): retried by `LlmRetryPolicy` (tenacity) with
+* transient (timeouts, dropped connections, HTTP 5xx, 429): retried by the shared `BackoffRetry` (tenacity) with
   exponential backoff and full jitter, `Retry-After` honoured; still failing -> `LlmTransientError`, or
   `LlmUnavailable` / `LlmConnectionReset` when the server never answered at all;
 * permanent 4xx: raised at once by the backend as `LlmModelMissing` or `LlmRequestError`;
@@ -21,17 +21,19 @@ import http.client
 import json
 import logging
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
-import tenacity
 import urllib3
 from pydantic import BaseModel, ValidationError
 
-from ty_pipeline.clients.http_retry import parse_retry_after
+from ty_pipeline.clients.retry_policy import (
+    BackoffRetry,
+    RetriesExhausted,
+    TransientFailure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -227,104 +229,9 @@ def _schema_errors(exc: ValidationError, limit: int = 5) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
-# -- the HTTP retry policy (both backends) ----------------------------------------------------------------
+# -- the HTTP retry policy (both backends): `clients/retry_policy.py`, shared with the job APIs ----------
 
-
-class TransientFailure(Exception):
-    """One attempt failed in a way a retry may fix. Raised inside an attempt; `LlmRetryPolicy` retries it.
-
-    `never_answered`: no HTTP response and no read timeout (nothing there, or the connection was lost
-    before an answer); `reset`: that loss happened after connecting (something is listening).
-    """
-
-    def __init__(self, detail: str, *, status: int | None = None, never_answered: bool = False,
-                 reset: bool = False, retry_after: str | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status = status
-        self.never_answered = never_answered
-        self.reset = reset
-        self.retry_after = retry_after
-
-
-class RetriesExhausted(Exception):
-    """Every attempt failed transiently; `last` is the last failure, `attempts` how many were made."""
-
-    def __init__(self, last: TransientFailure, attempts: int) -> None:
-        super().__init__(last.detail)
-        self.last = last
-        self.attempts = attempts
-
-
-class _RetryAfterOrFullJitter(tenacity.wait.wait_base):
-    """The server's `Retry-After` (capped) when it sent one, else tenacity's full-jitter exponential."""
-
-    def __init__(self, policy: LlmRetryPolicy) -> None:
-        self.policy = policy
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        outcome = retry_state.outcome
-        failure = outcome.exception() if outcome is not None else None
-        retry_after = failure.retry_after if isinstance(failure, TransientFailure) else None
-        return self.policy.backoff_delay(retry_state.attempt_number - 1, retry_after)
-
-
-class LlmRetryPolicy:
-    """How often and how long to retry one logical request; `sleep` is injectable so tests need not wait.
-
-    Full jitter (a uniform draw below a capped exponential) spreads the retries of parallel workers
-    instead of hammering a busy server in lockstep; a `Retry-After` is honoured but capped at
-    `backoff_max_s`, so a worker is never parked for an hour.
-    """
-
-    def __init__(self, *, max_retries: int = 4, backoff_base_s: float = 1.0, backoff_max_s: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, not {max_retries}")
-        self.max_retries = max_retries
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
-        self.sleep = sleep
-        self._jitter = tenacity.wait_random_exponential(multiplier=backoff_base_s, max=backoff_max_s)
-
-    def backoff_delay(self, retry: int, retry_after: str | None = None) -> float:
-        """Seconds to wait before retry number `retry` (0-based)."""
-        if retry_after:
-            parsed = parse_retry_after(retry_after)
-            if parsed is not None:
-                return min(parsed, self.backoff_max_s)
-        state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only attempt_number is read
-        state.attempt_number = retry + 1
-        return float(self._jitter(state))
-
-    def run(self, attempt: Callable[[int], T], *, what: str, max_retries: int | None = None) -> tuple[T, int]:
-        """Call `attempt(n)` (n = 1, 2, ...) until it returns; `TransientFailure` is retried, any other
-        exception ends at once. Returns (result, attempts); raises `RetriesExhausted` at the end."""
-        retries = self.max_retries if max_retries is None else max_retries
-        made = 0
-
-        def counted() -> T:
-            nonlocal made
-            made += 1
-            return attempt(made)
-
-        def warn(state: tenacity.RetryCallState) -> None:
-            failure = state.outcome.exception() if state.outcome is not None else None
-            delay = state.next_action.sleep if state.next_action is not None else 0.0
-            log.warning("%s failed: %s; retry %d/%d in %.1f s", what, failure, state.attempt_number, retries, delay)
-
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(retries + 1),
-            wait=_RetryAfterOrFullJitter(self),
-            retry=tenacity.retry_if_exception_type(TransientFailure),
-            sleep=self.sleep,
-            before_sleep=warn,
-            reraise=True,
-        )
-        try:
-            return retrying(counted), made
-        except TransientFailure as failure:
-            raise RetriesExhausted(failure, made) from failure
+LlmRetryPolicy = BackoffRetry  # the LLM clients' name for the shared policy (30 s cap on a wait)
 
 
 def send(

@@ -43,15 +43,14 @@ from ty_pipeline.clients.llm_base import (
     LlmRetryPolicy,
     LlmTransientError,
     LlmUnavailable,
-    RetriesExhausted,
     ServerWords,
-    TransientFailure,
     chat_with_one_correction,
     corrective_message,
     error_body_text,
     exhausted_error,
     send,
 )
+from ty_pipeline.clients.retry_policy import RetriesExhausted, TransientFailure
 from ty_pipeline.domain.urls import redact_secrets_of, redact_url
 
 __all__ = [

@@ -44,9 +44,7 @@ from ty_pipeline.clients.llm_base import (
     LlmModelMissing,
     LlmRequestError,
     LlmRetryPolicy,
-    RetriesExhausted,
     ServerWords,
-    TransientFailure,
     chat_with_one_correction,
     count,
     error_body_text,
@@ -54,6 +52,7 @@ from ty_pipeline.clients.llm_base import (
     exhausted_error,
     send,
 )
+from ty_pipeline.clients.retry_policy import RetriesExhausted, TransientFailure
 from ty_pipeline.domain.urls import redact_secrets_of, redact_url
 
 log = logging.getLogger(__name__)
