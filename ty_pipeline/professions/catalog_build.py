@@ -69,8 +69,8 @@ def build_catalog(
         version=CatalogSnapshot.from_professions(loaded.professions).version,
     )
     log(f"catalog from {loaded.origin}: {build.entries} entries, {build.alias_keys} alias keys; embedding names")
-    stored = store.load_catalog(engine)
+    catalog = store.load_catalog(engine)
     with open_encoder() as encoder:
         build.model = encoder.model_id
-        _vectors, build.vectors = ensure_name_vectors(engine, encoder, stored, now, batch_size=batch_size, log=log)
+        _vectors, build.vectors = ensure_name_vectors(engine, encoder, catalog, now, batch_size=batch_size, log=log)
     return build
