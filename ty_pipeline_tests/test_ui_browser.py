@@ -49,7 +49,8 @@ RUN_TIMEOUT_MS = 240_000
 UI_TIMEOUT_MS = 30_000
 # The first journey waits for two runs (catalog, night) in its setup, each bounded by RUN_TIMEOUT_MS:
 # the suite's 300 s per test would cut a slow machine off before those bounds say what is wrong.
-pytestmark = pytest.mark.timeout(600)
+# One webserver and daemon for the module: `make test` keeps the module on one xdist worker (loadgroup).
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("ui_browser")]
 # The sample posting whose summary the fake graders reject: `summaries_complete` fails naming it.
 REJECTED_TITLE = "IT-Architekt Zahlungsverkehr (m/w/d)"
 # Titles the seed catalog cannot place in the sample's newest day (embedding score under the band):
