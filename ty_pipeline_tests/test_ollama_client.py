@@ -14,6 +14,7 @@ import json
 import pickle
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -146,13 +147,20 @@ def test_call_metrics_tolerate_missing_counters() -> None:
 
 
 def test_one_client_serves_parallel_workers(fake: FakeOllama, client: OllamaClient) -> None:
-    """Assets fan calls out over a thread pool; the shared client must really run them concurrently."""
-    fake.latency_s = 0.25
+    """Assets fan calls out over a thread pool; the shared client must really run them concurrently: the
+    server answers only once all four calls are inside it (a barrier, not a clock), so a client that
+    serialised them would time out on the first."""
+    arrived = threading.Barrier(4)
+
+    def all_four_at_once(model: str, body: dict) -> object:
+        arrived.wait(timeout=10)  # BrokenBarrierError -> the fake answers 599, the call fails
+        return good_responder(model, body)
+
+    fake.responder = all_four_at_once
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda _: chat(client)[0], range(4)))
     assert all(r == Mapping(**GOOD_ANSWER) for r in results)
-    assert len(fake.chat_calls()) == 4
-    assert fake.max_overlap() == 4
+    assert len(fake.chat_calls()) == 4 and not arrived.broken
 
 
 # -- transient failures: retried -------------------------------------------------------------------------

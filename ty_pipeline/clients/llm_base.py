@@ -23,7 +23,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import requests
 import urllib3
@@ -232,6 +232,31 @@ def _schema_errors(exc: ValidationError, limit: int = 5) -> str:
 # -- the HTTP retry policy (both backends): `clients/retry_policy.py`, shared with the job APIs ----------
 
 LlmRetryPolicy = BackoffRetry  # the LLM clients' name for the shared policy (30 s cap on a wait)
+
+
+class PooledHttpClient:
+    """What both LLM backends' clients share around their wire format: a pooled `requests.Session`
+    closed with the client (also as a context manager), the retry policy's waits, a redacted repr."""
+
+    session: requests.Session
+    retry: BackoffRetry
+    shown_url: str
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.shown_url!r})"
+
+    def backoff_delay(self, retry: int, retry_after: str | None = None) -> float:
+        """Seconds to wait before retry number `retry` (0-based): see `BackoffRetry`."""
+        return self.retry.backoff_delay(retry, retry_after)
 
 
 def send(

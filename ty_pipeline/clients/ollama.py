@@ -43,6 +43,7 @@ from ty_pipeline.clients.llm_base import (
     LlmRetryPolicy,
     LlmTransientError,
     LlmUnavailable,
+    PooledHttpClient,
     ServerWords,
     chat_with_one_correction,
     corrective_message,
@@ -123,7 +124,7 @@ class _Answer:
 # -- the client -------------------------------------------------------------------------------------------
 
 
-class OllamaClient:
+class OllamaClient(PooledHttpClient):
     """Thread-safe: share one instance between the workers of a run (the session pool is sized for it)."""
 
     def __init__(
@@ -155,23 +156,8 @@ class OllamaClient:
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
 
-    def __enter__(self) -> OllamaClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __repr__(self) -> str:
-        return f"OllamaClient({self.shown_url!r})"
 
     # -- HTTP (the one place every call goes through) ---------------------------------------------------
-
-    def backoff_delay(self, retry: int, retry_after: str | None = None) -> float:
-        """Seconds to wait before retry number `retry` (0-based): see `LlmRetryPolicy`."""
-        return self.retry.backoff_delay(retry, retry_after)
 
     def _safe(self, text: str) -> str:
         """A library exception's text without the credentials or query string of `OLLAMA_HOST`."""

@@ -44,6 +44,7 @@ from ty_pipeline.clients.llm_base import (
     LlmModelMissing,
     LlmRequestError,
     LlmRetryPolicy,
+    PooledHttpClient,
     ServerWords,
     chat_with_one_correction,
     count,
@@ -136,7 +137,7 @@ class _Answer:
         self.payload, self.attempts, self.wall_s = payload, attempts, wall_s
 
 
-class OpenAICompatClient:
+class OpenAICompatClient(PooledHttpClient):
     """Thread-safe: share one instance between the workers of a run (the session pool is sized for it).
 
     `api_key` is sent as `Authorization: Bearer ...` when set; it is never part of a message, a log line
@@ -175,20 +176,6 @@ class OpenAICompatClient:
         if self._api_key:
             self.session.headers["Authorization"] = f"Bearer {self._api_key}"
 
-    def __enter__(self) -> OpenAICompatClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __repr__(self) -> str:
-        return f"OpenAICompatClient({self.shown_url!r})"
-
-    def backoff_delay(self, retry: int, retry_after: str | None = None) -> float:
-        return self.retry.backoff_delay(retry, retry_after)
 
     # -- HTTP -------------------------------------------------------------------------------------------
 
