@@ -12,6 +12,8 @@ postings, which should stay flat. Then the cosine between the torch and the onnx
 Run:  HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_embeddings.py [--texts 2000] [--backends sentence-transformers,onnx]
       add `ollama` to --backends to send the texts to OLLAMA_HOST (TY_EMBED_MODEL picks the model there).
       --warehouse-url postgresql://... benchmarks on PostgreSQL instead of a temporary SQLite file.
+      --catalog builds the full KldB profession catalog (about 20,000 names, `berufenet_catalog`'s
+      build_catalog) with each backend instead, and prints seconds, names/s and peak RSS.
 """
 
 from __future__ import annotations
@@ -133,6 +135,27 @@ def run_one(url: str, backend: str, page_size: int, batch_size: int) -> dict:
     }
 
 
+def run_catalog(url: str, backend: str) -> dict:
+    """In a fresh process: build the full KldB profession catalog (about 20,000 names) with one backend."""
+    from ty_pipeline.professions.catalog_build import build_catalog
+    from ty_pipeline.resources.embedder import EmbedderResource
+    from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
+    from ty_pipeline.warehouse.berufenet_store import ensure_indexes
+    from ty_pipeline.warehouse.engine import ensure_schema, get_engine
+
+    engine = get_engine(url)
+    ensure_schema(engine)
+    ensure_indexes(engine)
+    loaded = ProfessionCatalogResource().load()
+    t0 = time.monotonic()
+    result = build_catalog(engine, loaded, open_encoder=EmbedderResource(backend=backend).encoder_opener(None),
+                           now=datetime.now, batch_size=64, min_share_of_stored=0)
+    seconds = time.monotonic() - t0
+    cpu = os.times()
+    return {"backend": backend, "names": result.distinct_names, "new": result.vectors.new, "seconds": seconds,
+            "cpu_s": cpu.user + cpu.system, "peak_mib": rss_kib("VmHWM") / 1024, "rss_mib": rss_kib() / 1024}
+
+
 def agreement(url: str, model_a: str, model_b: str) -> tuple[float, float, int]:
     from sqlalchemy import select
 
@@ -159,15 +182,33 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=0, help="chunks per encode call; 0 = the backend's default")
     parser.add_argument("--seed", type=int, default=20261204)
     parser.add_argument("--warehouse-url", default="", help="default: a temporary SQLite file")
+    parser.add_argument("--catalog", action="store_true",
+                        help="instead: build the full KldB catalog (about 20,000 names) with each backend")
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # child mode: run one backend
     args = parser.parse_args()
 
+    if args.one and args.catalog:
+        print(json.dumps(run_catalog(args.warehouse_url, args.one)))
+        return
     if args.one:
         print(json.dumps(run_one(args.warehouse_url, args.one, args.page_size, args.batch_size)))
         return
 
     tmp = tempfile.TemporaryDirectory(prefix="bench_embeddings-")
     url = args.warehouse_url or f"sqlite:///{tmp.name}/warehouse.db"
+    if args.catalog:
+        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            out = subprocess.run([sys.executable, __file__, "--catalog", "--one", backend, "--warehouse-url", url],
+                                 capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                print(f"{backend}: failed\n{out.stderr[-2000:]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"catalog {backend:22s} {r['names']} names ({r['new']} encoded) in {r['seconds']:.1f} s, "
+                  f"{r['new'] / r['seconds']:.0f} names/s; CPU {r['cpu_s']:.0f} s; RSS {r['rss_mib']:.0f} MiB, "
+                  f"peak {r['peak_mib']:.0f} MiB")
+        tmp.cleanup()
+        return
     t0 = time.monotonic()
     build_warehouse(url, args.texts, args.seed)
     print(f"warehouse: {args.texts} postings in {time.monotonic() - t0:.1f} s ({url.split(':')[0]})")
