@@ -13,7 +13,8 @@ setup(
     packages=[*find_packages(exclude=["ty_pipeline_tests*", "bench*"]), "ty_pipeline.data"],
     package_dir={"ty_pipeline.data": "data"},
     package_data={
-        "ty_pipeline": ["prompts/*.md"],
+        # The Alembic revision template, for `alembic revision` (env.py and versions/ are Python packages).
+        "ty_pipeline": ["prompts/*.md", "warehouse/migrations/script.py.mako"],
         "ty_pipeline.data": ["seed_catalog.csv", "kldb/*.csv", "kldb/*.md", "sample/*.json", "sample/*.md"],
     },
     install_requires=[
@@ -22,9 +23,14 @@ setup(
         "dagster-webserver==1.13.27",
         "dagster-postgres==0.29.27",
         "requests>=2.31,<3",
+        # The one retry policy of the LLM clients (backoff with full jitter, Retry-After, injectable sleep)
+        # instead of a hand-written loop per backend (issue #11).
+        "tenacity>=8.2,<10",
         # 2.1 makes postgresql:// mean psycopg 3, which breaks dagster-postgres (NOTIFY with a bound
         # parameter); 2.0 keeps psycopg2 as the driver for both the instance and the warehouse.
         "sqlalchemy>=2.0,<2.1",
+        # Warehouse schema migrations (ty_pipeline/warehouse/migrations/); Dagster installs it as well.
+        "alembic>=1.13,<2",
         "psycopg2-binary>=2.9,<3",
         "pydantic>=2.5,<3",
         # No pandas: it was declared and never imported. Warehouse rows go through SQLAlchemy Core and

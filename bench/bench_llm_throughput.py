@@ -1,35 +1,40 @@
-"""Benchmark of LLM throughput: today's three LLM assets vs the replaced chain (a script, not a test).
+"""Benchmark of LLM throughput: the `llm_enrichment` step vs the replaced chain (a script, not a test).
 
-Both arms run against the same loopback fake Ollama with a token-proportional latency model
-(`ty_pipeline_tests/fakes/llm_timing.py`): one host with `--slots` parallel slots (default 4), prefill
-`--prefill-tps` (2,000) and decode `--decode-tps` (40) tokens/s per slot, optional prefix cache, all
-durations multiplied by `--time-scale` (0.05: a modelled 8 s call takes 400 ms) so a run takes about a
-minute. Figures are reported in modelled time.
+Every arm runs against loopback fake servers with a token-proportional latency model
+(`ty_pipeline_tests/fakes/llm_timing.py`): each host has `slots` parallel slots, prefill `--prefill-tps`
+(2,000) and decode `--decode-tps` (40) tokens/s per slot, an optional prefix cache, all durations
+multiplied by a time scale (a modelled 8 s call takes 8 x scale real seconds). Figures are reported in
+modelled time. The fakes run in this process; the step runs in a child process (`--child`), as Dagster
+would run it, so the servers' and the client's Python do not share a GIL.
 
-* today: the real `posting_summaries`, `skill_keywords` and `ihl_scores` assets, materialized by
-  Dagster one after another (as the `ollama` pool allows today) with their default run config
-  (`workers=2`), over N postings of one partition in a SQLite warehouse. Calls per posting on the
-  happy path: extract + 2 graders (in parallel) + skills + analyst + skeptic + HR expert = 7.
+* today: the real `llm_enrichment` multi-asset (summaries, skills, IHL as lanes over one host pool)
+  materialized by Dagster over N postings of one partition in a SQLite warehouse, on each host layout of
+  `--layouts` (default `1x4,1x32,2x32`: hosts x slots) and each backend of `--backends` (`ollama`: the
+  fake Ollama's `/api/chat`; `openai`: the fake OpenAI-compatible `/v1/chat/completions`). Calls per
+  posting on the happy path: extract + 2 graders + skills + analyst + skeptic + HR expert = 7.
 * replaced chain: a faithful sequential re-implementation of the legacy chain (docs/domain_rules.md
   §3.2, §4, §5): one `/api/generate` call at a time, free-text prompts, per posting extract -> grader B
-  -> grader C -> format -> skills (the hybrid one-call extraction) -> IHL analyst -> skeptic -> HR
-  expert: 8 calls on the happy path (graders pass, so no improve/regrade). Its graders did run in
-  parallel in the original; this arm runs them one after the other as asked of the baseline ("one call
-  at a time"), which costs it about one grader call (~3 % of its time) per posting.
+  -> grader C -> format -> skills -> IHL analyst -> skeptic -> HR expert: 8 calls on the happy path.
+* kill: 2 hosts x 32, the first dies (drops every connection) after half its expected calls; every
+  posting must still be saved at its first attempt (nothing charged, nothing deferred) and the run
+  finishes on the other host.
+* prefix: the 1x32 layout again with a prefix cache on the fake (`4 x slots` remembered prompts): the
+  share of prompt tokens the server did not have to prefill.
+* memory: `--rss-postings` (default 5,000) postings through 2x32 slots with no latency; the child's peak
+  RSS (`ru_maxrss`).
 
 The scripted model answers with realistic lengths, built from the posting (summary fields ~250 output
 tokens, a passing grade ~10, skills ~150, each IHL role ~130-200; the legacy chain's free-text summary
 ~300, grade ~110, reformatted summary ~300, skills with reasoning ~400). Those lengths set decode time,
 which dominates: change `ANSWER_*` below to try other assumptions.
 
-Wall time is converted to modelled time as covered/scale + uncovered: while at least one call is in
-flight the wall clock runs at model speed; gaps with no call in flight (Dagster step hand-over,
-warehouse writes between postings, the client's own work) are real time and are not scaled up. The
-window runs from the first to the last answer call of the arm (Dagster's start-up and the preflight
-are left out). Saturation = modelled busy slot-seconds / (slots x modelled wall).
+Saturation = busy slot-seconds / (slots x window). "steady" is measured from the first call to the start
+of the last call (the drain after the queue is empty is left out); "all" over the whole window. Wall
+time is converted to modelled time as covered/scale + uncovered: while at least one call is in flight
+the clock runs at model speed; gaps with no call in flight are real time and are not scaled up.
 
-Usage: `python bench/bench_llm_throughput.py [--postings 40] [--slots 4] [--prefill-tps 2000]
-[--decode-tps 40] [--time-scale 0.05] [--workers 2] [--prefix-cache 0] [--legacy-postings N]`.
+Usage: `python bench/bench_llm_throughput.py [--postings 240] [--layouts 1x4,1x32,2x32]
+[--backends ollama,openai] [--legacy-postings 12] [--rss-postings 5000] [--skip kill,prefix,rss]`.
 """
 
 from __future__ import annotations
@@ -37,8 +42,10 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import logging
+import os
 import re
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,18 +60,10 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import dagster as dg  # noqa: E402
-
-from ty_pipeline.assets.ihl import ihl_scores  # noqa: E402
-from ty_pipeline.assets.skills import skill_keywords  # noqa: E402
-from ty_pipeline.assets.summaries import posting_summaries  # noqa: E402
 from ty_pipeline.domain.description_status import DescriptionStatus  # noqa: E402
 from ty_pipeline.domain.llm_hashing import location_text, posting_text  # noqa: E402
 from ty_pipeline.domain.llm_selection import SUCCESS_STATUSES  # noqa: E402
 from ty_pipeline.domain.posting_record import PostingRecord, Source  # noqa: E402
-from ty_pipeline.resources.llm_scope import LlmScopeResource  # noqa: E402
-from ty_pipeline.resources.ollama import OllamaResource  # noqa: E402
-from ty_pipeline.resources.warehouse import WarehouseResource  # noqa: E402
 from ty_pipeline.warehouse.descriptions_store import (  # noqa: E402
     DescriptionOutcome,
     PendingDescription,
@@ -77,9 +76,10 @@ from ty_pipeline.warehouse.schema import ihl_scores as ihl_table  # noqa: E402
 from ty_pipeline.warehouse.schema import posting_summaries as summaries_table  # noqa: E402
 from ty_pipeline.warehouse.schema import postings  # noqa: E402
 from ty_pipeline.warehouse.schema import skill_keywords as skills_table  # noqa: E402
-from ty_pipeline_tests.fakes.http_base import Request  # noqa: E402
+from ty_pipeline_tests.fakes.http_base import LoopbackServer, Request  # noqa: E402
 from ty_pipeline_tests.fakes.llm_timing import LlmTiming  # noqa: E402
 from ty_pipeline_tests.fakes.ollama_server import DEFAULT_MODELS, FakeOllama  # noqa: E402
+from ty_pipeline_tests.fakes.openai_server import FakeOpenAI, request_schema  # noqa: E402
 from ty_pipeline_tests.paths import FIXTURES_DIR  # noqa: E402
 
 DAY = date(2026, 11, 18)
@@ -228,9 +228,10 @@ def section(text: str, tag: str) -> str:
 
 
 def today_answer(body: dict[str, Any]) -> dict[str, Any]:
-    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-    posting = section(user, "posting")
-    kind = body["format"]["title"]
+    # Wherever the prompt layout puts the posting (first message since the prefix-cache layout).
+    shown = "\n".join(m["content"] for m in body["messages"])
+    posting = section(shown, "posting")
+    kind = (request_schema(body) or {}).get("title")
     if kind == "SummaryFields":
         return summary_fields(posting)
     if kind == "Grade":
@@ -303,7 +304,7 @@ def legacy_answer(body: dict[str, Any]) -> str:
 
 
 def responder(model: str, body: dict[str, Any]) -> Any:
-    return today_answer(body) if isinstance(body.get("format"), dict) else legacy_answer(body)
+    return today_answer(body) if request_schema(body) is not None else legacy_answer(body)
 
 
 # -- the replaced chain ---------------------------------------------------------------------------------
@@ -342,20 +343,30 @@ class LegacyChain:
 
 # -- measuring ------------------------------------------------------------------------------------------
 
+CHAT_PATHS = ("/api/chat", "/v1/chat/completions")
+
+
+@dataclass
+class Server:
+    fake: LoopbackServer
+    timing: LlmTiming
+
 
 @dataclass
 class ArmResult:
     name: str
     postings: int
     calls: int
+    slots: int
     wall_real_s: float
     uncovered_real_s: float
     modelled_wall_s: float
     busy_s: float
+    steady_saturation: float
     prompt_tokens: int
     cached_tokens: int
     output_tokens: int
-    slots: int
+    rss_mb: float | None = None
 
     @property
     def calls_per_posting(self) -> float:
@@ -368,6 +379,10 @@ class ArmResult:
     @property
     def postings_per_hour(self) -> float:
         return self.postings / self.modelled_wall_s * 3600
+
+    @property
+    def slot_s_per_posting(self) -> float:
+        return self.busy_s / self.postings
 
 
 def modelled_window(answer_calls: list[Request], scale: float) -> tuple[float, float, float, float]:
@@ -384,119 +399,242 @@ def modelled_window(answer_calls: list[Request], scale: float) -> tuple[float, f
             cur_end = max(cur_end, e)
     covered += cur_end - cur_start
     wall = end - start
-    return start, end, wall - covered, covered / scale + (wall - covered)
+    modelled = covered / scale + (wall - covered) if scale > 0 else wall  # scale 0: no modelled latency
+    return start, end, wall - covered, modelled
 
 
-def measure(name: str, postings: int, answer_calls: list[Request], timing: LlmTiming) -> ArmResult:
-    start, end, uncovered, modelled = modelled_window(answer_calls, timing.time_scale)
-    totals = timing.totals()
+def steady_saturation(servers: list[Server]) -> float:
+    """Busy slot time over [first call, start of the last call], from the servers' own slot intervals."""
+    calls = [c for s in servers for c in s.timing.calls]
+    t0 = min(c.started_real for c in calls)
+    t1 = max(c.started_real for c in calls)
+    if t1 <= t0:
+        return 0.0
+    busy = sum(max(0.0, min(c.ended_real, t1) - max(c.started_real, t0)) for c in calls)
+    return busy / (sum(s.timing.slots for s in servers) * (t1 - t0))
+
+
+def answer_calls(servers: list[Server], paths: tuple[str, ...] = CHAT_PATHS) -> list[Request]:
+    return [r for s in servers for r in s.fake.requests if r.path in paths and r.ended is not None]
+
+
+def measure(name: str, postings: int, servers: list[Server], paths: tuple[str, ...] = CHAT_PATHS) -> ArmResult:
+    scale = servers[0].timing.time_scale
+    start, end, uncovered, modelled = modelled_window(answer_calls(servers, paths), scale)
+    totals = [s.timing.totals() for s in servers]  # calls the servers answered (a dropped one is not)
     return ArmResult(
-        name=name, postings=postings, calls=len(answer_calls), wall_real_s=end - start, uncovered_real_s=uncovered,
-        modelled_wall_s=modelled, busy_s=totals.busy_s, prompt_tokens=totals.prompt_tokens,
-        cached_tokens=totals.cached_tokens, output_tokens=totals.output_tokens, slots=timing.slots,
+        name=name, postings=postings, calls=sum(t.calls for t in totals), slots=sum(s.timing.slots for s in servers),
+        wall_real_s=end - start, uncovered_real_s=uncovered, modelled_wall_s=modelled,
+        busy_s=sum(t.busy_s for t in totals), steady_saturation=steady_saturation(servers),
+        prompt_tokens=sum(t.prompt_tokens for t in totals), cached_tokens=sum(t.cached_tokens for t in totals),
+        output_tokens=sum(t.output_tokens for t in totals),
     )
 
 
-ASSET_OF_SCHEMA = {"SummaryFields": "posting_summaries", "Grade": "posting_summaries", "SkillList": "skill_keywords",
-                   "AnalystOutput": "ihl_scores", "SkepticOutput": "ihl_scores", "HRExpertOutput": "ihl_scores"}
+# -- running the step in a child process ------------------------------------------------------------------
 
 
-def per_asset(calls: list[Request], timing: LlmTiming, postings: int) -> list[str]:
-    """Calls per posting and saturation of each asset over its own window (the assets run one after the
-    other, so the windows do not overlap)."""
-    lines = []
-    for asset in dict.fromkeys(ASSET_OF_SCHEMA.values()):
-        mine = [r for r in calls if ASSET_OF_SCHEMA.get(r.json()["format"]["title"]) == asset and r.ended is not None]
-        if not mine:
-            continue
-        start, end, _, modelled = modelled_window(mine, timing.time_scale)
-        busy = sum(c.busy_s for c in timing.calls if start <= c.started_real <= end)
-        lines.append(f"  {asset}: {len(mine) / postings:.2f} calls/posting, saturation "
-                     f"{busy / (timing.slots * modelled):.2f}, {modelled / postings:.1f} modelled s/posting")
-    return lines
+def child(spec_path: str) -> None:
+    """`--child SPEC`: materialize `llm_enrichment` for DAY as the spec says; write the outcome as JSON."""
+    import dagster as dg
+
+    from ty_pipeline.assets.llm_enrichment import llm_enrichment
+    from ty_pipeline.resources.llm_scope import LlmScopeResource
+    from ty_pipeline.resources.ollama import OllamaResource
+    from ty_pipeline.resources.warehouse import WarehouseResource
+
+    spec = json.loads(Path(spec_path).read_text("utf-8"))
+    llm: dict[str, Any] = {"host": spec["hosts"].split(",")[0].split("=")[0], "hosts": spec["hosts"],
+                           "read_timeout_s": 600.0}
+    if spec["backend"] != "ollama":
+        llm["backend"] = spec["backend"]
+    resources = {
+        "warehouse": WarehouseResource(url=spec["url"]),
+        "ollama": OllamaResource(**llm),
+        "llm_scope": LlmScopeResource(sources="deutsche_bank", max_postings=0),
+    }
+    run_config = {"ops": {"llm_enrichment": {"config": {}}}, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = dg.materialize([llm_enrichment], partition_key=DAY.isoformat(), resources=resources,
+                            run_config=run_config, raise_on_error=False)
+    metadata = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        metadata[mat.asset_key.path[-1]] = {k: v.value for k, v in mat.metadata.items() if k != "llm_hosts"}
+    out = {
+        "success": result.success,
+        "errors": [str(e.event_specific_data)[:500] for e in result.all_events if e.is_failure],
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "metadata": metadata,
+    }
+    Path(spec["out"]).write_text(json.dumps(out, default=str), "utf-8")
 
 
-def run_today(fake: FakeOllama, timing: LlmTiming, items: list[BenchPosting], workers: int) -> ArmResult:
+def run_step(url: str, hosts: str, backend: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.sqlite"
-        load_warehouse(url, items)
-        resources = {
-            "warehouse": WarehouseResource(url=url),
-            # Today's resource; the read timeout is raised only because calls queue behind full slots.
-            "ollama": OllamaResource(host=fake.base_url, read_timeout_s=600.0),
-            "llm_scope": LlmScopeResource(max_postings=0),
-        }
-        config = {"ops": {name: {"config": {"workers": workers}}
-                          for name in ("posting_summaries", "skill_keywords", "ihl_scores")},
-                  "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        fake.requests.clear()
-        timing.reset()
-        result = dg.materialize([posting_summaries, skill_keywords, ihl_scores], partition_key=DAY.isoformat(),
-                                resources=resources, run_config=config, raise_on_error=False)
-        if not result.success:
-            raise SystemExit(f"today's assets failed: {[e.event_specific_data for e in result.all_events if e.is_failure]}")
-        engine = get_engine(url)
-        for table in (summaries_table, skills_table, ihl_table):
-            statuses = [r["status"] for r in saved_rows(engine, table, DAY)]
-            if len(statuses) != len(items) or set(statuses) - SUCCESS_STATUSES:
-                raise SystemExit(f"{table.name}: not every posting succeeded: {sorted(set(statuses))}")
-        dispose_engine(url)
-        calls = fake.calls("/api/chat")
-        print("today, per asset:", *per_asset(calls, timing, len(items)), sep="\n")
-        return measure("today's three assets", len(items), calls, timing)
+        spec, out = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec.write_text(json.dumps({"url": url, "hosts": hosts, "backend": backend, "out": str(out)}), "utf-8")
+        env = {**os.environ, "DAGSTER_HOME": tmp, "HF_HUB_OFFLINE": "1"}
+        env.pop("TY_LLM_HOSTS", None)
+        done = subprocess.run([sys.executable, __file__, "--child", str(spec)], env=env, capture_output=True, text=True)
+        if done.returncode != 0 or not out.exists():
+            raise SystemExit(f"the child run failed:\n{done.stderr[-3000:]}")
+        return json.loads(out.read_text("utf-8"))
 
 
-def run_legacy(fake: FakeOllama, timing: LlmTiming, items: list[BenchPosting]) -> ArmResult:
-    fake.requests.clear()
-    timing.reset()
-    chain = LegacyChain(fake.base_url)
-    for p in items:
-        chain.run(legacy_text(p))
-    return measure("replaced chain, sequential", len(items), fake.calls("/api/generate"), timing)
+def check_saved(url: str, n: int, *, first_attempt: bool = False) -> None:
+    engine = get_engine(url)
+    for table in (summaries_table, skills_table, ihl_table):
+        rows = saved_rows(engine, table, DAY)
+        statuses = {r["status"] for r in rows}
+        if len(rows) != n or statuses - SUCCESS_STATUSES:
+            raise SystemExit(f"{table.name}: {len(rows)} of {n} saved, statuses {sorted(statuses)}")
+        if first_attempt and {r["attempts"] for r in rows} != {1}:
+            raise SystemExit(f"{table.name}: some posting was charged more than one attempt")
+    dispose_engine(url)
+
+
+def start_servers(backend: str, hosts: int, slots: int, timing_args: dict[str, Any]) -> list[Server]:
+    servers = []
+    for _ in range(hosts):
+        timing = LlmTiming(slots=slots, **timing_args)
+        fake: LoopbackServer
+        if backend == "openai":
+            fake = FakeOpenAI(models=MODELS, responder=responder, timing=timing)
+        else:
+            fake = FakeOllama(models=MODELS, responder=responder, timing=timing)
+        fake.start()
+        servers.append(Server(fake, timing))
+    return servers
+
+
+def host_list(servers: list[Server]) -> str:
+    return ",".join(f"{s.fake.base_url}={s.timing.slots}" for s in servers)
+
+
+def run_today(backend: str, hosts: int, slots: int, items: list[BenchPosting], timing_args: dict[str, Any],
+              *, kill_first_after: int | None = None, name: str | None = None) -> tuple[ArmResult, dict[str, Any]]:
+    servers = start_servers(backend, hosts, slots, timing_args)
+    try:
+        if kill_first_after is not None:
+            servers[0].fake.stop_after(kill_first_after)
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/bench.sqlite"
+            load_warehouse(url, items)
+            for s in servers:
+                s.fake.requests.clear()
+                s.timing.reset()
+            outcome = run_step(url, host_list(servers), backend)
+            if not outcome["success"]:
+                raise SystemExit(f"the step failed: {outcome['errors']}")
+            check_saved(url, len(items), first_attempt=kill_first_after is not None)
+        arm = measure(name or f"{backend} {hosts}x{slots}", len(items), servers)
+        arm.rss_mb = outcome["rss_mb"]
+        return arm, outcome
+    finally:
+        for s in servers:
+            s.fake.stop()
+
+
+def run_legacy(items: list[BenchPosting], timing_args: dict[str, Any]) -> ArmResult:
+    (server,) = start_servers("ollama", 1, 1, timing_args)
+    try:
+        chain = LegacyChain(server.fake.base_url)
+        for p in items:
+            chain.run(legacy_text(p))
+        return measure("replaced chain, sequential", len(items), [server], ("/api/generate",))
+    finally:
+        server.fake.stop()
+
+
+def auto_scale(total_slots: int) -> float:
+    """Real seconds per modelled second: slower for many slots, so the loopback client and servers (one
+    machine, Python) are never the bottleneck the modelled GPU would not have."""
+    return max(0.05, total_slots / 200)
+
+
+HEADER = ("| arm | postings | calls/posting | saturation steady (all) | postings/hour | x replaced chain | "
+          "slot-s/posting | prompt tok/posting | cached | peak RSS MiB |")
+
+
+def row(arm: ArmResult, legacy: ArmResult) -> str:
+    ratio = arm.postings_per_hour / legacy.postings_per_hour
+    rss = f"{arm.rss_mb:,.0f}" if arm.rss_mb else "-"
+    return (f"| {arm.name} | {arm.postings} | {arm.calls_per_posting:.2f} | {arm.steady_saturation:.2f} "
+            f"({arm.saturation:.2f}) | {arm.postings_per_hour:,.0f} | {ratio:.1f}x | {arm.slot_s_per_posting:.1f} | "
+            f"{arm.prompt_tokens / arm.postings:,.0f} | {arm.cached_tokens / max(arm.prompt_tokens, 1):.0%} | {rss} |")
+
+
+def table(arms: list[ArmResult], legacy: ArmResult) -> None:
+    print(HEADER)
+    print("|" + "---|" * (HEADER.count("|") - 1))
+    for arm in [*arms, legacy]:
+        print(row(arm, legacy))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--postings", type=int, default=40)
-    parser.add_argument("--legacy-postings", type=int, default=None,
-                        help="default: --postings / 4 (one call at a time: its rate is steady from the first posting)")
-    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--postings", type=int, default=240)
+    parser.add_argument("--layouts", default="1x4,1x32,2x32", help="hosts x slots, comma separated")
+    parser.add_argument("--backends", default="ollama,openai")
+    parser.add_argument("--legacy-postings", type=int, default=12)
+    parser.add_argument("--rss-postings", type=int, default=5000)
     parser.add_argument("--prefill-tps", type=float, default=2000.0)
     parser.add_argument("--decode-tps", type=float, default=40.0)
-    parser.add_argument("--time-scale", type=float, default=0.05,
-                        help="real s per modelled s; smaller runs faster but counts real overheads more")
-    parser.add_argument("--workers", type=int, default=2, help="the assets' `workers` run config (today: 2)")
-    parser.add_argument("--prefix-cache", type=int, default=0, help="prompts remembered by the fake (0 = off)")
+    parser.add_argument("--skip", default="", help="comma list of: kill, prefix, rss, legacy")
     args = parser.parse_args(argv)
-    logging.getLogger("dagster").setLevel(logging.WARNING)
-
-    timing = LlmTiming(slots=args.slots, prefill_tps=args.prefill_tps, decode_tps=args.decode_tps,
-                       time_scale=args.time_scale, prefix_cache_entries=args.prefix_cache)
+    if args.child:
+        child(args.child)
+        return
+    skip = set(filter(None, args.skip.split(",")))
+    rates = {"prefill_tps": args.prefill_tps, "decode_tps": args.decode_tps}
+    layouts = [tuple(int(x) for x in layout.split("x")) for layout in args.layouts.split(",") if layout]
+    backends = args.backends.split(",")
     items = bench_postings(args.postings)
-    legacy_n = args.legacy_postings or max(1, args.postings // 4)
-    print(f"1 host x {args.slots} slots, prefill {args.prefill_tps:,.0f} tok/s, decode {args.decode_tps:,.0f} tok/s "
-          f"per slot, prefix cache {args.prefix_cache or 'off'}, time scale {args.time_scale}; "
-          f"{args.postings} postings today, {legacy_n} through the replaced chain")
     started = time.monotonic()
-    with FakeOllama(models=MODELS, responder=responder, timing=timing) as fake:
-        today = run_today(fake, timing, items, args.workers)
-        legacy = run_legacy(fake, timing, bench_postings(legacy_n))
+    print(f"prefill {args.prefill_tps:,.0f} tok/s, decode {args.decode_tps:,.0f} tok/s per slot; {args.postings} "
+          f"postings per arm, {args.legacy_postings} through the replaced chain")
+
+    legacy = run_legacy(bench_postings(args.legacy_postings), {**rates, "time_scale": 0.05})
+    arms: dict[tuple[str, int, int], ArmResult] = {}
+    for backend in backends:
+        for hosts, slots in layouts:
+            scale = auto_scale(hosts * slots)
+            arm, _ = run_today(backend, hosts, slots, items, {**rates, "time_scale": scale})
+            arms[(backend, hosts, slots)] = arm
+            print(f"  {arm.name}: done at time scale {scale} ({time.monotonic() - started:.0f} s so far)\n  {row(arm, legacy)}",
+                  flush=True)
+    extra: list[ArmResult] = []
+    if "prefix" not in skip:
+        hosts, slots = (1, 32)
+        arm, _ = run_today(backends[0], hosts, slots, items, {**rates, "time_scale": auto_scale(32),
+                                                               "prefix_cache_entries": 4 * slots},
+                           name=f"{backends[0]} 1x32, prefix cache")
+        extra.append(arm)
+        print(f"  {row(arm, legacy)}", flush=True)
+    if "kill" not in skip:
+        expected_first = 7 * len(items) // 2
+        arm, outcome = run_today(backends[0], 2, 32, items, {**rates, "time_scale": auto_scale(64)},
+                                 kill_first_after=expected_first // 2, name=f"{backends[0]} 2x32, host 1 killed halfway")
+        meta = outcome["metadata"]["ihl_scores"]
+        print(f"  kill: every posting saved at attempt 1; server_errors {meta['server_errors']}, pending "
+              f"{meta['pending']}")
+        extra.append(arm)
+        print(f"  {row(arm, legacy)}", flush=True)
+    if "rss" not in skip and args.rss_postings:
+        fast = {"prefill_tps": 1e9, "decode_tps": 1e6, "time_scale": 0.0}
+        arm, _ = run_today(backends[0], 2, 32, bench_postings(args.rss_postings), fast,
+                           name=f"{backends[0]} 2x32, {args.rss_postings} postings, no latency")
+        extra.append(arm)
     print(f"(benchmark took {time.monotonic() - started:.0f} s of real time)\n")
 
-    header = ("| arm | postings | calls/posting | saturation | postings/hour | modelled s/posting | prompt tok/posting "
-              "| cached | output tok/posting | idle gaps (real s) |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for arm in (today, legacy):
-        print(f"| {arm.name} | {arm.postings} | {arm.calls_per_posting:.2f} | {arm.saturation:.2f} | "
-              f"{arm.postings_per_hour:,.0f} | {arm.modelled_wall_s / arm.postings:.1f} | "
-              f"{arm.prompt_tokens / arm.postings:,.0f} | {arm.cached_tokens / arm.postings:,.0f} | "
-              f"{arm.output_tokens / arm.postings:,.0f} | {arm.uncovered_real_s:.2f} |")
-    print(f"\nratio today / replaced chain (postings/hour): {today.postings_per_hour / legacy.postings_per_hour:.2f}x")
-    print(f"slot-seconds per posting: today {today.busy_s / today.postings:.1f}, "
-          f"replaced chain {legacy.busy_s / legacy.postings:.1f}")
-    print(f"ceiling at saturation 1.0 with today's calls: {3600 * args.slots / (today.busy_s / today.postings):,.0f} "
-          "postings/hour")
+    table([*arms.values(), *extra], legacy)
+    for backend in backends:
+        one, two = arms.get((backend, 1, 32)), arms.get((backend, 2, 32))
+        if one and two:
+            print(f"\n{backend}: 2 hosts x 32 deliver {two.postings_per_hour / one.postings_per_hour:.2f}x one host x 32")
+    print(f"\nslot-seconds per posting: replaced chain {legacy.slot_s_per_posting:.1f}; the ceiling of the ratio to "
+          f"the replaced chain is saturation x slots x {legacy.slot_s_per_posting:.1f} / (today's slot-s per posting)")
 
 
 if __name__ == "__main__":

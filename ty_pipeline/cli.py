@@ -1,11 +1,13 @@
 """`ty-pipeline`: operator commands that answer from the warehouse without starting Dagster.
 
-`ty-pipeline status` says, per asset and recent partition, how much is done, failed for good, or still
-pending, and when the pending work will be finished at the pace of the last hours. The Dagster UI shows
+`ty-pipeline status` says, per asset and recent partition, how much is done, failed for good, failed but
+retryable, or still pending, and when the pending work a job will do (today's partition, partitions a run
+is working on) will be finished at the pace of the last hours. Work no job will do gets no ETA. The Dagster UI shows
 whether a partition's run succeeded; it cannot show that a "successful" run left 3,000 postings without
 a summary because the per-run cap was hit. That gap is what this command closes.
 
-Run it as `ty-pipeline status` (console script) or `python -m ty_pipeline.cli status`.
+Run it as `ty-pipeline status` (console script) or `python -m ty_pipeline.cli status`. `ty-pipeline migrate`
+upgrades the warehouse schema (the one command here that writes).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, TextIO
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from ty_pipeline.cli_llm_capacity import llm_capacity, render_llm_capacity
 from ty_pipeline.cli_pools import (
     add_dagster_home_argument,
     add_free_slots_command,
@@ -31,11 +34,12 @@ from ty_pipeline.cli_pools import (
 )
 from ty_pipeline.domain.clock import BERLIN  # partitions are Berlin days
 from ty_pipeline.domain.setting_values import SettingError, check_warehouse_url
-from ty_pipeline.domain.status_registry import ASSETS, Tally, describe_eta, llm_sources
+from ty_pipeline.domain.status_registry import ASSETS, Tally, llm_sources
 from ty_pipeline.domain.urls import redact_url
 from ty_pipeline.settings_check import check_environment
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, get_engine
 from ty_pipeline.warehouse.errors import describe_db_error
+from ty_pipeline.warehouse.migrations import UnknownRevisionError, upgrade_to_head
 from ty_pipeline.warehouse.status_queries import UNKNOWN_MARK, AssetStatus, StatusReport, collect_status
 
 DEFAULT_DAYS = 7
@@ -47,10 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     status = commands.add_parser(
         "status",
-        help="done / failed / pending per asset and recent partition, with an ETA",
+        help="done / failed / retryable / pending per asset and recent partition, with an ETA",
         description=(
-            "Per asset and partition (newest first): done, failed (terminal) and pending counts over the postings "
-            "the asset is meant to cover, and an ETA for the pending ones from the throughput of the last hours."
+            "Per asset and partition (newest first): done, failed (terminal), retryable (failed, retried when the "
+            "partition runs again) and pending counts over the postings the asset is meant to cover, and an ETA "
+            "from the throughput of the last hours for the pending work a job will do: today's partition (the "
+            "nightly run) and partitions with work finished in that window."
         ),
     )
     status.add_argument("--days", type=_positive_int, default=DEFAULT_DAYS, help="recent partitions to show (default 7)")
@@ -75,6 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="throughput window for the ETA, in hours (default 3)",
     )
     add_free_slots_command(commands)
+    migrate = commands.add_parser(
+        "migrate",
+        help="upgrade the warehouse schema to the newest revision (creates it on an empty database)",
+        description=(
+            "Run the warehouse's Alembic migrations up to the newest revision and print the revision before and "
+            "after. The pipeline does the same when a step starts; run this when going live or after an upgrade "
+            "of ty_pipeline, so a long migration does not happen inside a run."
+        ),
+    )
+    migrate.add_argument(
+        "--warehouse-url",
+        default=None,
+        help="SQLAlchemy URL of the warehouse (default: $TY_WAREHOUSE_URL, else the SQLite file under data/)",
+    )
     return parser
 
 
@@ -102,6 +122,8 @@ def main_with(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         return run_status(args, out, err)
     if args.command == "free-slots":
         return run_free_slots(args, out, err)
+    if args.command == "migrate":
+        return run_migrate(args, out, err)
     return 2  # argparse rejects unknown commands before this
 
 
@@ -155,16 +177,43 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             err.write(f"ty-pipeline status: cannot read the warehouse at {shown_url}: {describe_db_error(exc, url)}\n")
             return 2
     slots = pool_slots(args, err)  # None: no Dagster instance given
+    capacity = llm_capacity(None if missing_file is not None else get_engine(url), report, now_utc)
     if args.json:
         payload = report_to_json(report, shown_url)
+        payload["llm_capacity"] = capacity
         if slots is not None:
             payload["pool_slots"] = slots
         json.dump(payload, out, indent=2)
         out.write("\n")
     else:
         out.write(render_text(report, shown_url))
+        out.write(render_llm_capacity(capacity))
         if slots is not None:
             out.write(render_pool_slots(slots))
+    return 0
+
+
+def run_migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    url = args.warehouse_url or os.environ.get("TY_WAREHOUSE_URL") or DEFAULT_WAREHOUSE_URL
+    try:
+        check_warehouse_url(url, "--warehouse-url" if args.warehouse_url else "TY_WAREHOUSE_URL")
+    except SettingError as exc:
+        err.write(f"ty-pipeline migrate: {exc}\n")
+        return 2
+    shown_url = redact_url(url)  # the URL may carry a password
+    try:
+        result = upgrade_to_head(get_engine(url))
+    except SQLAlchemyError as exc:
+        err.write(f"ty-pipeline migrate: cannot migrate the warehouse at {shown_url}: {describe_db_error(exc, url)}\n")
+        return 2
+    except UnknownRevisionError as exc:
+        err.write(f"ty-pipeline migrate: {shown_url}: {exc}\n")
+        return 2
+    before = result.before or "none (empty, or made before migrations)"
+    if result.changed:
+        out.write(f"Warehouse {shown_url}: schema revision {before} -> {result.after}\n")
+    else:
+        out.write(f"Warehouse {shown_url}: schema revision {result.after}, already the newest\n")
     return 0
 
 
@@ -183,6 +232,7 @@ def _tally_json(tally: Tally) -> dict[str, Any]:
     return {
         "done": tally.done,
         "failed": tally.failed,
+        "retryable": tally.retryable,
         "pending": tally.pending,
         "total": tally.total,
         "by_status": dict(sorted(tally.by_status.items())),
@@ -201,7 +251,8 @@ def _asset_json(status: AssetStatus) -> dict[str, Any]:
     if not status.built:
         return {**base, "partitions": [], "totals": None, "throughput": None, "eta_seconds": None, "eta": "not built"}
     totals = status.totals
-    eta = status.eta_seconds
+    backlog = status.backlog
+    eta = backlog.eta_seconds
     return {
         **base,
         "partitions": [{"partition": day.isoformat(), **_tally_json(t)} for day, t in status.partitions.items()],
@@ -211,8 +262,11 @@ def _asset_json(status: AssetStatus) -> dict[str, Any]:
             "window_hours": status.window_hours,
             "per_hour": round(status.per_hour, 2),
         },
+        "active_partitions": sorted(d.isoformat() for d in status.active_days),
+        "pending_scheduled": backlog.scheduled,
+        "pending_unscheduled": backlog.unscheduled,
         "eta_seconds": None if eta is None else round(eta, 1),
-        "eta": describe_eta(totals.pending, status.finished_in_window, status.window_hours),
+        "eta": backlog.describe(),
     }
 
 
@@ -230,11 +284,11 @@ def report_to_json(report: StatusReport, warehouse: str) -> dict[str, Any]:
 
 # -- text -------------------------------------------------------------------------------------------------
 
-_COLUMNS = ("done", "failed", "pending", "total")
+_COLUMNS = ("done", "failed", "retryable", "pending", "total")
 
 
 def _table_row(label: str, tally: Tally) -> str:
-    return f"  {label:<12}" + "".join(f"{getattr(tally, c):>10}" for c in _COLUMNS)
+    return f"  {label:<12}" + "".join(f"{getattr(tally, c):>11}" for c in _COLUMNS)
 
 
 def summary_line(status: AssetStatus) -> str:
@@ -247,9 +301,9 @@ def summary_line(status: AssetStatus) -> str:
     share = f" ({100 * totals.done / totals.total:.0f}%)" if totals.total else ""
     hours = f"{status.window_hours:g}"
     return (
-        f"{name}: {totals.done} of {totals.total} done{share}, {totals.failed} failed, {totals.pending} pending; "
-        f"{status.finished_in_window} {status.spec.unit} finished in the last {hours} h "
-        f"({status.per_hour:.1f}/h); {describe_eta(totals.pending, status.finished_in_window, status.window_hours)}"
+        f"{name}: {totals.done} of {totals.total} done{share}, {totals.failed} failed, {totals.retryable} retryable, "
+        f"{totals.pending} pending; {status.finished_in_window} {status.spec.unit} finished in the last {hours} h "
+        f"({status.per_hour:.1f}/h); {status.backlog.describe()}"
     )
 
 
@@ -266,7 +320,7 @@ def render_text(report: StatusReport, warehouse: str) -> str:
             lines += [summary_line(status), ""]
             continue
         lines.append(f"{status.spec.asset} - {status.spec.scope}")
-        lines.append(f"  {'partition':<12}" + "".join(f"{c:>10}" for c in _COLUMNS))
+        lines.append(f"  {'partition':<12}" + "".join(f"{c:>11}" for c in _COLUMNS))
         lines += [_table_row(day.isoformat(), tally) for day, tally in status.partitions.items()]
         lines.append(_table_row("all", status.totals))
         lines.append(summary_line(status))

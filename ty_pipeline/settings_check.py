@@ -28,6 +28,10 @@ def _choices(name: str, value: str, known: tuple[str, ...]) -> None:
 def environment_checks() -> dict[str, Callable[[str], object]]:
     """Variable -> check of a set (non-empty) value. Imported late: the resources pull in their clients."""
     from ty_pipeline.clients.embedder import BACKENDS
+    from ty_pipeline.clients.llm_factory import BACKENDS as LLM_BACKENDS
+    from ty_pipeline.clients.llm_factory import normalize_backend
+    from ty_pipeline.clients.ollama import DEFAULT_OLLAMA_HOST
+    from ty_pipeline.domain.llm_hosts import parse_llm_hosts
     from ty_pipeline.domain.llm_scope import LLM_SOURCES
     from ty_pipeline.resources.job_sources import KNOWN_SOURCES
     from ty_pipeline.resources.llm_scope import parse_share
@@ -44,6 +48,12 @@ def environment_checks() -> dict[str, Callable[[str], object]]:
             raise SettingError("TY_EMBED_BACKEND", value, f"one of {', '.join(BACKENDS)}")
         return value
 
+    def llm_backend(value: str) -> object:
+        try:
+            return normalize_backend(value)
+        except ValueError:
+            raise SettingError("TY_LLM_BACKEND", value, f"one of {', '.join(LLM_BACKENDS)}") from None
+
     return {
         "TY_WAREHOUSE_URL": check_warehouse_url,
         "TY_SOURCES": lambda v: _choices("TY_SOURCES", v, KNOWN_SOURCES),
@@ -51,7 +61,9 @@ def environment_checks() -> dict[str, Callable[[str], object]]:
         "TY_LLM_MAX_POSTINGS": lambda v: parse_non_negative("TY_LLM_MAX_POSTINGS", v, 0, "postings; 0 = no cap",
                                                             whole=True),
         "TY_LLM_MIN_COMPLETE": share,
+        "TY_LLM_HOSTS": lambda v: parse_llm_hosts(v, DEFAULT_OLLAMA_HOST),
         "TY_EMBED_BACKEND": backend,
+        "TY_LLM_BACKEND": llm_backend,
         "TY_AA_BASE_URL": lambda v: check_http_url("TY_AA_BASE_URL", v),
         "TY_DB_BASE_URL": lambda v: check_http_url("TY_DB_BASE_URL", v),
         "TY_BERUFENET_API_URL": lambda v: check_http_url("TY_BERUFENET_API_URL", v),

@@ -24,15 +24,15 @@ def resources_for(
     sources: str = "arbeitsagentur,deutsche_bank",
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Resources as `definitions.build_resources` makes them, minus politeness delays and long backoffs."""
+    """Resources as `definitions.build_resources` makes them, minus politeness pacing and long backoffs."""
     return {
         "warehouse": WarehouseResource(url=warehouse_url),
         "jobsuche": JobsucheResource(
-            base_url=aa_url, page_delay_s=0, detail_delay_s=0, backoff_base_s=0.01, max_retries=2,
+            base_url=aa_url, requests_per_s=1000.0, backoff_base_s=0.01, max_retries=2,
             timeout_s=overrides.pop("aa_timeout_s", 5.0), page_size=overrides.pop("jobsuche_page_size", 100),
         ),
         "deutsche_bank": DeutscheBankResource(
-            base_url=db_url, page_delay_s=0, detail_delay_s=0, backoff_base_s=0.01, max_retries=2,
+            base_url=db_url, requests_per_s=1000.0, backoff_base_s=0.01, max_retries=2,
             page_size=overrides.pop("db_page_size", 100),
         ),
         "job_sources": JobSourcesResource(enabled=sources),

@@ -56,3 +56,45 @@ def test_sensor_requests_enrichment_only_for_partitions_with_new_postings() -> N
         )
         assert not again.run_requests
         assert again.cursor in (None, first.cursor) or int(again.cursor) >= int(first.cursor)
+
+
+def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+
+def test_sensor_skip_reasons_say_why_nothing_was_requested() -> None:
+    """The tick history shows the skip reason: each path names the partition and what made it skip."""
+    sensor = defs.get_sensor_def("new_postings_sensor")
+    with dg.instance_for_test() as instance:
+        assert _tick(sensor, instance).skip_message == "no new postings since the last tick (no `postings` materialization)"
+
+        _report(instance, "2026-11-20", 0)
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="postings", metadata={"new": 4}))
+        skipped = _tick(sensor, instance)
+        assert not skipped.run_requests
+        assert skipped.skip_message == (
+            "2026-11-20 fetched no new postings; a `postings` materialization without a partition (nothing to enrich)"
+        )
+
+        # More than fit in one cell: the first ten, and how many more.
+        for day in range(1, 13):
+            _report(instance, f"2026-10-{day:02d}", 0)
+        crowded = _tick(sensor, instance, skipped.cursor)
+        assert (crowded.skip_message or "").startswith("2026-10-01 fetched no new postings; 2026-10-02")
+        assert (crowded.skip_message or "").endswith("2026-10-10 fetched no new postings; and 2 more")
+
+
+def test_sensor_skips_a_day_the_nightly_run_already_enriched() -> None:
+    @dg.asset(name="postings", partitions_def=dg.DailyPartitionsDefinition(start_date="2026-11-01"))
+    def fetched() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"new": 3})
+
+    nightly = dg.Definitions(assets=[fetched], jobs=[dg.define_asset_job(NIGHTLY_JOB_NAME)]).resolve_job_def(
+        NIGHTLY_JOB_NAME
+    )
+    sensor = defs.get_sensor_def("new_postings_sensor")
+    with dg.instance_for_test() as instance:
+        assert nightly.execute_in_process(instance=instance, partition_key="2026-11-22").success
+        result = _tick(sensor, instance)
+        assert not result.run_requests
+        assert result.skip_message == "2026-11-22 already enriched by the nightly run"

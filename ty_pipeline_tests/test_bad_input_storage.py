@@ -114,6 +114,9 @@ def test_a_row_the_warehouse_refuses_costs_only_itself_is_named_and_fails_the_st
         assert meta["stored_arbeitsagentur"] == 5 and meta["kept_arbeitsagentur"] == 6
         passed, check_meta = evaluation(result, "all_postings_stored")
         assert not passed and refnr(66) in check_meta["lost_postings"]
+        assert check_meta["reason"] == f"1 of 7 postings fetched for {DAY} could not be stored (expected 0); every other row was saved"
+        assert "| external_id | title | problem |" in check_meta["examples"]
+        assert f"| arbeitsagentur:{refnr(66)} | Koch? (m/w/d) |" in check_meta["examples"]  # storable
         assert not any(e.asset_key == dg.AssetKey("job_descriptions")
                        for e in result.get_asset_materialization_events())  # blocked downstream
 
@@ -188,6 +191,9 @@ def test_a_description_the_warehouse_refuses_gets_a_terminal_status_and_the_rest
     assert meta["unstorable"] == 1 and refnr(77) in meta["unstorable_postings"]
     passed, check_meta = evaluation(result, "no_failed_fetches")
     assert not passed and refnr(77) in check_meta["unstorable_postings"]
+    assert check_meta["reason"].startswith(f"0 description fetches for {DAY} failed and 1 fetched texts could not be stored")
+    assert f"| {bad_row['posting_id']} | arbeitsagentur:{refnr(77)} | Koch (m/w/d) | unstorable: could not store" \
+        in check_meta["examples"]
 
     calls = len(aa.detail_calls())
     again = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[job_descriptions])

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_mappings import MAPPED_CHECK, VERIFIED_CHECK, berufenet_mappings
 from ty_pipeline.domain.berufenet_status import BerufenetStatus as S
+from ty_pipeline.domain.failed_titles import partition_key_for
+from ty_pipeline.domain.titles import title_key
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED
 from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.resources.embedder import EmbedderResource
@@ -221,6 +223,13 @@ def test_ollama_unreachable_leaves_a_named_status_and_the_next_run_verifies(
     assert rows[ids["Senior Softwareentwickler"][0]]["berufenet_status"] == "embedding_high"
     verified = checks(down)[VERIFIED_CHECK]
     assert not verified.passed and "not reachable" in str(verified.metadata["reason"].value)
+    # The reason counts what was left and why; the table names the title, its failed-title partition key.
+    assert str(verified.metadata["reason"].value).startswith(
+        "1 titles of the uncertain band (1 postings) were not verified (expected 0): 1 because the LLM was unavailable")
+    table = str(verified.metadata["examples"].value)
+    assert "| partition_key | title | postings | status | problem |" in table
+    assert "Junior Datenbank Administrator" in table and "| llm_unavailable |" in table
+    assert partition_key_for(title_key("Junior Datenbank Administrator")) in table
     assert "ollama serve" in meta(down)["llm_problem"]
 
     # Model not pulled: the preflight names it and says how to install it.
@@ -249,6 +258,14 @@ def test_llm_verification_off_and_invalid_answers(warehouse_url: str, engine: sa
     statuses = sorted(r["berufenet_status"] for r in view(engine).values())
     assert statuses == ["error", "llm_verified"]
     assert not checks(bad)[VERIFIED_CHECK].passed and meta(bad)["titles_error"] == 1
+    # Seen failing with `reason: none` (issue #12): an error without an LLM outage still says what and which.
+    errored = next(r for r in view(engine).values() if r["berufenet_status"] == "error")
+    title = next(t for t, pids in ids.items() if errored["posting_id"] in pids)
+    failed = checks(bad)[VERIFIED_CHECK]
+    assert "1 failed with an error" in str(failed.metadata["reason"].value)
+    assert failed.description == failed.metadata["reason"].value
+    table = str(failed.metadata["examples"].value)
+    assert title in table and partition_key_for(title_key(title)) in table and "| error |" in table
     # `error` is retried by the next run of the partition; the verified title is not asked again.
     calls = len(ollama.chat_calls())
     materialize(warehouse_url, DAY1, ollama_url=ollama.base_url)

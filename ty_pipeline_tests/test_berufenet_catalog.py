@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from ty_pipeline.assets.berufenet_catalog import CATALOG_CHECK, berufenet_catalog
-from ty_pipeline.assets.profession_similarity import profession_similarity
+from ty_pipeline.assets.berufenet_catalog import CATALOG_CHECK, berufenet_catalog, catalog_check
+from ty_pipeline.assets.profession_similarity import profession_similarity, similarity_check
 from ty_pipeline.clients.embedder import TextEncoder
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED, embed_text_for
 from ty_pipeline.professions.similarity import audit_similarity, kldb_proximity, similar_professions
@@ -206,6 +206,24 @@ def test_similarity_audit_names_each_kind_of_inconsistency() -> None:
     assert (bad.self_pairs, bad.out_of_order, bad.rank_gaps, bad.unknown_ids, bad.out_of_range) == (1, 1, 0, 1, 1)
     assert not audit_similarity([("a", "b", 1, 0.9), ("a", "c", 3, 0.5)], ids).passed  # rank 2 missing
     assert len(bad.examples) >= 3 and not bad.passed
+
+    # As a check result: the reason counts each kind, the table names the professions (id and catalog name).
+    result = similarity_check(bad, {"a": "Koch/Köchin", "b": "Bäcker/in"})
+    assert not result.passed and result.description == result.metadata["reason"].value
+    assert result.metadata["reason"].value.startswith("the stored similarity table (5 rows) is inconsistent (expected "
+                                                      "0 of each): 1 self pairs, 1 ids not in the catalog")
+    table = result.metadata["examples"].value
+    assert "| profession_id | name | pair | problem |" in table
+    assert "| a | Koch/Köchin | a -> a | self pair |" in table and "| c | (not in the catalog) | c -> x |" in table
+    assert "reason" not in similarity_check(audit_similarity(good, ids), {}).metadata
+
+
+def test_catalog_check_names_the_profession_names_without_a_vector() -> None:
+    assert catalog_check(3, 3, []).passed
+    failed = catalog_check(3, 1, ["Koch/Köchin", "Bäcker/in"])
+    assert not failed.passed and failed.metadata["reason"].value.startswith(
+        "2 of 3 distinct profession names have no name vector (2 returned an unusable vector; expected 0)")
+    assert "| Koch/Köchin | no usable vector (NaN or zero) |" in failed.metadata["examples"].value
 
 
 def test_kldb_proximity_and_similarity_without_vectors() -> None:

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_mappings import berufenet_mappings
-from ty_pipeline.assets.berufenet_retry import berufenet_title_retry, failed_titles_partitions
+from ty_pipeline.assets.berufenet_retry import berufenet_title_retry, failed_titles_partitions, retry_check
 from ty_pipeline.automation.berufenet_sensor import SENSOR_NAME, berufenet_failed_titles_sensor
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.failed_titles import PARTITIONS_NAME, is_partition_key, partition_key_for
@@ -143,6 +143,11 @@ def test_sensor_registers_failed_titles_most_frequent_first_with_a_cap(
 
     first = tick(instance, warehouse_url, cap=2)
     assert instance.get_dynamic_partitions(PARTITIONS_NAME) == [keys["Lagermitarbeiter"], keys["Verkaufsmitarbeiter"]]
+    # The sensor launches no runs, so the tick history shows every tick as skipped: the reason says what it did.
+    assert first.skip_message == (
+        f"registered 2 failed titles as partitions, most frequent first ({keys['Lagermitarbeiter']}); no run "
+        "launched: backfill `berufenet_title_retry` to retry them; 1 failed titles wait for room under the cap"
+    )
     # At the cap with nothing resolved: no new keys, the cursor stays so no title is skipped.
     blocked = tick(instance, warehouse_url, first.cursor, cap=2)
     assert not blocked.dynamic_partitions_requests and "cap of 2" in (blocked.skip_message or "")
@@ -154,8 +159,14 @@ def test_sensor_registers_failed_titles_most_frequent_first_with_a_cap(
     freed = tick(instance, warehouse_url, first.cursor, cap=2)
     assert sorted(instance.get_dynamic_partitions(PARTITIONS_NAME)) == sorted(
         [keys["Verkaufsmitarbeiter"], keys["Xyzzy Quux"]])
+    assert "removed 1 partitions of titles resolved since" in (freed.skip_message or "")
     again = tick(instance, warehouse_url, freed.cursor, cap=2)
-    assert not again.dynamic_partitions_requests and "no failed titles" in (again.skip_message or "")
+    assert not again.dynamic_partitions_requests
+    assert again.skip_message == "no new failed titles since the last tick"
+    # Titles read again (a reset cursor) that are all registered or resolved: nothing to add, and it says so.
+    reread = tick(instance, warehouse_url, None, cap=2)
+    assert not reread.dynamic_partitions_requests
+    assert reread.skip_message == "the 3 failed titles recorded since the last tick are resolved or already registered"
 
 
 def test_backfill_of_a_failed_title_maps_every_posting_with_it(
@@ -266,3 +277,14 @@ def test_the_profession_assets_load_with_the_rest_of_the_code_location() -> None
 def test_the_sensor_runs_by_default_and_launches_nothing() -> None:
     assert berufenet_failed_titles_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert not berufenet_failed_titles_sensor.targets
+
+
+def test_the_retry_check_names_the_title_and_what_is_left_unresolved() -> None:
+    key = partition_key_for("lagermitarbeiter")
+    assert retry_check(key, "Lagermitarbeiter", {"llm_verified": 3}, {}).passed
+    failed = retry_check(key, "Lagermitarbeiter", {"llm_verified": 3, "error": 1}, {"error": 1})
+    assert not failed.passed
+    assert failed.metadata["reason"].value == (
+        "1 postings with the title 'Lagermitarbeiter' are still unresolved after the retry (expected 0): "
+        "materialize this partition again")
+    assert f"| {key} | Lagermitarbeiter | error | 1 |" in failed.metadata["examples"].value

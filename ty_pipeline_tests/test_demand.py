@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from ty_pipeline.assets.demand import SNAPSHOT_CHECK, demand_snapshots
+from ty_pipeline.assets.demand import SNAPSHOT_CHECK, demand_snapshots, snapshot_check
 from ty_pipeline.domain.demand import SnapshotRow, consistency_problems
 from ty_pipeline.domain.posting_record import PostingRecord, Source
 from ty_pipeline.domain.states import STATES
@@ -116,6 +116,14 @@ def test_consistency_check_accepts_correct_rows_and_names_each_violation() -> No
     ]
     bad_fresh = SnapshotRow("Saarland", "43", None, None, 1, 2, 1, 0.0625, 16.0)
     assert any("fresh counts" in p for p in consistency_problems([bad_fresh], {"Saarland": 1}))
+
+    # The check result an operator reads: the reason, and a table of where the sums break.
+    result = snapshot_check(D, problems + consistency_problems(snap.rows, {**mapped, "Bremen": 1}))
+    assert not result.passed and result.metadata["reason"].value.startswith(f"2 sums of the {D} snapshot do not add up")
+    table = result.metadata["examples"].value
+    assert "| state/domain/profession | problem |" in table
+    assert "| Berlin/43 | professions sum to 6 > domain total 1 |" in table and "| Bremen |" in table
+    assert snapshot_check(D, []).passed and "reason" not in snapshot_check(D, []).metadata
 
 
 # -- the asset on a real warehouse ------------------------------------------------------------------------

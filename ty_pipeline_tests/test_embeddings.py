@@ -301,6 +301,9 @@ def test_a_tampered_stored_text_fails_certification(warehouse_url: str, engine: 
     assert meta(result)["corrupt_hashes"] == 1
     evaluation = check(result)
     assert not evaluation.passed and evaluation.metadata["corrupt_hashes"].value == 1
+    assert "1 stored vectors have a hash that does not match their text" in evaluation.metadata["reason"].value
+    assert f"| {pid} | arbeitsagentur:p | Stelle p | stored text does not match its hash" in (
+        evaluation.metadata["examples"].value)
 
 
 def test_an_unusable_vector_is_not_stored_and_certification_reports_the_missing_posting(
@@ -313,6 +316,9 @@ def test_an_unusable_vector_is_not_stored_and_certification_reports_the_missing_
     m = meta(result)
     assert (m["new"], m["failed"], m["eligible_without_current_embedding"]) == (1, 1, 1)
     assert not check(result).passed
+    assert check(result).metadata["reason"].value.startswith(f"1 eligible postings of {DAY} have no current embedding")
+    table = check(result).metadata["examples"].value
+    assert f"| {bad} | arbeitsagentur:bad | Stelle bad | no current embedding" in table and "Stelle good" not in table
     assert has_embedding(engine) == {good: True, bad: False}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import threading
 from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -73,7 +74,12 @@ def first_user_message(body: dict[str, Any]) -> str:
 
 
 def posting_of(body: dict[str, Any]) -> str:
-    return _section(first_user_message(body), "posting")
+    # The posting is in the shared first message (prompts/__init__.py, layout), not in the user message.
+    return _section(body["messages"][0]["content"], "posting")
+
+
+def is_improve(body: dict[str, Any]) -> bool:
+    return first_user_message(body).startswith("You correct")
 
 
 def schema_of(body: dict[str, Any]) -> str:
@@ -119,10 +125,16 @@ class ScriptedLlm:
         self.grade = lambda model, summary: ("PASS", [])
 
     def __call__(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        respond = getattr(self, "respond", None)
+        if respond is not None:
+            return respond(model, body)
+        return self.answer(model, body)
+
+    def answer(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
         posting = posting_of(body)
         kind = schema_of(body)
         if kind == "SummaryFields":
-            return summary_fields(posting, improved=body["messages"][0]["content"].startswith("You correct"))
+            return summary_fields(posting, improved=is_improve(body))
         if kind == "Grade":
             verdict, reasons = self.grade(model, _section(first_user_message(body), "summary"))
             return {"verdict": verdict, "reasons": reasons}
@@ -153,11 +165,11 @@ class ScriptedLlm:
 class FastOllamaResource(OllamaResource):
     """The production resource with millisecond backoff, so retries do not slow the suite down."""
 
-    def get_client(self) -> OllamaClient:
+    def client_for(self, url: str, slots: int, *, max_retries: int | None = None) -> OllamaClient:
         return OllamaClient(
-            self.host, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.read_timeout_s,
-            max_retries=self.max_retries, backoff_base_s=0.005, backoff_max_s=0.02, keep_alive=self.keep_alive,
-            pool_size=self.pool_size,
+            url, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.read_timeout_s,
+            max_retries=self.max_retries if max_retries is None else max_retries, backoff_base_s=0.005, backoff_max_s=0.02, keep_alive=self.keep_alive,
+            pool_size=max(self.pool_size, slots),
         )
 
 
@@ -291,17 +303,43 @@ def title_of(engine: sa.Engine, posting_id: int) -> str:
 ALL = [posting_summaries, skill_keywords, ihl_scores]
 
 
+def meet_partner_grader(llm: ScriptedLlm, timeout_s: float = 10.0) -> dict[str, bool]:
+    """Make each grader answer only after the other grader of the same posting arrived (no clocks: a
+    sequential pair waits out `timeout_s` and is recorded as not having met). Returns title -> met."""
+    barriers: dict[str, threading.Barrier] = {}
+    met: dict[str, bool] = {}
+    lock = threading.Lock()
+    original = llm.answer
+
+    def responder(model: str, body: dict[str, Any]) -> dict[str, Any]:
+        if schema_of(body) == "Grade":
+            title = facts(posting_of(body))["Title"]
+            with lock:
+                barrier = barriers.setdefault(title, threading.Barrier(2))
+            try:
+                barrier.wait(timeout_s)
+                met.setdefault(title, True)
+            except threading.BrokenBarrierError:
+                met[title] = False
+        return original(model, body)
+
+    llm.respond = responder  # type: ignore[attr-defined]
+    return met
+
+
 # -- happy path -------------------------------------------------------------------------------------------
 
 
 def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_posting(
-    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama, llm: ScriptedLlm
 ) -> None:
     ids = [add_posting(engine, fixtures_dir, n, published=DAY - timedelta(days=i)) for i, n in enumerate(FIXTURES[:3])]
     no_text = add_posting(engine, fixtures_dir, "job61951", description=None)
     other_source = add_posting(engine, fixtures_dir, "job64727", source=Source.ARBEITSAGENTUR)
 
-    result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url)
+    meetings = meet_partner_grader(llm)
+    # 16 slots: room for both graders of every posting at once, which the barrier below proves.
+    result = run([*ALL, *build_llm_output_checks()], warehouse_url, fake.base_url, hosts=f"{fake.base_url}=16")
 
     # Cost: 3 (extract + two graders) + 1 (skills) + 3 (analyst, skeptic, HR expert) per posting.
     assert len(fake.chat_calls()) == 7 * len(ids)
@@ -324,17 +362,18 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
                                                                   no_text: "skipped_no_description"}
     first = summaries[ids[0]]
     assert json.loads(first["models"]) == {"extract": QWEN, "graders": [QWEN, LLAMA], "improve": QWEN}
-    assert first["prompt_version"] == "summary/1.1.1" and len(first["input_hash"]) == 64 and first["attempts"] == 1
+    assert first["prompt_version"] == "summary/2.2.2+p1" and len(first["input_hash"]) == 64 and first["attempts"] == 1
     assert [g["verdict"] for g in json.loads(first["grades_json"])[0]["grades"]] == ["PASS", "PASS"]
     assert SummaryFields.model_validate_json(first["fields_json"]).role == title_of(engine, ids[0])
 
-    # The two graders of every posting were in flight at the same time.
+    # The two graders of every posting were in flight at the same time: each answered only once its
+    # partner had arrived (a barrier per posting in the responder, see `meet_partner_grader`).
+    assert meetings and all(meetings.values()), meetings
     for pid in ids:
         grades = [r for r in fake.chat_calls() if schema_of(r.json()) == "Grade"
                   and facts(posting_of(r.json()))["Title"] == title_of(engine, pid)]
         assert sorted(r.json()["model"] for r in grades) == sorted([QWEN, LLAMA])
-        (a_start, a_end), (b_start, b_end) = [(r.started, r.ended) for r in grades]
-        assert a_start < b_end and b_start < a_end
+        assert meetings[title_of(engine, pid)]
 
     # Skill detail rows: the duplicate "- python." style answer merged into one name with its best importance.
     with engine.connect() as conn:
@@ -360,6 +399,7 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     m = meta(result, "posting_summaries")
     assert (m["processed"], m["cached"], m["failed"], m["pending"], m["skipped_no_description"]) == (3, 0, 0, 0, 1)
     assert m["llm_calls"] == 9 and m["eval_tokens"] > 0 and m["latency_p95_s"] >= m["latency_p50_s"] > 0
+    assert m["cached_prompt_tokens"] == 0  # Ollama does not report prefix-cache hits; OpenAI servers do
     assert m["status_counts"] == {"passed": 3} and m["models"] == f"{QWEN}, {LLAMA}"
     assert meta(result, "skill_keywords")["llm_calls"] == 3 and meta(result, "ihl_scores")["llm_calls"] == 9
     # The in-asset check of this run and the standalone audits of what was saved all pass.
@@ -430,7 +470,7 @@ def test_a_failing_grader_gets_one_improve_step_and_a_regrade_by_both(
     assert "as the posting describes it" in enriched(engine)[pid]["summary"]
     # extract + 2 graders + improve + 2 graders
     assert len(fake.chat_calls()) == 6
-    improve = next(r.json() for r in fake.chat_calls() if r.json()["messages"][0]["content"].startswith("You correct"))
+    improve = next(r.json() for r in fake.chat_calls() if is_improve(r.json()))
     assert reason in _section(first_user_message(improve), "reviewer_reasons")
     assert meta(result, "posting_summaries")["status_counts"] == {"passed_after_improve": 1}
 
@@ -503,6 +543,12 @@ def test_an_answer_unusable_twice_is_a_recorded_failure_with_its_reason_and_no_v
                             .where(skill_keyword_items.c.posting_id == bad)).scalar_one() == 0
     assert meta(result, "skill_keywords")["failed"] == 1
     assert checks(result, "skill_keywords") == {LLM_ERRORS_CHECK: False}
+    (failed,) = [e for e in result.get_asset_check_evaluations() if e.check_name == LLM_ERRORS_CHECK]
+    assert failed.metadata["reason"].value.startswith("1 postings failed in this run and 0 are out of attempts")
+    table = failed.metadata["examples"].value
+    with engine.connect() as conn:
+        title = conn.execute(sa.select(postings.c.title).where(postings.c.posting_id == bad)).scalar_one()
+    assert f"| {bad} | deutsche_bank:" in table and title in table and reason in table
 
 
 def test_invalid_summary_and_ihl_answers_never_reach_the_view(
@@ -513,7 +559,7 @@ def test_invalid_summary_and_ihl_answers_never_reach_the_view(
     result = run([posting_summaries], warehouse_url, fake.base_url, ok=False)
     assert "every one of 1 postings failed" in failure_text(result)
     row = rows(engine, "posting_summaries")[pid]
-    assert row["status"] == "llm_error" and row["error"].startswith("extract: OllamaInvalidAnswer (")
+    assert row["status"] == "llm_error" and row["error"].startswith("extract: LlmInvalidAnswer (")
     assert row["summary"] is None and row["fields_json"] is None
 
     fake.fail_next(2, "degenerate", endpoint="chat")  # the analyst's reasoning loops, twice
@@ -603,6 +649,9 @@ def test_llm_errors_are_retried_on_later_runs_up_to_max_attempts(
     assert len(fake.chat_calls()) == calls
     assert meta(exhausted, "skill_keywords")["out_of_attempts"] == 1
     assert checks(exhausted, "skill_keywords")[LLM_ERRORS_CHECK] is False
+    (out,) = [e for e in exhausted.get_asset_check_evaluations() if e.check_name == LLM_ERRORS_CHECK]
+    assert "0 postings failed in this run and 1 are out of attempts" in out.metadata["reason"].value
+    assert f"| {pid} | deutsche_bank:" in out.metadata["examples"].value and "attempt 3:" in out.metadata["examples"].value
 
     set_description(engine, pid, fixture_posting(fixtures_dir, FIXTURES[2])["job_content"]["description"] + " Neu.")
     run([skill_keywords], warehouse_url, fake.base_url)
@@ -648,6 +697,11 @@ def test_scope_covers_configured_sources_newest_first_and_leaves_the_rest_pendin
     assert complete.metadata["by_status"].value == {"ok": 2, "pending": 1}
     (example,) = complete.metadata["pending_examples"].value
     assert example.startswith("deutsche_bank:") and example.endswith(f"(posting_id {older})")
+    assert complete.metadata["reason"].value == (
+        f"2 of 3 in-scope postings of {DAY} have a saved result (67%), below the threshold of 95%: 1 pending (left "
+        "by the per-run cap or not run yet), 0 failed")
+    table = complete.metadata["examples"].value
+    assert f"| {older} | deutsche_bank:" in table and table.rstrip().endswith("| pending |")
 
     second = run(with_checks, warehouse_url, fake.base_url, scope=build_llm_scope_resource())
     assert set(rows(engine, "skill_keywords")) == {newest, middle, older}
@@ -678,6 +732,21 @@ def test_workers_bound_the_postings_in_flight(
         conn.execute(sa.delete(skills_table))
     run([skill_keywords], warehouse_url, fake.base_url, config={"skill_keywords": {"workers": 1}})
     assert fake.max_overlap() == 1 and len(fake.chat_calls()) == 4
+
+
+def test_calls_in_flight_follow_the_hosts_slots_across_all_three_assets(
+    warehouse_url: str, engine: sa.Engine, fixtures_dir: Path, fake: FakeOllama
+) -> None:
+    """No fixed worker count: the step keeps twice the slots in tasks and the host pool lets exactly the
+    host's slots run at once, whichever asset the calls belong to."""
+    for i, name in enumerate(FIXTURES):
+        add_posting(engine, fixtures_dir, name, published=DAY - timedelta(days=i))
+    fake.latency_s = 0.05
+    result = run(ALL, warehouse_url, fake.base_url, hosts=f"{fake.base_url}=3")
+    assert fake.max_overlap() == 3
+    m = meta(result, "ihl_scores")
+    assert (m["llm_slots"], m["workers"]) == (3, 6)
+    assert len(fake.chat_calls()) == 7 * len(FIXTURES)
 
 
 @pytest.mark.parametrize("kind", ["503", "500", "timeout"])
@@ -737,7 +806,7 @@ def test_a_grader_that_cannot_answer_is_an_llm_error_of_that_posting_not_a_verdi
     fake.fail_next(2, "schema_violation", endpoint="chat", model=LLAMA)  # the newest posting's second grader
     result = run([posting_summaries], warehouse_url, fake.base_url, config={"posting_summaries": {"workers": 1}})
     row = rows(engine, "posting_summaries")[bad]
-    assert row["status"] == "llm_error" and row["error"].startswith(f"grade ({LLAMA}): OllamaInvalidAnswer")
+    assert row["status"] == "llm_error" and row["error"].startswith(f"grade ({LLAMA}): LlmInvalidAnswer")
     assert row["summary"] is None and row["fields_json"] and row["grades_json"] is None
     assert rows(engine, "posting_summaries")[good]["status"] == "passed"
     # extract + qwen grader + llama grader and its corrective retry, then 3 for the good posting

@@ -63,10 +63,19 @@ def test_checks_pass_on_sane_rows_and_name_the_offenders(warehouse_url: str) -> 
         conn.execute(skill_keywords.insert().values(posting_id=ids[2], status="ok", skills_json='["Spark", "spark"]', updated_at=NOW))
         conn.execute(ihl_scores.insert().values(posting_id=ids[2], status="ok", ihl_score=9, ihl_category="GENUINE", updated_at=NOW))
     bad = run_checks(warehouse_url)
+    what = {"no_degenerate_summaries": "summaries", "skill_lists_well_formed": "skill lists",
+            "ihl_scores_consistent": "IHL scores"}
     for name in ("no_degenerate_summaries", "skill_lists_well_formed", "ihl_scores_consistent"):
         assert not bad[name].passed, name
         examples = bad[name].metadata["example_posting_ids"].value
         assert ids[2] in {pid for found in examples.values() for pid in found}
+        # The reason and the table an operator reads in the UI: which posting (id, source id, title) and why.
+        reason = bad[name].metadata["reason"].value
+        assert reason.startswith(f"1 of 3 saved {what[name]} of {DAY} are flagged (expected 0): "), reason
+        assert bad[name].description == reason
+        table = bad[name].metadata["examples"].value
+        assert "| posting_id | external_id | title | problem |" in table
+        assert f"| {ids[2]} | deutsche_bank:2 | T2 |" in table and "T0" not in table
 
 
 def test_only_the_summary_check_blocks_downstream() -> None:

@@ -9,9 +9,18 @@ import pytest
 from ty_pipeline.domain.llm_hashing import TRUNCATION_NOTE, input_hash, location_text, posting_text
 from ty_pipeline.domain.llm_selection import Candidate, LlmStatus, plan_work
 from ty_pipeline.domain.skills import SkillItem
-from ty_pipeline.enrichment.metrics import percentile
+from ty_pipeline.enrichment.metrics import CallStats, percentile
 from ty_pipeline.enrichment.skills import ranked_skills
-from ty_pipeline.prompts import PROMPT_DIR, PromptError, combined_version, load_prompt, parse_prompt
+from ty_pipeline.prompts import (
+    POSTING_CONTEXT,
+    PROMPT_DIR,
+    PromptError,
+    combined_version,
+    load_posting_context,
+    load_prompt,
+    parse_posting_context,
+    parse_prompt,
+)
 
 PROMPTS = ["summary_extract", "summary_grade", "summary_improve", "skills_extract",
            "ihl_analyst", "ihl_skeptic", "ihl_hr_expert"]
@@ -24,20 +33,20 @@ LONG_TEXT = "Wir suchen eine engagierte Fachkraft für unser Team in Frankfurt. 
 @pytest.mark.parametrize("name", PROMPTS)
 def test_every_prompt_file_loads_with_its_own_versioned_name_and_a_posting_slot(name: str) -> None:
     prompt = load_prompt(name)
-    assert prompt.version == f"{name}/1"
-    assert "posting" in prompt.fields
+    assert prompt.version == f"{name}/2"
+    assert "posting" in prompt.fields and prompt.takes_posting
     messages = prompt.render(**dict.fromkeys(prompt.fields, "X"))
     assert [m["role"] for m in messages] == ["system", "user"]
     assert all(m["content"].strip() for m in messages)
-    assert "{" not in messages[0]["content"]  # every template field of the system text was filled
+    assert "{" not in messages[0]["content"] + messages[1]["content"]  # every template field was filled
 
 
 def test_posting_text_with_braces_is_inserted_verbatim_and_never_parsed_as_a_template() -> None:
     prompt = load_prompt("summary_extract")
     hostile = "Stelle {SR9207358} {language} {0} {{x}} and }{ unbalanced"
-    user = prompt.render(posting=hostile, language="English")[1]["content"]
-    assert hostile in user
-    assert "Summary language: English" in user
+    context, user = (m["content"] for m in prompt.render(posting=hostile, language="Spanish"))
+    assert hostile in context
+    assert "Summary language: Spanish" in user and "Spanish" not in context
 
 
 def test_rendering_without_a_value_is_an_error_not_an_empty_slot() -> None:
@@ -52,6 +61,11 @@ def test_rendering_without_a_value_is_an_error_not_an_empty_slot() -> None:
         ("version: other/1\n## system\na\n## user\nb", "must look like"),
         ("version: p/1\n## system\na\n", "user"),
         ("version: p/1\n## system\na {x\n## user\nb", "p"),
+        ("version: p/1\n## instructions\na\n## system\nc\n## user\nb", "instructions"),
+        ("version: p/1\n## instructions\na\n", "user"),
+        # the posting belongs in the shared context only: a prompt showing it itself breaks the prefix
+        ("version: p/1\n## instructions\na\n## user\n<posting>\n{posting}\n</posting>", "posting_context"),
+        ("version: p/1\n## system\na {posting}\n## user\nb", "posting_context"),
     ],
 )
 def test_malformed_prompt_files_are_rejected_at_load_time(text: str, message: str) -> None:
@@ -63,8 +77,28 @@ def test_combined_versions_fit_the_prompt_version_column() -> None:
     families = {"summary": PROMPTS[:3], "ihl": PROMPTS[4:]}
     for family, names in families.items():
         version = combined_version(family, [load_prompt(n) for n in names])
-        assert version == f"{family}/1.1.1"
+        assert version == f"{family}/2.2.2+p1"
         assert len(version) <= 32
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("version: posting_context/1\n## system\n<posting>\n{posting}\n</posting>\n## user\nb", "one section"),
+        ("version: posting_context/1\n## system\n<posting>\n{posting} {language}\n</posting>", "language"),
+        ("version: posting_context/1\n## system\nThe posting: {posting}", "fenced"),
+        ("version: posting_context/1\n## system\n<posting>\n</posting>", "none"),
+    ],
+)
+def test_a_malformed_posting_context_is_rejected(text: str, message: str) -> None:
+    with pytest.raises(PromptError, match=message):
+        parse_posting_context(text)
+
+
+def test_the_posting_context_is_not_a_prompt_of_its_own() -> None:
+    assert load_posting_context().version == f"{POSTING_CONTEXT}/1"
+    with pytest.raises(PromptError, match="load_posting_context"):
+        load_prompt(POSTING_CONTEXT)
 
 
 
@@ -72,7 +106,8 @@ def test_every_prompt_file_in_the_package_parses() -> None:
     files = sorted(PROMPT_DIR.glob("*.md"))
     assert {f"{n}.md" for n in PROMPTS} <= {f.name for f in files}
     for path in files:
-        assert load_prompt(path.stem).version.startswith(f"{path.stem}/")
+        loaded = load_posting_context() if path.stem == POSTING_CONTEXT else load_prompt(path.stem)
+        assert loaded.version.startswith(f"{path.stem}/")
 
 
 # -- the memo key -----------------------------------------------------------------------------------------
@@ -167,3 +202,19 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) == 0.0
     values = [float(v) for v in range(1, 21)]
     assert (percentile(values, 50), percentile(values, 95), percentile(values, 100)) == (10.0, 19.0, 20.0)
+
+
+def test_call_stats_sum_cached_prompt_tokens_where_the_server_reports_them() -> None:
+    class Reported:  # an OpenAI-compatible answer with usage.prompt_tokens_details.cached_tokens
+        prompt_eval_count, cached_prompt_tokens, model = 1200, 1000, "m"
+
+    class Unreported:  # Ollama: no such attribute, or None
+        prompt_eval_count, model = 900, "m"
+
+    class Empty:
+        prompt_eval_count, cached_prompt_tokens, model = 300, None, "m"
+
+    stats = CallStats()
+    stats.add([Reported(), Unreported(), Empty(), Reported()])
+    summary = stats.summary()
+    assert (summary["prompt_tokens"], summary["cached_prompt_tokens"]) == (3600, 2000)

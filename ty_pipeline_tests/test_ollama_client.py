@@ -489,10 +489,11 @@ def test_a_server_that_dies_mid_run_is_reported_unavailable(fake: FakeOllama, cl
 
 def test_the_resource_builds_a_working_client(fake: FakeOllama) -> None:
     resource = OllamaResource(host=fake.base_url, read_timeout_s=7.0, max_retries=1, keep_alive="5m")
-    with resource.get_client() as c:
-        assert (c.timeout, c.max_retries, c.keep_alive) == ((5.0, 7.0), 1, "5m")
-        assert c.preflight([CHAT_MODEL]) == "0.32.15"
-        chat(c)
+    with resource.get_client() as pool:  # a host pool of one: `OLLAMA_HOST` / `host` with 4 slots
+        [c] = pool.clients
+        assert isinstance(c, OllamaClient) and (c.timeout, c.max_retries, c.keep_alive) == ((5.0, 7.0), 1, "5m")
+        assert pool.preflight([CHAT_MODEL]).endswith("0.32.15")
+        chat(pool)
     assert fake.chat_calls()[0].json()["keep_alive"] == "5m"
 
 

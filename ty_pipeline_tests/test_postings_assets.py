@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -308,6 +309,10 @@ def test_a_400_inside_the_result_window_fails_that_state_instead_of_ending_it(
     result = run(warehouse_url, aa, db, sources="arbeitsagentur", assets=[postings])
     assert result.success  # what arrived is saved ...
     assert not check_passed(result, "fetch_complete")  # ... and the partition says Berlin is incomplete
+    fetch_check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "fetch_complete")
+    assert fetch_check.metadata["reason"].value.startswith(f"1 fetch requests for {DAY} failed (expected 0), in arbeitsagentur")
+    assert "| source | error |" in fetch_check.metadata["examples"].value
+    assert "| arbeitsagentur |" in fetch_check.metadata["examples"].value and "Berlin page 2" in fetch_check.metadata["examples"].value
     meta = mat_metadata(result, "postings")
     assert meta["new"] == 101 and meta["errors"] == 1
     assert "Berlin page 2" in meta["error_messages"] and "inside the 10,000-result window" in meta["error_messages"]
@@ -346,6 +351,14 @@ def test_standalone_checks_report_duplicates_totals_and_coverage(
         meta = {k: v.value for k, v in coverage.metadata.items()}
         assert (meta["in_scope"], meta["with_outcome"]) == (3, 2)
         assert meta["pending_posting_ids"] != "none"
+        assert meta["reason"] == (f"2 of 3 valid postings of {DAY} have a final description outcome (66.7%), below "
+                                  "the threshold of 95%; the next run of `job_descriptions` for the partition "
+                                  "fetches the rest")
+        assert coverage.description == meta["reason"]
+        table = meta["examples"]
+        assert "| posting_id | external_id | title | problem |" in table
+        assert f"arbeitsagentur:{refnr(2)}" in table and "Projektleiter/in 2 (m/w/d)" in table
+        assert "description failed" in table and "Projektleiter/in 1 (m/w/d)" not in table
         assert all(e.partition == DAY.isoformat() for e in evaluations.values())  # per-partition results
 
         aa.total_override = 500  # the API claims far more than it served
@@ -355,3 +368,30 @@ def test_standalone_checks_report_duplicates_totals_and_coverage(
         )
         totals = next(e for e in again.get_asset_check_evaluations() if e.check_name == "fetch_matches_reported_totals")
         assert not totals.passed
+        reason = totals.metadata["reason"].value
+        assert reason.startswith(f"1 of 1 sources of {DAY} fell short") and "arbeitsagentur read 3 of 8000 reported" in reason  # 500 per state
+        assert "| source | reported | beyond_window | read |" in totals.metadata["examples"].value
+        assert "| arbeitsagentur | 8000 |" in totals.metadata["examples"].value
+
+
+def test_duplicate_check_names_the_pairs_with_titles_and_ids(tmp_path: Path) -> None:
+    """The unique constraint makes duplicates impossible in a real warehouse; the check guards against losing it."""
+    from ty_pipeline.checks.ingestion import duplicates_result
+    from ty_pipeline.warehouse.schema import postings as postings_table
+
+    bare = sa.MetaData()
+    table = postings_table.to_metadata(bare)
+    table.constraints = {c for c in table.constraints if not isinstance(c, sa.UniqueConstraint)}
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dupes.db'}")
+    bare.create_all(engine)
+    row = {"source": "arbeitsagentur", "external_id": "10000-1-S", "partition_date": DAY, "invalidated": False,
+           "first_seen_at": datetime(2026, 11, 1), "last_seen_at": datetime(2026, 11, 1)}
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{**row, "posting_id": 1, "title": "Koch (m/w/d)"},
+                                      {**row, "posting_id": 2, "title": "Koch (m/w/d)"},
+                                      {**row, "posting_id": 3, "external_id": "other", "title": "Bäcker"}])
+    assert duplicates_result(engine).passed is False
+    meta = {k: v.value for k, v in duplicates_result(engine).metadata.items()}
+    assert meta["reason"].startswith("1 (source, external_id) pairs are stored more than once (expected 0)")
+    assert "| external_id | title | copies | posting_ids |" in meta["examples"]
+    assert "| arbeitsagentur:10000-1-S | Koch (m/w/d) | 2 | 1, 2 |" in meta["examples"]

@@ -107,25 +107,32 @@ def test_ollama_read_timeout_in_run_config_keeps_ollama_host(
     assert meta(result, "skill_keywords")["processed"] == 1
 
 
-def test_jobsuche_page_delay_in_run_config_keeps_ty_aa_base_url(env: pytest.MonkeyPatch, warehouse_url: str) -> None:
+def test_jobsuche_rate_in_run_config_keeps_ty_aa_base_url(env: pytest.MonkeyPatch, warehouse_url: str) -> None:
     with FakeJobsuche(today=TODAY) as aa:
         add_aa(aa, 1, "Berlin")
         env.setenv("TY_AA_BASE_URL", aa.base_url)
         env.setenv("TY_SOURCES", "arbeitsagentur")
-        result = materialize([postings], {"jobsuche": {"page_delay_s": 0.0}}, partition_key=FETCH_DAY.isoformat())
+        result = materialize([postings], {"jobsuche": {"requests_per_s": 500.0}}, partition_key=FETCH_DAY.isoformat())
         assert result.success, errors(result)
         assert aa.searches()
+        sent = len(aa.requests)
     assert [k for k in enriched(warehouse_url)] == [("arbeitsagentur", "10001-1000000001-S")]
+    # The run's rate is the one in force, every search page went through it, and the step says so.
+    figures = meta(result, "postings")["requests_arbeitsagentur"]
+    assert figures["configured_requests_per_s"] == 500.0
+    assert figures["requests"] == sent
 
 
-def test_deutsche_bank_page_delay_in_run_config_keeps_ty_db_base_url(env: pytest.MonkeyPatch, warehouse_url: str) -> None:
+def test_deutsche_bank_rate_in_run_config_keeps_ty_db_base_url(env: pytest.MonkeyPatch, warehouse_url: str) -> None:
     with FakeDeutscheBank() as db:
         add_db(db, "70001")
         env.setenv("TY_DB_BASE_URL", db.base_url)
         env.setenv("TY_SOURCES", "deutsche_bank")
-        result = materialize([postings], {"deutsche_bank": {"page_delay_s": 0.0}}, partition_key=FETCH_DAY.isoformat())
+        result = materialize([postings], {"deutsche_bank": {"requests_per_s": 500.0, "max_in_flight": 1}},
+                             partition_key=FETCH_DAY.isoformat())
         assert result.success, errors(result)
     assert [k for k in enriched(warehouse_url)] == [("deutsche_bank", "70001")]
+    assert meta(result, "postings")["requests_deutsche_bank"]["configured_requests_per_s"] == 500.0
 
 
 def test_embedder_batch_size_in_run_config_keeps_the_backend_model_and_ollama_host(
@@ -260,7 +267,7 @@ def test_job_api_credentials_are_never_shown(env: pytest.MonkeyPatch, caplog: py
     instance = dg.DagsterInstance.ephemeral()
     result = materialize(
         [postings],
-        {"jobsuche": {"page_delay_s": 0.0, "max_retries": 0}, "deutsche_bank": {"page_delay_s": 0.0, "max_retries": 0}},
+        {"jobsuche": {"max_retries": 0}, "deutsche_bank": {"max_retries": 0}},
         partition_key=FETCH_DAY.isoformat(), instance=instance,
     )
     assert not result.success

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from ty_pipeline import data_files
+from ty_pipeline.warehouse.migrations import head_revision
 from ty_pipeline_tests.conftest import IN_CI
 from ty_pipeline_tests.paths import REPO_ROOT
 
@@ -154,6 +156,10 @@ def test_the_package_ships_the_data_files_it_reads(tmp_path: Path) -> None:
     shipped = {p.relative_to(build).as_posix() for p in build.rglob("*") if p.is_file() and p.suffix != ".py"}
     assert shipped == expected
     assert any(name.startswith("ty_pipeline/prompts/") for name in shipped)
+    # The warehouse migrations run from the installed package (no alembic.ini there): every revision ships.
+    migrations = build / "ty_pipeline" / "warehouse" / "migrations"
+    assert ScriptDirectory(str(migrations)).get_current_head() == head_revision()
+    assert (migrations / "env.py").is_file()
 
     # Installed (no checkout around it), the locator finds the copy inside the package.
     installed = runpy.run_path(str(build / "ty_pipeline" / "data_files.py"))

@@ -9,6 +9,7 @@ expected figure below is worked out by hand in the comments next to the rows.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -172,9 +173,10 @@ def run_json(url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     return json.loads(capsys.readouterr().out)
 
 
-def counts(asset: dict, day: date) -> tuple[int, int, int, int]:
+def counts(asset: dict, day: date) -> tuple[int, int, int, int, int]:
+    """(done, failed for good, retryable, pending, total) of one partition."""
     row = next(p for p in asset["partitions"] if p["partition"] == day.isoformat())
-    return row["done"], row["failed"], row["pending"], row["total"]
+    return row["done"], row["failed"], row["retryable"], row["pending"], row["total"]
 
 
 @pytest.fixture
@@ -198,52 +200,68 @@ def test_partitions_are_the_recent_days_newest_first(seeded: str, monkeypatch, c
 
 def test_postings_counts_every_fetched_posting(seeded: str, monkeypatch, capsys) -> None:
     asset = run_json(seeded, monkeypatch, capsys)["assets"]["postings"]
-    assert counts(asset, D0) == (10, 0, 0, 10)
-    assert counts(asset, D1) == (4, 0, 0, 4)
-    assert counts(asset, D0 - timedelta(days=3)) == (0, 0, 0, 0)
+    assert counts(asset, D0) == (10, 0, 0, 0, 10)
+    assert counts(asset, D1) == (4, 0, 0, 0, 4)
+    assert counts(asset, D0 - timedelta(days=3)) == (0, 0, 0, 0, 0)
     assert asset["partitions"][0]["by_status"] == {"invalidated": 2, "valid": 8}
     assert asset["throughput"]["finished"] == 10  # first seen in the last 3 h: the D0 postings
 
 
 def test_descriptions_classify_every_status_over_valid_postings(seeded: str, monkeypatch, capsys) -> None:
     asset = run_json(seeded, monkeypatch, capsys)["assets"]["job_descriptions"]
-    # D0 valid: 1 ok, 2 too_short, 3 external, 7 ok, 8 ok = done 5; 9 gave_up = failed; 4 failed once, 5 no row
-    assert counts(asset, D0) == (5, 1, 2, 8)
+    # D0 valid: 1 ok, 2 too_short, 3 external, 7 ok, 8 ok = done 5; 9 gave_up = failed; 4 failed once =
+    # retryable; 5 no row = pending
+    assert counts(asset, D0) == (5, 1, 1, 1, 8)
     assert asset["partitions"][0]["by_status"] == {
         "external_partner": 1, "failed": 1, "gave_up": 1, "no_row": 1, "ok": 3, "too_short": 1,
     }
     # D1: 11, 12, 14 ok; 13 failed twice = attempts used up
-    assert counts(asset, D1) == (3, 1, 0, 4)
+    assert counts(asset, D1) == (3, 1, 0, 0, 4)
     assert asset["partitions"][1]["by_status"]["failed (attempts used up)"] == 1
-    assert counts(asset, D2) == (1, 0, 1, 2)
+    assert counts(asset, D2) == (1, 0, 0, 1, 2)
     assert asset["totals"] == {
-        "done": 9, "failed": 2, "pending": 3, "total": 14,
+        "done": 9, "failed": 2, "retryable": 1, "pending": 2, "total": 14,
         "by_status": {"external_partner": 1, "failed": 1, "failed (attempts used up)": 1, "gave_up": 1,
                       "no_row": 2, "ok": 7, "too_short": 1},
     }
     # finished in the window: 1, 2, 6, 7, 8, 9, 13, 14, 16, 17 (not 4: retryable; not 3, 10, 11, 12: old)
     assert asset["throughput"] == {"finished": 10, "window_hours": 3.0, "per_hour": 3.33}
-    assert asset["eta_seconds"] == pytest.approx(3 * 3600 * 3 / 10)  # 3 pending at 10 per 3 h
-    assert asset["eta"] == "ETA 54 min"
+    # D0 is today (the nightly run's), D1 and D2 had rows written in the window: all three are being processed
+    assert asset["active_partitions"] == [D2.isoformat(), D1.isoformat(), D0.isoformat()]
+    assert asset["pending_scheduled"] == 2 and asset["pending_unscheduled"] == 0
+    assert asset["eta_seconds"] == pytest.approx(2 * 3600 * 3 / 10)  # 2 pending (5, 15) at 10 per 3 h; 4 is retryable
+    assert asset["eta"] == (
+        "ETA 36 min for 2 pending in partitions being processed; "
+        "no ETA for 1 retryable (retried only when their partition runs again)"
+    )
 
 
 def test_llm_assets_cover_valid_postings_of_llm_sources_with_a_description(seeded: str, monkeypatch, capsys) -> None:
     assets = run_json(seeded, monkeypatch, capsys)["assets"]
     # scope: deutsche_bank, valid, description ok -> D0: 7, 8 (9 gave up, 10 invalidated); D1: 12, 14
     summaries, skills, ihl = assets["posting_summaries"], assets["skill_keywords"], assets["ihl_scores"]
-    assert counts(summaries, D0) == (1, 1, 0, 2)
-    assert counts(summaries, D1) == (1, 0, 1, 2)  # 14: llm_error with an attempt left
-    assert counts(summaries, D2) == (0, 0, 0, 0)
-    assert counts(skills, D0) == (1, 1, 0, 2)  # 8: llm_error after the last attempt
-    assert counts(skills, D1) == (1, 0, 1, 2)
-    assert counts(ihl, D0) == (0, 0, 2, 2)
-    assert counts(ihl, D1) == (1, 0, 1, 2)
+    assert counts(summaries, D0) == (1, 1, 0, 0, 2)
+    assert counts(summaries, D1) == (1, 0, 1, 0, 2)  # 14: llm_error with an attempt left
+    assert counts(summaries, D2) == (0, 0, 0, 0, 0)
+    assert counts(skills, D0) == (1, 1, 0, 0, 2)  # 8: llm_error after the last attempt
+    assert counts(skills, D1) == (1, 0, 0, 1, 2)  # 14: no row
+    assert counts(ihl, D0) == (0, 0, 1, 1, 2)  # 7: llm_error with attempts left; 8: no row
+    assert counts(ihl, D1) == (1, 0, 0, 1, 2)
     # finished in the window: summaries 1, 7, 8, 10 (any source, any partition); 14 is retryable
     assert summaries["throughput"]["finished"] == 4
-    assert summaries["eta_seconds"] == pytest.approx(1 * 3 * 3600 / 4)
+    # Nothing pending: the retryable 14 waits for a run of D1, which nothing has scheduled
+    assert summaries["eta_seconds"] is None
+    assert summaries["eta"] == "no ETA for 1 retryable (retried only when their partition runs again)"
+    # skills: 14 is pending in D1, whose rows are all old: no run is on it, so no ETA despite the throughput
+    assert skills["throughput"]["finished"] == 2 and skills["eta_seconds"] is None
+    assert skills["pending_unscheduled"] == 1
     assert ihl["throughput"]["finished"] == 0
     assert ihl["eta_seconds"] is None
-    assert ihl["eta"] == "no recent throughput"
+    assert ihl["eta"] == (
+        "1 pending in today's partition wait for the nightly run (23:30 Europe/Berlin); "
+        "no ETA for 1 pending in older partitions no run is working on (materialize those partitions to process "
+        "them); no ETA for 1 retryable (retried only when their partition runs again)"
+    )
 
 
 def test_llm_scope_follows_ty_llm_sources(seeded: str, monkeypatch, capsys) -> None:
@@ -251,29 +269,29 @@ def test_llm_scope_follows_ty_llm_sources(seeded: str, monkeypatch, capsys) -> N
     report = run_json(seeded, monkeypatch, capsys)
     assert report["llm_sources"] == [AA, DB]
     # D0 adds posting 1 (passed summary); 2 too_short, 3 partner, 4 and 5 without text stay out
-    assert counts(report["assets"]["posting_summaries"], D0) == (2, 1, 0, 3)
+    assert counts(report["assets"]["posting_summaries"], D0) == (2, 1, 0, 0, 3)
     # D1 adds 11 (no summary yet); D2 adds 16
-    assert counts(report["assets"]["posting_summaries"], D1) == (1, 0, 2, 3)
-    assert counts(report["assets"]["posting_summaries"], D2) == (0, 0, 1, 1)
+    assert counts(report["assets"]["posting_summaries"], D1) == (1, 0, 1, 1, 3)
+    assert counts(report["assets"]["posting_summaries"], D2) == (0, 0, 0, 1, 1)
 
 
 def test_embeddings_count_eligible_postings_with_a_current_stored_vector(seeded: str, monkeypatch, capsys) -> None:
     asset = run_json(seeded, monkeypatch, capsys)["assets"]["posting_embeddings"]
     # D0 eligible: 1, 7, 8 (2 too short, 3/4/5/9 without text, 6/10 invalidated); 1 and 7 embedded
-    assert counts(asset, D0) == (2, 0, 1, 3)
+    assert counts(asset, D0) == (2, 0, 0, 1, 3)
     # D1: 11 (link retired) pending, 12 embedded; 14's padded text normalises under 150: not eligible
-    assert counts(asset, D1) == (1, 0, 1, 2)
+    assert counts(asset, D1) == (1, 0, 0, 1, 2)
     # D2: 16's current link points at a vector that is not stored
-    assert counts(asset, D2) == (0, 0, 1, 1)
+    assert counts(asset, D2) == (0, 0, 0, 1, 1)
     assert asset["throughput"]["finished"] == 3  # current links written recently: 1, 7, 16
 
 
 def test_berufenet_counts_the_mappers_vocabulary(seeded: str, monkeypatch, capsys) -> None:
     asset = run_json(seeded, monkeypatch, capsys)["assets"]["berufenet_mappings"]
-    # D0 valid with a title: 1 exact; 2 no_match and 9 no_title final; 3 error (retried), 7, 8 (no row)
-    assert counts(asset, D0) == (1, 2, 3, 6)
-    assert counts(asset, D1) == (1, 0, 3, 4)  # 12 learned
-    assert counts(asset, D2) == (0, 0, 2, 2)  # 15 has no title but a beruf label
+    # D0 valid with a title: 1 exact; 2 no_match and 9 no_title final; 3 error (retryable), 7, 8 (no row)
+    assert counts(asset, D0) == (1, 2, 1, 2, 6)
+    assert counts(asset, D1) == (1, 0, 0, 3, 4)  # 12 learned
+    assert counts(asset, D2) == (0, 0, 0, 2, 2)  # 15 has no title but a beruf label
     assert asset["throughput"]["finished"] == 3  # 1, 2, 9; 3 is retryable, 12 is old
 
 
@@ -281,7 +299,7 @@ def test_unknown_status_words_count_as_pending_and_are_named(seeded: str, monkey
     with get_engine(seeded).begin() as conn:
         conn.execute(berufenet_mappings.insert().values(posting_id=11, status="a_word_added_later", updated_at=RECENT))
     asset = run_json(seeded, monkeypatch, capsys)["assets"]["berufenet_mappings"]
-    assert counts(asset, D1) == (1, 0, 3, 4)
+    assert counts(asset, D1) == (1, 0, 0, 3, 4)
     assert asset["partitions"][1]["by_status"]["a_word_added_later (unknown status)"] == 1
     assert cli.main(["status", "--warehouse-url", seeded, "--asset", "berufenet_mappings"]) == 0
     assert "counted as pending: a_word_added_later (1)" in capsys.readouterr().out
@@ -289,11 +307,15 @@ def test_unknown_status_words_count_as_pending_and_are_named(seeded: str, monkey
 
 def test_demand_snapshots_are_one_unit_per_date(seeded: str, monkeypatch, capsys) -> None:
     asset = run_json(seeded, monkeypatch, capsys)["assets"]["demand_snapshots"]
-    assert counts(asset, D0) == (1, 0, 0, 1)
-    assert counts(asset, D1) == (0, 0, 1, 1)
-    assert counts(asset, D2) == (1, 0, 0, 1)
-    assert asset["totals"]["done"] == 2 and asset["totals"]["pending"] == 5  # 7 days, 2 computed
+    assert counts(asset, D0) == (1, 0, 0, 0, 1)
+    assert counts(asset, D1) == (0, 0, 0, 1, 1)
+    assert counts(asset, D2) == (1, 0, 0, 0, 1)
+    # D3..D6 have no postings: nothing to snapshot, so not pending
+    assert counts(asset, D0 - timedelta(days=3)) == (0, 0, 0, 0, 0)
+    assert asset["totals"]["done"] == 2 and asset["totals"]["pending"] == 1
     assert asset["throughput"]["finished"] == 2  # D0 and D10 computed recently
+    # D1's snapshot was never requested: throughput elsewhere gives it no ETA
+    assert asset["eta_seconds"] is None and asset["pending_unscheduled"] == 1
     assert asset["unit"] == "snapshots"
 
 
@@ -304,16 +326,53 @@ def test_asset_filter_and_text_output(seeded: str, monkeypatch, capsys) -> None:
     assert "posting_summaries" not in text and "demand_snapshots" not in text
     lines = text.splitlines()
     header = lines.index("job_descriptions - non-invalidated postings")
-    assert lines[header + 1].split() == ["partition", "done", "failed", "pending", "total"]
-    assert lines[header + 2].split() == ["2026-11-18", "5", "1", "2", "8"]  # newest first
-    assert lines[header + 3].split() == ["2026-11-17", "3", "1", "0", "4"]
-    assert "  all" in text and ["all", "9", "2", "3", "14"] in [line.split() for line in lines]
+    assert lines[header + 1].split() == ["partition", "done", "failed", "retryable", "pending", "total"]
+    assert lines[header + 2].split() == ["2026-11-18", "5", "1", "1", "1", "8"]  # newest first
+    assert lines[header + 3].split() == ["2026-11-17", "3", "1", "0", "0", "4"]
+    assert "  all" in text and ["all", "9", "2", "1", "2", "14"] in [line.split() for line in lines]
     assert (
-        "job_descriptions: 9 of 14 done (64%), 2 failed, 3 pending; 10 postings finished in the last 3 h "
-        "(3.3/h); ETA 54 min"
+        "job_descriptions: 9 of 14 done (64%), 2 failed, 1 retryable, 2 pending; 10 postings finished in the "
+        "last 3 h (3.3/h); ETA 36 min for 2 pending in partitions being processed; no ETA for 1 retryable "
+        "(retried only when their partition runs again)"
     ) in lines
-    assert any(line.startswith("ihl_scores: ") and line.endswith("no recent throughput") for line in lines)
+    assert any(line.startswith("ihl_scores: ") and "wait for the nightly run" in line for line in lines)
     assert "\x1b[" not in text  # no colour codes
+
+
+def test_no_eta_for_work_no_job_will_do(warehouse_url: str, monkeypatch, capsys) -> None:
+    """Issue #12 item 5: errored mappings nothing retries, days without postings and a snapshot never
+    requested get no ETA, although both assets finished other work recently; retryable and terminal
+    failures are separate columns."""
+    engine = get_engine(warehouse_url)
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(postings.insert(), [_posting(21, AA, D2), _posting(22, AA, D2), _posting(23, AA, D2),
+                                         _posting(24, AA, D10)])
+        conn.execute(berufenet_mappings.insert(), [
+            {"posting_id": 21, "status": "error", "updated_at": OLD},
+            {"posting_id": 22, "status": "error", "updated_at": OLD},
+            {"posting_id": 23, "status": "no_match", "updated_at": OLD},
+            # recent work outside the shown days: a rate an ETA could be extrapolated from
+            {"posting_id": 24, "status": "exact", "berufenet_id": "B1", "kldb": "81302", "updated_at": RECENT},
+        ])
+        conn.execute(demand_snapshots.insert().values(
+            snapshot_date=D10, state="Bayern", domain_code="81", total_postings=1, fresh_7d=1, fresh_14d=1,
+            computed_at=RECENT))
+    monkeypatch.setattr(cli, "utc_now", lambda: NOW_AWARE)
+    assert cli.main(["status", "--warehouse-url", warehouse_url,
+                     "--asset", "berufenet_mappings", "--asset", "demand_snapshots"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("  2026-")}
+    assert lines[lines.index("berufenet_mappings - " + str(ASSETS["berufenet_mappings"].scope)) + 4].split() == [
+        D2.isoformat(), "0", "1", "2", "0", "3"]  # done, failed for good, retryable, pending, total
+    # snapshots: only D2 has postings, so only D2 misses a snapshot; the other days are not pending
+    assert rows[D0.isoformat()] == ["0", "0", "0", "0", "0"] and rows[D2.isoformat()] == ["0", "0", "0", "1", "1"]
+    summaries = [line for line in lines if line.startswith(("berufenet_mappings:", "demand_snapshots:"))]
+    assert len(summaries) == 2 and not any(re.search(r"ETA \d", line) for line in summaries), summaries
+    assert summaries[0].endswith("no ETA for 2 retryable (retried only when their partition runs again)")
+    assert "1 finished in the last" not in summaries[0] and "1 postings finished in the last 3 h" in summaries[0]
+    assert summaries[1].endswith(
+        "no ETA for 1 pending in older partitions no run is working on (materialize those partitions to process them)")
 
 
 # -- unbuilt and missing warehouses -----------------------------------------------------------------------
@@ -327,7 +386,7 @@ def test_tables_that_do_not_exist_are_reported_not_built(warehouse_url: str, mon
         conn.execute(job_descriptions.insert(), [_description(1, "ok", text=LONG)])
     report = run_json(warehouse_url, monkeypatch, capsys)
     assets = report["assets"]
-    assert counts(assets["job_descriptions"], D0) == (1, 0, 1, 2)
+    assert counts(assets["job_descriptions"], D0) == (1, 0, 0, 1, 2)
     assert assets["posting_summaries"]["built"] is False
     assert assets["posting_summaries"]["missing_tables"] == ["posting_summaries"]
     assert assets["posting_embeddings"]["missing_tables"] == ["posting_embeddings", "posting_summaries", "embeddings"]
@@ -395,7 +454,7 @@ def test_durations_read_coarsely() -> None:
 def test_registry_classification() -> None:
     descriptions, summaries = ASSETS["job_descriptions"], ASSETS["posting_summaries"]
     assert descriptions.classify(None) == Outcome.PENDING
-    assert descriptions.classify("failed") == Outcome.PENDING
+    assert descriptions.classify("failed") == Outcome.RETRYABLE
     assert descriptions.classify("failed", exhausted=True) == Outcome.FAILED
     assert descriptions.classify("too_short") == Outcome.DONE
     assert summaries.classify("failed_grading") == Outcome.FAILED
@@ -403,10 +462,41 @@ def test_registry_classification() -> None:
     beruf = ASSETS["berufenet_mappings"]
     assert beruf.classify("embedding_high") == Outcome.DONE
     assert beruf.classify("llm_rejected") == Outcome.FAILED
-    assert beruf.classify("llm_unavailable") == Outcome.PENDING
+    assert beruf.classify("llm_unavailable") == Outcome.RETRYABLE
+    assert beruf.classify("error") == Outcome.RETRYABLE
 
 
 def test_llm_sources_reads_the_environment_like_the_llm_assets() -> None:
     assert llm_sources({}) == (DB,)
     assert llm_sources({"TY_LLM_SOURCES": ""}) == (DB,)
     assert llm_sources({"TY_LLM_SOURCES": " Arbeitsagentur ,deutsche_bank,"}) == (AA, DB)
+
+
+# -- LLM hosts: postings/hour per host and the night's ETA --------------------------------------------------
+
+
+def test_llm_hosts_show_their_measured_rate_and_the_pending_work_against_six_in_the_morning(
+    seeded: str, monkeypatch, capsys
+) -> None:
+    from ty_pipeline.domain.llm_capacity import HostRun, RunThroughput
+    from ty_pipeline.warehouse.llm_throughput_store import record_run
+
+    engine = get_engine(seeded)
+    before = run_json(seeded, monkeypatch, capsys)["llm_capacity"]
+    assert before["hosts"] == [] and before["postings_per_hour"] is None
+    assert "no measured run yet, no ETA" in before["eta"]
+    # Two hours of a night: 1,400 postings, three quarters of the calls on the 32-slot host.
+    hosts = (HostRun("http://gpu1:8000", 32, 7350, 60000.0), HostRun("http://gpu2:8000", 8, 2450, 15000.0))
+    record_run(engine, run_id="r1", day=D0, run=RunThroughput(NOW - timedelta(hours=1), 7200.0, 1400.0, hosts))
+    capacity = run_json(seeded, monkeypatch, capsys)["llm_capacity"]
+    assert capacity["postings_per_hour"] == 700.0
+    assert [(h["host"], h["postings_per_hour"]) for h in capacity["hosts"]] == [
+        ("http://gpu1:8000", 525.0), ("http://gpu2:8000", 175.0)]
+    pending = capacity["pending_postings"]
+    assert pending > 0 and capacity["before_deadline"] is True  # a few postings, 8 h until 06:00 Berlin
+    assert capacity["hours_left"] == 8.0
+    monkeypatch.setattr(cli, "utc_now", lambda: NOW_AWARE)
+    assert cli.main(["status", "--warehouse-url", seeded]) == 0
+    text = capsys.readouterr().out
+    assert "LLM hosts (last 1 of up to 7 enrichment runs)" in text
+    assert "all hosts: 700 postings/h" in text and "before the 06:00 deadline (8 h 00 min left)" in text

@@ -7,9 +7,12 @@ from collections.abc import Callable
 import dagster as dg
 from pydantic import Field
 
+from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.clients.ollama import OllamaClient
 from ty_pipeline.domain.berufenet_status import RESOLVED, BerufenetStatus
+from ty_pipeline.domain.check_report import MAX_EXAMPLES
+from ty_pipeline.domain.failed_titles import partition_key_for
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, VERIFY_PROMPT, LlmChooser
 from ty_pipeline.professions.partition_run import CatalogMissing, MappingOptions, map_partition
@@ -20,7 +23,7 @@ from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
-from ty_pipeline.warehouse.berufenet_store import ensure_indexes, unmapped_postings
+from ty_pipeline.warehouse.berufenet_store import unmapped_posting_ids, unmapped_postings
 
 MAPPED_CHECK = "every_posting_mapped"
 VERIFIED_CHECK = "uncertain_band_verified"
@@ -86,7 +89,6 @@ def berufenet_mappings(
     day = partition_date(context)
     started = time.monotonic()
     engine = warehouse.get_engine()
-    ensure_indexes(engine)
     model_id = configured_model_id(embedder)
     thresholds, calibrated = thresholds_for(
         model_id, accept=config.accept_threshold, verify=config.verify_threshold
@@ -176,15 +178,41 @@ def berufenet_mappings(
         f"titles by status {dict(titles)}"
     )
     missing = unmapped_postings(engine, day)
+    unverified = sorted(
+        (r for r in report.results if r.status in (BerufenetStatus.LLM_UNAVAILABLE, BerufenetStatus.ERROR)),
+        key=lambda r: -len(r.group.posting_ids),  # the titles that leave most postings unmapped first
+    )
     checks = [
-        dg.AssetCheckResult(
+        explained(
             check_name=MAPPED_CHECK, passed=missing == 0, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"postings_without_mapping": missing},
+            reason=f"{missing} valid postings of {day} have no mapping row after the run (expected 0); "
+            "re-materialize the partition",
+            examples=posting_examples(engine, [(pid, "no mapping row") for pid in unmapped_posting_ids(engine, day)])
+            if missing else [],
+            total_examples=missing,
         ),
-        dg.AssetCheckResult(
+        explained(
             check_name=VERIFIED_CHECK, passed=unavailable == 0 and errors == 0, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"llm_unavailable_titles": unavailable, "error_titles": errors,
-                      "reason": report.llm_problem or "none"},
+            metadata={"llm_unavailable_titles": unavailable, "error_titles": errors},
+            reason=_unverified_reason(unavailable, errors, sum(len(r.group.posting_ids) for r in unverified),
+                                      report.llm_problem),
+            examples=[
+                {"partition_key": partition_key_for(r.group.key) if r.group.key else "", "title": r.group.title,
+                 "postings": len(r.group.posting_ids), "status": str(r.status),
+                 "problem": r.error or report.llm_problem or ""}
+                for r in unverified[:MAX_EXAMPLES]
+            ],
+            total_examples=len(unverified),
         ),
     ]
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def _unverified_reason(unavailable: int, errors: int, postings: int, llm_problem: str | None) -> str:
+    why = f": {llm_problem}" if llm_problem else ""
+    return (
+        f"{unavailable + errors} titles of the uncertain band ({postings} postings) were not verified "
+        f"(expected 0): {unavailable} because the LLM was unavailable{why}, {errors} failed with an error; "
+        "the partition's next run retries them"
+    )

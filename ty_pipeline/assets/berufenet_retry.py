@@ -10,6 +10,7 @@ partition stays failed and its reason is the run's error.
 import dagster as dg
 from pydantic import Field
 
+from ty_pipeline.assets.check_report import explained
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.clients.ollama import OllamaClient, OllamaError
 from ty_pipeline.domain.berufenet_status import UNRESOLVED
@@ -92,11 +93,7 @@ def berufenet_title_retry(
     metrics = outcome.llm_metrics
     by_status = postings_with_title(engine, outcome.title_key)
     left = {status: n for status, n in by_status.items() if status in {str(s) for s in UNRESOLVED}}
-    check = dg.AssetCheckResult(
-        check_name=RETRY_CHECK,
-        passed=not left,
-        metadata={"postings_by_status": dg.MetadataValue.json(by_status), "unresolved": sum(left.values())},
-    )
+    check = retry_check(context.partition_key, outcome.title, by_status, left)
     return dg.MaterializeResult(
         check_results=[check],
         metadata={
@@ -112,4 +109,17 @@ def berufenet_title_retry(
             "llm_calls": len(metrics),
             "llm_output_tokens": sum(m.eval_count for m in metrics),
         }
+    )
+
+
+def retry_check(partition_key: str, title: str, by_status: dict[str, int], left: dict[str, int]) -> dg.AssetCheckResult:
+    """After a successful retry no posting with the title may stay unresolved; the leftovers per status."""
+    return explained(
+        check_name=RETRY_CHECK,
+        passed=not left,
+        metadata={"postings_by_status": dg.MetadataValue.json(by_status), "unresolved": sum(left.values())},
+        reason=f"{sum(left.values())} postings with the title '{title}' are still unresolved after the retry "
+        "(expected 0): materialize this partition again",
+        examples=[{"partition_key": partition_key, "title": title, "status": status, "postings": n}
+                  for status, n in sorted(left.items())],
     )

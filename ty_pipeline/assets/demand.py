@@ -3,9 +3,11 @@
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 
 import dagster as dg
 
+from ty_pipeline.assets.check_report import explained
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.demand import MIN_POSTINGS_PER_PROFESSION, consistency_problems
 from ty_pipeline.partitions import daily_partitions, partition_date
@@ -99,7 +101,16 @@ def demand_snapshots(
         f"{day}: {len(domain_rows)} domain rows, {len(profession_rows)} profession rows from "
         f"{summary.counted} mapped of {summary.active} active postings"
     )
-    check = dg.AssetCheckResult(
+    return dg.MaterializeResult(metadata=metadata, check_results=[snapshot_check(day, problems)])
+
+
+def snapshot_check(day: date, problems: list[str]) -> dg.AssetCheckResult:
+    """The consistency check's result: each problem "state/domain[/profession]: what does not add up"."""
+    rows = []
+    for problem in problems:
+        where, _, what = problem.partition(": ")
+        rows.append({"state/domain/profession": where, "problem": what})
+    return explained(
         check_name=SNAPSHOT_CHECK,
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -107,5 +118,7 @@ def demand_snapshots(
             "problems": len(problems),
             "first_problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:10]) or "none"),
         },
+        reason=f"{len(problems)} sums of the {day} snapshot do not add up (expected 0): professions above their "
+        "domain, domains that differ from the mapped active postings, or fresh counts above the total",
+        examples=rows,
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline.domain.description_status import DescriptionStatus, status_after_failure
@@ -108,12 +109,10 @@ def job_descriptions(
     aa_client = jobsuche.get_client()
     db_client = deutsche_bank.get_client()
     sample = SampleSource(Path(job_sources.sample_dir), berlin_today())
-    delays = {"arbeitsagentur": jobsuche.detail_delay_s, "deutsche_bank": deutsche_bank.detail_delay_s}
 
     def work(posting: PendingDescription):  # type: ignore[no-untyped-def]
+        # Pacing lives in each client's limiter, shared by all workers: no pause per call here.
         outcome = fetch_description(posting, jobsuche=aa_client, deutsche_bank=db_client, sample=sample)
-        if posting.origin != "sample" and delays.get(posting.source):
-            time.sleep(delays[posting.source])  # politeness per worker
         return posting, outcome
 
     counts: Counter[str] = Counter()
@@ -121,10 +120,13 @@ def job_descriptions(
     failures: list[str] = []
     unstorable: list[str] = []  # "source external_id (posting_id)" of texts the warehouse refused
     unsaved: list[str] = []  # not even a status could be written (the database itself is failing)
+    offenders: list[tuple[int, str]] = []  # (posting_id, what went wrong) for the failing check's examples
     recheck_counts: Counter[str] = Counter()
     progress = Progress("descriptions", len(todo) + len(rechecks), context.log.info)
     started = renewed = time.monotonic()
-    workers = max(1, max(jobsuche.detail_workers, deutsche_bank.detail_workers))
+    # Enough threads for both sources to use their full in-flight caps at once; each limiter keeps its
+    # source at its cap, so extra threads only wait.
+    workers = jobsuche.max_in_flight + deutsche_bank.max_in_flight
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="descriptions") as pool:
             futures = {pool.submit(work, p): p for p in todo + rechecks}
@@ -158,15 +160,20 @@ def job_descriptions(
                     continue
                 if outcome.status == DescriptionStatus.UNSTORABLE:
                     unstorable.append(f"{posting.source} {posting.external_id} ({posting.posting_id})")
+                    offenders.append((posting.posting_id, f"unstorable: {outcome.error}"))
                     context.log.error(f"description of {posting.source} {posting.external_id} could not be "
                                       f"stored: {outcome.error}")
                 counts[str(outcome.status)] += 1
                 by_source[f"{posting.source}:{outcome.status}"] += 1
                 if outcome.status in (DescriptionStatus.FAILED, DescriptionStatus.GAVE_UP):
                     failures.append(f"{posting.source} {posting.external_id}: {outcome.error}")
+                    offenders.append((posting.posting_id, f"{outcome.status}: {outcome.error}"))
                 progress.step()
     finally:
         release(engine, run_id=run_id)
+        pacing = {name: client.limiter.summary() for name, client in
+                  (("arbeitsagentur", aa_client), ("deutsche_bank", db_client))
+                  if client.limiter is not None and client.limiter.stats().requests}
         aa_client.close()
         db_client.close()
 
@@ -189,6 +196,8 @@ def job_descriptions(
         "seconds": round(time.monotonic() - started, 2),
         "by_source_and_status": dg.MetadataValue.json(dict(sorted(by_source.items()))),
     }
+    for name, figures in pacing.items():
+        metadata[f"requests_{name}"] = dg.MetadataValue.json(figures)
     if unsaved:
         raise dg.Failure(
             description=f"{len(unsaved)} description outcome(s) of {day} could not be saved at all "
@@ -203,9 +212,15 @@ def job_descriptions(
             metadata=metadata,
             allow_retries=False,
         )
-    check = dg.AssetCheckResult(
+    passed = not failures and not unstorable
+    check = explained(
         check_name=DESCRIPTIONS_CHECK,
-        passed=not failures and not unstorable,
+        passed=passed,
+        reason=f"{len(failures)} description fetches for {day} failed and {len(unstorable)} fetched texts could not "
+        "be stored (expected 0); a `failed` fetch is retried by the partition's next run, `gave_up` and "
+        "`unstorable` are final",
+        examples=[] if passed else posting_examples(engine, offenders),
+        total_examples=len(offenders),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "failed": len(failures),

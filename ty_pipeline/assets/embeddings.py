@@ -5,6 +5,7 @@ import time
 
 import dagster as dg
 
+from ty_pipeline.assets.check_report import MAX_EXAMPLES, explained, posting_examples
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, SkipReason
 from ty_pipeline.enrichment.embeddings import count_missing, embed_partition
@@ -13,7 +14,7 @@ from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
-from ty_pipeline.warehouse.embeddings_store import audit_vectors
+from ty_pipeline.warehouse.embeddings_store import audit_vectors, postings_linked_to
 
 EMBEDDING_CHECK = "embedding_certified"
 # The text is the passed summary when there is one, else the description; both must be current first.
@@ -73,7 +74,7 @@ def posting_embeddings(
 
     audit = audit_vectors(engine, day=day)
     # Certify from what is stored now, with the same planner: anything still pending is missing.
-    missing = count_missing(engine, day, model)
+    missing, missing_ids = count_missing(engine, day, model, examples=MAX_EXAMPLES)
     for h in run.failed_examples:
         context.log.warning(f"unusable vector (NaN or zero) for text {h[:12]}…; left without embedding")
     for example in audit.examples:
@@ -115,9 +116,18 @@ def posting_embeddings(
         f"{day}: {run.new} new vectors, {run.cached} cached, {run.up_to_date} up to date, "
         f"{sum(run.skipped.values())} skipped, {run.failed} failed; missing {missing}, corrupt {audit.corrupt_hashes}"
     )
-    check = dg.AssetCheckResult(
+    passed = missing == 0 and audit.corrupt_hashes == 0 and audit.invalid_vectors == 0
+    offenders = [(pid, "no current embedding (unusable vector or encoding failed)") for pid in missing_ids]
+    if not passed:
+        offenders += [(pid, audit.bad_hashes[h]) for pid, h in postings_linked_to(engine, audit.bad_hashes, day)]
+    check = explained(
         check_name=EMBEDDING_CHECK,
-        passed=missing == 0 and audit.corrupt_hashes == 0 and audit.invalid_vectors == 0,
+        passed=passed,
+        reason=f"{missing} eligible postings of {day} have no current embedding, {audit.corrupt_hashes} stored vectors "
+        f"have a hash that does not match their text and {audit.invalid_vectors} are not unit vectors (expected 0 "
+        "each); the next run embeds the missing ones",
+        examples=[] if passed else posting_examples(engine, offenders),
+        total_examples=missing + audit.corrupt_hashes + audit.invalid_vectors,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "eligible_without_current_embedding": missing,

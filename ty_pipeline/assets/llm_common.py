@@ -8,7 +8,9 @@ each lane (asset) of it reports.
 from typing import Any
 
 import dagster as dg
+from sqlalchemy import Engine
 
+from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.domain.llm_selection import LlmStatus
 from ty_pipeline.enrichment.partition_run import LlmPipeline, PartitionRun, RunSettings
 from ty_pipeline.partitions import daily_partitions
@@ -100,6 +102,7 @@ def llm_metadata(
         "llm_calls": stats["llm_calls"],
         "llm_http_attempts": stats["llm_http_attempts"],
         "prompt_tokens": stats["prompt_tokens"],
+        "cached_prompt_tokens": stats["cached_prompt_tokens"],
         "eval_tokens": stats["eval_tokens"],
         "llm_seconds": stats["llm_seconds"],
         "latency_p50_s": stats["latency_p50_s"],
@@ -119,18 +122,27 @@ def llm_metadata(
     }
 
 
-def check_results(asset: str, run: PartitionRun, rows: list[dict[str, Any]]) -> list[dg.AssetCheckResult]:
-    error_rows = sum(1 for r in rows if r["status"] == LlmStatus.LLM_ERROR)
-    errors = dg.AssetCheckResult(
+def check_results(
+    asset: str, run: PartitionRun, rows: list[dict[str, Any]], engine: Engine
+) -> list[dg.AssetCheckResult]:
+    errored = [r for r in rows if r["status"] == LlmStatus.LLM_ERROR]
+    error_rows = len(errored)
+    passed = run.failed == 0 and run.plan.exhausted == 0
+    errors = explained(
         check_name=LLM_ERRORS_CHECK,
         asset_key=asset,
-        passed=run.failed == 0 and run.plan.exhausted == 0,
+        passed=passed,
+        reason=f"{run.failed} postings failed in this run and {run.plan.exhausted} are out of attempts (expected 0); "
+        f"{error_rows} postings of the partition hold `llm_error` (retried by its next run until attempts run out)",
+        examples=[] if passed else posting_examples(engine, [
+            (r["posting_id"], f"attempt {r.get('attempts')}: {r.get('error') or 'no error text'}") for r in errored
+        ]),
+        total_examples=error_rows,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "failed_this_run": run.failed,
             "out_of_attempts": run.plan.exhausted,
             "llm_error_rows_in_partition": error_rows,
-            "examples": dg.MetadataValue.md("\n".join(f"- {f}" for f in run.report.failures[:5]) or "none"),
         },
     )
     return [errors]

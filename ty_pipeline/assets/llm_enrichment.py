@@ -183,7 +183,7 @@ def llm_enrichment(
 
     workers, slots = tasks_in_flight(settings, client), client_slots(client)
     throughput = run_throughput(client, runs)
-    record_run(engine, run_id=context.run_id, day=day, run=throughput)
+    record_run(engine, run_id=context.run.run_id, day=day, run=throughput)
     fleet = fleet_metadata(throughput, recent, runs, now, cap=settings.max_postings, cap_source=cap_source)
     problems: list[tuple[str, bool, dict[str, Any]]] = []
     for lane in lanes:
@@ -206,7 +206,7 @@ def llm_enrichment(
             f"cached, {len(run.plan.skipped)} without description, {run.pending} pending; {run.stats.calls} LLM calls"
         )
         yield dg.MaterializeResult(
-            asset_key=lane.name, metadata=metadata, check_results=check_results(lane.name, run, rows)
+            asset_key=lane.name, metadata=metadata, check_results=check_results(lane.name, run, rows, engine)
         )
     if problems:
         # The lanes that succeeded are materialized above; the step fails for the others.

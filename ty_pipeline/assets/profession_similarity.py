@@ -6,15 +6,16 @@ import time
 import dagster as dg
 from pydantic import Field
 
+from ty_pipeline.assets.check_report import explained
 from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.professions.partition_run import CatalogMissing
-from ty_pipeline.professions.similarity import DEFAULT_TOP_N, MIN_SCORE, audit_similarity
+from ty_pipeline.professions.similarity import DEFAULT_TOP_N, MIN_SCORE, SimilarityAudit, audit_similarity
 from ty_pipeline.professions.similarity_build import build_similarity
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
-from ty_pipeline.warehouse.berufenet_store import similarity_rows
+from ty_pipeline.warehouse.berufenet_store import catalog_names, similarity_rows
 
 SIMILARITY_CHECK = "similarity_consistent"
 
@@ -61,16 +62,9 @@ def profession_similarity(
         )
     except CatalogMissing as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    audit = audit_similarity(*similarity_rows(warehouse.get_engine()))
-    check = dg.AssetCheckResult(
-        check_name=SIMILARITY_CHECK,
-        passed=audit.passed,
-        metadata={
-            "rows": audit.rows, "professions": audit.professions, "self_pairs": audit.self_pairs,
-            "unknown_ids": audit.unknown_ids, "rank_gaps": audit.rank_gaps, "out_of_order": audit.out_of_order,
-            "out_of_range": audit.out_of_range, "examples": dg.MetadataValue.json(audit.examples),
-        },
-    )
+    engine = warehouse.get_engine()
+    audit = audit_similarity(*similarity_rows(engine))
+    check = similarity_check(audit, catalog_names(engine, _profession_ids(audit.examples)) if not audit.passed else {})
     return dg.MaterializeResult(
         check_results=[check],
         metadata={
@@ -81,4 +75,34 @@ def profession_similarity(
             "embedding_model": build.model,
             "seconds": round(time.monotonic() - started, 2),
         }
+    )
+
+
+def _profession_ids(examples: list[str]) -> list[str]:
+    return [example.split(" ", 1)[0].rstrip(":") for example in examples]
+
+
+def similarity_check(audit: SimilarityAudit, names: dict[str, str]) -> dg.AssetCheckResult:
+    """The audit as a check result; `names` (profession id -> catalog name) labels the examples."""
+    rows = []
+    for example in audit.examples:  # "<id> -> <similar>: problem" or "<id>: problem"
+        where, _, problem = example.partition(": ")
+        profession_id = where.split(" ", 1)[0]
+        rows.append({"profession_id": profession_id, "name": names.get(profession_id, "(not in the catalog)"),
+                     "pair": where, "problem": problem})
+    counts = {"self pairs": audit.self_pairs, "ids not in the catalog": audit.unknown_ids,
+              "professions with rank gaps": audit.rank_gaps, "professions with rising scores": audit.out_of_order,
+              "scores outside [-1, 1]": audit.out_of_range}
+    return explained(
+        check_name=SIMILARITY_CHECK,
+        passed=audit.passed,
+        metadata={
+            "rows": audit.rows, "professions": audit.professions, "self_pairs": audit.self_pairs,
+            "unknown_ids": audit.unknown_ids, "rank_gaps": audit.rank_gaps, "out_of_order": audit.out_of_order,
+            "out_of_range": audit.out_of_range,
+        },
+        reason=f"the stored similarity table ({audit.rows} rows) is inconsistent (expected 0 of each): "
+        + ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+        + "; materialize `profession_similarity` again (after a catalog rebuild it is stale)",
+        examples=rows,
     )

@@ -53,7 +53,7 @@ def berufenet_failed_titles_sensor(
     engine = warehouse.get_engine()
     rows = failed_titles_after(engine, seq, ROWS_PER_TICK)
     if not rows:
-        return dg.SkipReason(f"no failed titles recorded after seq {seq}")
+        return dg.SkipReason("no new failed titles since the last tick")
     registered = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
     cap = max(0, profession_catalog.max_failed_title_partitions)
     waiting = [r for r in rows if not r.resolved and r.partition_key not in registered]
@@ -72,10 +72,31 @@ def berufenet_failed_titles_sensor(
             f"{len(registered)} failed-title partitions registered, the cap of {cap} is reached; "
             f"{len(left)} failed titles wait until resolved titles free room"
         )
+    # This sensor never launches runs, so every tick is "skipped" in the tick history: the reason is
+    # the one place there that says what the tick did.
+    reason = _tick_summary(len(rows), to_add, to_delete, len(left))
     requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if to_delete:
         requests.append(failed_titles_partitions.build_delete_request(to_delete))
     if to_add:
         requests.append(failed_titles_partitions.build_add_request(to_add))
-    context.log.info(f"registering {len(to_add)} failed titles, removing {len(to_delete)} resolved ones")
-    return dg.SensorResult(dynamic_partitions_requests=requests, cursor=json.dumps({"seq": cursor}))
+    context.log.info(reason)
+    return dg.SensorResult(dynamic_partitions_requests=requests, cursor=json.dumps({"seq": cursor}),
+                           skip_reason=reason)
+
+
+def _tick_summary(read: int, added: list[str], deleted: list[str], waiting: int) -> str:
+    """What a tick that changed the partitions (or only moved its cursor) did, for the tick history."""
+    if not added and not deleted:
+        return f"the {read} failed titles recorded since the last tick are resolved or already registered"
+    parts = []
+    if added:
+        parts.append(
+            f"registered {len(added)} failed titles as partitions, most frequent first ({added[0]}); no run "
+            "launched: backfill `berufenet_title_retry` to retry them"
+        )
+    if deleted:
+        parts.append(f"removed {len(deleted)} partitions of titles resolved since")
+    if waiting:
+        parts.append(f"{waiting} failed titles wait for room under the cap")
+    return "; ".join(parts)

@@ -12,6 +12,7 @@ from ty_pipeline.automation.jobs import ENRICHMENT_JOB_NAME, NIGHTLY_JOB_NAME
 
 POSTINGS_KEY = dg.AssetKey("postings")
 MAX_EVENTS_PER_TICK = 200
+MAX_REASONS = 10  # per skip message: the tick history shows it in one cell
 
 
 def _new_count(record: dg.EventLogRecord) -> int:
@@ -22,14 +23,23 @@ def _new_count(record: dg.EventLogRecord) -> int:
     return int(value.value) if value is not None and isinstance(value.value, int | float) else 0
 
 
-def _run_covered_enrichment(instance: dg.DagsterInstance, run_id: str, enrichment_keys: set[dg.AssetKey]) -> bool:
-    """True when the run that fetched also materialized the enrichments (e.g. the nightly schedule)."""
+def _covering_run(instance: dg.DagsterInstance, run_id: str, enrichment_keys: set[dg.AssetKey]) -> str | None:
+    """How the operator knows the run that fetched, when it also materialized the enrichments, else None."""
     run = instance.get_run_by_id(run_id)
     if run is None:
-        return False
+        return None
     if not run.asset_selection:  # empty or None: the whole job ran, not a subset of it
-        return run.job_name == NIGHTLY_JOB_NAME
-    return enrichment_keys <= set(run.asset_selection)
+        return "the nightly run" if run.job_name == NIGHTLY_JOB_NAME else None
+    if not enrichment_keys <= set(run.asset_selection):
+        return None
+    return "the nightly run" if run.job_name == NIGHTLY_JOB_NAME else f"run {run_id[:8]} of `{run.job_name}`"
+
+
+def skip_message(reasons: list[str]) -> str:
+    """One line for the tick history: the first reasons, and how many more there were."""
+    shown = "; ".join(reasons[:MAX_REASONS])
+    more = len(reasons) - MAX_REASONS
+    return f"{shown}; and {more} more" if more > 0 else shown
 
 
 def build_new_fetch_sensor(enrichment_keys: list[dg.AssetKey]) -> dg.SensorDefinition:
@@ -52,18 +62,20 @@ def build_new_fetch_sensor(enrichment_keys: list[dg.AssetKey]) -> dg.SensorDefin
             ascending=True,
         )
         if not result.records:
-            return dg.SkipReason("no new `postings` materializations since the last tick")
+            return dg.SkipReason("no new postings since the last tick (no `postings` materialization)")
         requests: list[dg.RunRequest] = []
         skipped: list[str] = []
         for record in result.records:
             partition = record.partition_key
             new = _new_count(record)
             if partition is None:
+                skipped.append("a `postings` materialization without a partition (nothing to enrich)")
                 continue
+            covered_by = _covering_run(context.instance, record.run_id, keys) if new else None
             if new == 0:
-                skipped.append(f"{partition}: no new postings")
-            elif _run_covered_enrichment(context.instance, record.run_id, keys):
-                skipped.append(f"{partition}: the fetching run already enriched it")
+                skipped.append(f"{partition} fetched no new postings")
+            elif covered_by is not None:
+                skipped.append(f"{partition} already enriched by {covered_by}")
             else:
                 requests.append(
                     dg.RunRequest(
@@ -75,7 +87,9 @@ def build_new_fetch_sensor(enrichment_keys: list[dg.AssetKey]) -> dg.SensorDefin
         cursor = str(result.records[-1].storage_id)
         if not requests:
             context.update_cursor(cursor)
-            return dg.SkipReason("; ".join(skipped[:10]) or "nothing to enrich")
+            return dg.SkipReason(skip_message(skipped))
+        if skipped:  # a tick with runs cannot carry a skip reason; the tick's log keeps the rest
+            context.log.info(f"not requested: {skip_message(skipped)}")
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return new_postings_sensor

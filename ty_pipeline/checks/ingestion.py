@@ -1,7 +1,9 @@
 """Per-partition checks on the ingestion assets: integrity and completeness a person can act on."""
 
 import dagster as dg
+from sqlalchemy import Engine
 
+from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.partitions import daily_partitions, partition_date
@@ -21,10 +23,19 @@ class CoverageConfig(dg.Config):
     description="No (source, external_id) is stored twice (the replaced system's duplicate cycle).",
 )
 def no_duplicate_postings(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    found = duplicate_postings(warehouse.get_engine())
-    return dg.AssetCheckResult(
+    return duplicates_result(warehouse.get_engine())
+
+
+def duplicates_result(engine: Engine) -> dg.AssetCheckResult:
+    found = duplicate_postings(engine)
+    return explained(
         passed=found.groups == 0,
-        metadata={"duplicate_groups": found.groups, "examples": ", ".join(found.examples) or "none"},
+        metadata={"duplicate_groups": found.groups},
+        reason=f"{found.groups} (source, external_id) pairs are stored more than once (expected 0): the unique "
+        "constraint uq_postings_source_external_id is missing or was bypassed",
+        examples=[{"external_id": f"{g.source}:{g.external_id}", "title": g.title, "copies": g.copies,
+                   "posting_ids": ", ".join(map(str, g.posting_ids))} for g in found.examples],
+        total_examples=found.groups,
     )
 
 
@@ -48,7 +59,11 @@ def _latest_postings_metadata(context: dg.AssetCheckExecutionContext) -> dict[st
 def fetch_matches_reported_totals(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     meta = _latest_postings_metadata(context)
     if meta is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": "no materialization of this partition yet"})
+        return explained(
+            passed=False, examples=[],
+            reason=f"`postings` has no materialization of {context.partition_key} yet: materialize that partition "
+            "first, then run this check",
+        )
     short: dict[str, str] = {}
     compared: dict[str, dict[str, int]] = {}
     for key, value in meta.items():
@@ -74,13 +89,17 @@ def fetch_matches_reported_totals(context: dg.AssetCheckExecutionContext) -> dg.
             problems.append(f"stored {stored} of {kept} postings kept for the partition")
         if problems:
             short[source] = "; ".join(problems)
-    return dg.AssetCheckResult(
+    return explained(
         passed=not short,
         metadata={
             "short_sources": dg.MetadataValue.json(short),
             "sources_checked": len(compared),
             "counts": dg.MetadataValue.json(compared),
         },
+        reason=f"{len(short)} of {len(compared)} sources of {context.partition_key} fell short of what their API "
+        "reported or of the rows kept for the partition (expected none): " + "; ".join(
+            f"{source} {problem}" for source, problem in sorted(short.items())),
+        examples=[{"source": source, **compared[source], "problem": problem} for source, problem in sorted(short.items())],
     )
 
 
@@ -92,16 +111,25 @@ def fetch_matches_reported_totals(context: dg.AssetCheckExecutionContext) -> dg.
 def descriptions_complete(
     context: dg.AssetCheckExecutionContext, config: CoverageConfig, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    coverage = description_coverage(warehouse.get_engine(), partition_date(context))  # type: ignore[arg-type]
-    return dg.AssetCheckResult(
-        passed=coverage.share >= config.min_share,
+    day = partition_date(context)  # type: ignore[arg-type]
+    engine = warehouse.get_engine()
+    coverage = description_coverage(engine, day)
+    passed = coverage.share >= config.min_share
+    return explained(
+        passed=passed,
         metadata={
             "in_scope": coverage.in_scope,
             "with_outcome": coverage.done,
             "share": round(coverage.share, 4),
             "threshold": config.min_share,
-            "pending_posting_ids": ", ".join(map(str, coverage.missing_examples)) or "none",
+            "pending_posting_ids": ", ".join(str(pid) for pid, _ in coverage.missing_examples) or "none",
         },
+        reason=f"{coverage.done} of {coverage.in_scope} valid postings of {day} have a final description outcome "
+        f"({coverage.share:.1%}), below the threshold of {config.min_share:.0%}; the next run of "
+        "`job_descriptions` for the partition fetches the rest",
+        examples=[] if passed else posting_examples(
+            engine, [(pid, f"description {status}") for pid, status in coverage.missing_examples]),
+        total_examples=coverage.in_scope - coverage.done,
     )
 
 

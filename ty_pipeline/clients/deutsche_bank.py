@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from ty_pipeline.clients.http_retry import RetryPolicy, make_session, request_json
+from ty_pipeline.clients.rate_limit import RateLimiter
 from ty_pipeline.domain.deutsche_bank_format import (
     DbSearchPage,
     JobHtml,
@@ -28,12 +29,14 @@ class DeutscheBankClient:
         policy: RetryPolicy | None = None,
         pool_size: int = 8,
         sleep: Callable[[float], None] = time.sleep,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = make_session(user_agent, pool_size)
         self.timeout = (min(10.0, timeout_s), timeout_s)
         self.policy = policy or RetryPolicy()
         self.sleep = sleep
+        self.limiter = limiter  # paces every request of this client (listing, jobhtml, retries)
 
     def close(self) -> None:
         self.session.close()
@@ -43,7 +46,7 @@ class DeutscheBankClient:
         _, payload = request_json(
             self.session, "POST", f"{self.base_url}/search/", json=body,
             what=f"Deutsche Bank search FirstItem={first_item}", policy=self.policy, timeout=self.timeout,
-            sleep=self.sleep,
+            sleep=self.sleep, limiter=self.limiter,
         )
         return parse_search_response(payload)
 
@@ -52,7 +55,7 @@ class DeutscheBankClient:
         status, payload = request_json(
             self.session, "GET", f"{self.base_url}/jobhtml/{position_id}.json",
             what=f"Deutsche Bank jobhtml {position_id}", policy=self.policy, timeout=self.timeout,
-            sleep=self.sleep, ok_statuses=frozenset({200, 404}),
+            sleep=self.sleep, ok_statuses=frozenset({200, 404}), limiter=self.limiter,
         )
         if status == 404:
             return 404, None

@@ -12,6 +12,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,10 +20,13 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from ty_pipeline.clients.rate_limit import RateLimiter
 from ty_pipeline.domain.text_clean import strip_unstorable
 from ty_pipeline.domain.urls import redact_secrets_of
 
 TRANSIENT_STATUSES = frozenset({403, 429, 500, 502, 503, 504})  # 403 = WAF / rate limiting on Jobsuche
+# The server's "slow down": the pause applies to every request of the source, not only the one retried.
+SLOW_DOWN_STATUSES = frozenset({403, 429})
 
 
 class SourceError(Exception):
@@ -76,7 +80,8 @@ def make_session(user_agent: str, pool_size: int = 8) -> requests.Session:
 
 class KeyedJsonClient:
     """A pooled session that sends a public client id in `X-API-Key` (the Bundesagentur's APIs), with the
-    retry policy and an injectable `sleep` (tests need not wait). Subclasses set the defaults."""
+    retry policy, an injectable `sleep` (tests need not wait) and an optional per-source `limiter` that
+    paces every request. Subclasses set the defaults."""
 
     default_api_key: str = ""
     default_user_agent: str = "ty-pipeline/0.1"
@@ -91,6 +96,7 @@ class KeyedJsonClient:
         policy: RetryPolicy | None = None,
         pool_size: int = 8,
         sleep: Callable[[float], None] = time.sleep,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = make_session(user_agent or self.default_user_agent, pool_size)
@@ -98,6 +104,7 @@ class KeyedJsonClient:
         self.timeout = (min(10.0, timeout_s), timeout_s)  # (connect, read)
         self.policy = policy or RetryPolicy()
         self.sleep = sleep
+        self.limiter = limiter
 
     def close(self) -> None:
         self.session.close()
@@ -113,6 +120,7 @@ def request_json(
     timeout: tuple[float, float],
     sleep: Callable[[float], None] = time.sleep,
     ok_statuses: frozenset[int] = frozenset({200}),
+    limiter: RateLimiter | None = None,
     **kwargs: Any,
 ) -> tuple[int, Any]:
     """Send a request and decode JSON, retrying transient failures. Returns (status, payload).
@@ -121,12 +129,17 @@ def request_json(
     answers); anything else non-transient raises SourceError at once. Error messages never carry the
     URL's credentials or query string (an API key in `TY_*_BASE_URL` must not reach the event log). A truncated or non-JSON body on a
     200 is treated as transient: a proxy cut the answer.
+
+    With a `limiter`, every attempt (retries included) waits for the source's pace and in-flight cap,
+    and a 403/429 pauses the whole source for the backoff, not only this caller.
     """
     last_error = "no attempt made"
     for attempt in range(policy.max_retries + 1):
         retry_after: str | None = None
+        slow_down = False
         try:
-            resp = session.request(method, url, timeout=timeout, **kwargs)
+            with limiter.request() if limiter is not None else nullcontext():
+                resp = session.request(method, url, timeout=timeout, **kwargs)
         except (requests.Timeout, requests.ConnectionError) as exc:
             last_error = f"{type(exc).__name__}: {redact_secrets_of(str(exc), url)}"
         else:
@@ -140,6 +153,7 @@ def request_json(
             elif resp.status_code in TRANSIENT_STATUSES:
                 last_error = f"HTTP {resp.status_code}: {resp.text[:200]}"
                 retry_after = resp.headers.get("Retry-After")
+                slow_down = resp.status_code in SLOW_DOWN_STATUSES
             else:
                 body: Any
                 try:
@@ -148,8 +162,12 @@ def request_json(
                     body = resp.text[:500]
                 message = redact_secrets_of(f"{what}: HTTP {resp.status_code}: {str(body)[:300]}", url)
                 raise SourceError(message, status=resp.status_code, body=body)
-        if attempt < policy.max_retries:
-            sleep(policy.delay(attempt, retry_after))
+        if attempt < policy.max_retries or slow_down:
+            pause = policy.delay(attempt, retry_after)
+            if slow_down and limiter is not None:
+                limiter.hold_off(pause)
+            if attempt < policy.max_retries:
+                sleep(pause)
     raise SourceError(redact_secrets_of(
         f"{what}: gave up after {policy.max_retries + 1} attempts; last error: {last_error}", url
     ))

@@ -44,7 +44,7 @@ class JobsucheClient(KeyedJsonClient):
                 _, payload = request_json(
                     self.session, "GET", f"{self.base_url}{path}", params=params,
                     what=f"Jobsuche search {path} {params}", policy=self.policy, timeout=self.timeout,
-                    sleep=self.sleep,
+                    sleep=self.sleep, limiter=self.limiter,
                 )
             except SourceError as exc:
                 if exc.status == 404 and self._search_path is None:
@@ -63,7 +63,7 @@ class JobsucheClient(KeyedJsonClient):
         status, payload = request_json(
             self.session, "GET", f"{self.base_url}/pc/v4/jobdetails/{encode_refnr(refnr)}",
             what=f"Jobsuche details {refnr}", policy=self.policy, timeout=self.timeout, sleep=self.sleep,
-            ok_statuses=frozenset({200, 404}),
+            ok_statuses=frozenset({200, 404}), limiter=self.limiter,
         )
         if status == 404:
             return DetailResult(status=404, content=DetailContent(None, None, not_found=True))

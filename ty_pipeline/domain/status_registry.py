@@ -42,7 +42,12 @@ class Scope(StrEnum):
 class Outcome(StrEnum):
     DONE = "done"
     FAILED = "failed"  # terminal: no run will try again on its own
-    PENDING = "pending"  # no row yet, or a retryable failure with attempts left
+    RETRYABLE = "retryable"  # failed with attempts left: the partition's next run tries again
+    PENDING = "pending"  # no row yet (or a status word this registry does not know): work still to do
+
+
+NIGHTLY_RUN_AT = "23:30 Europe/Berlin"
+"""When `nightly_pipeline_schedule` runs today's partition (ty_pipeline/automation/schedules.py)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,9 @@ class AssetStatusSpec:
         """One saved row (or its absence: `status` None) as the operator sees it.
 
         A status this registry does not know counts as pending, never as done: an unknown word is more
-        likely a new failure mode than a success, and `by_status` in the report shows it by name.
+        likely a new failure mode than a success, and `by_status` in the report shows it by name. A
+        retryable failure is not pending: only a new run of its partition tries it again, so it is
+        counted apart and never gets an ETA of its own.
         """
         if status is None:
             return Outcome.PENDING
@@ -73,7 +80,7 @@ class AssetStatusSpec:
         if status in self.failed:
             return Outcome.FAILED
         if status in self.retryable:
-            return Outcome.FAILED if exhausted else Outcome.PENDING
+            return Outcome.FAILED if exhausted else Outcome.RETRYABLE
         return Outcome.PENDING
 
     def knows(self, status: str) -> bool:
@@ -164,6 +171,7 @@ ASSETS: dict[str, AssetStatusSpec] = {
             time_column="computed_at",
             scope=Scope.SNAPSHOT_DATE,
             done=frozenset({"computed"}),
+            requires=("postings",),  # a day is expected to have a snapshot only when it has postings
             unit="snapshots",
         ),
     )
@@ -172,16 +180,17 @@ ASSETS: dict[str, AssetStatusSpec] = {
 
 @dataclass
 class Tally:
-    """done / failed / pending for one partition (or a sum of partitions), with the raw statuses."""
+    """done / failed / retryable / pending for one partition (or a sum of partitions), with the raw statuses."""
 
     done: int = 0
     failed: int = 0
+    retryable: int = 0
     pending: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
-        return self.done + self.failed + self.pending
+        return self.done + self.failed + self.retryable + self.pending
 
     def add(self, outcome: Outcome, status_label: str, count: int) -> None:
         setattr(self, str(outcome), getattr(self, str(outcome)) + count)
@@ -225,3 +234,48 @@ def describe_eta(pending: int, finished_in_window: int, window_hours: float) -> 
     if eta is None:
         return "no recent throughput"
     return f"ETA {format_duration(eta)}"
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """An asset's unfinished work, split by whether a job will do it.
+
+    `scheduled` is pending work in partitions a job will process: today's (the nightly run) and any
+    partition with work finished in the throughput window (a run or backfill is on it). Only that work
+    gets an ETA. `unscheduled` is pending work in older partitions nothing is running for: it waits
+    until someone materializes them. `retryable` rows failed with attempts left; only a new run of
+    their partition retries them, so they never get an ETA either.
+    """
+
+    scheduled: int
+    today: int  # of `scheduled`: in today's partition
+    unscheduled: int
+    retryable: int
+    finished_in_window: int
+    window_hours: float
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.scheduled <= 0:
+            return None
+        return eta_seconds(self.scheduled, self.finished_in_window, self.window_hours)
+
+    def describe(self) -> str:
+        """The operator's answer to "when will it be through?", without promising work no job will do."""
+        parts: list[str] = []
+        if self.scheduled > 0:
+            eta = self.eta_seconds
+            if eta is not None:
+                parts.append(f"ETA {format_duration(eta)} for {self.scheduled} pending in partitions being processed")
+            elif self.today == self.scheduled:
+                parts.append(f"{self.today} pending in today's partition wait for the nightly run ({NIGHTLY_RUN_AT})")
+            else:
+                parts.append(f"{self.scheduled} pending, no recent throughput")
+        if self.unscheduled > 0:
+            parts.append(
+                f"no ETA for {self.unscheduled} pending in older partitions no run is working on "
+                "(materialize those partitions to process them)"
+            )
+        if self.retryable > 0:
+            parts.append(f"no ETA for {self.retryable} retryable (retried only when their partition runs again)")
+        return "; ".join(parts) or "nothing pending"

@@ -23,6 +23,10 @@ class Completeness:
     by_status: dict[str, int] = field(default_factory=dict)  # in-scope postings per saved status, or "pending"
     pending_examples: list[str] = field(default_factory=list)  # "source:external_id (posting_id N)"
     failed_examples: list[str] = field(default_factory=list)
+    # (posting_id, "pending" or the saved failure status) of the first offenders, pending ones first.
+    offenders: list[tuple[int, str]] = field(default_factory=list)
+    pending: int = 0
+    failed: int = 0
 
     @property
     def share(self) -> float:
@@ -38,6 +42,8 @@ def completeness(candidates: Sequence[Candidate], threshold: float) -> Completen
     by_status: Counter[str] = Counter()
     pending: list[str] = []
     failed: list[str] = []
+    pending_ids: list[tuple[int, str]] = []
+    failed_ids: list[tuple[int, str]] = []
     done = 0
     in_scope = 0
     for c in candidates:
@@ -52,10 +58,13 @@ def completeness(candidates: Sequence[Candidate], threshold: float) -> Completen
             # A skip saved before the description arrived is pending work now, not a result.
             by_status["pending"] += 1
             pending.append(label)
+            pending_ids.append((c.posting_id, "pending"))
         else:
             by_status[str(c.saved_status)] += 1
             failed.append(label)
+            failed_ids.append((c.posting_id, str(c.saved_status)))
     return Completeness(
         in_scope=in_scope, done=done, threshold=threshold, by_status=dict(sorted(by_status.items())),
         pending_examples=pending[:EXAMPLES], failed_examples=failed[:EXAMPLES],
+        offenders=(pending_ids + failed_ids)[:EXAMPLES], pending=len(pending), failed=len(failed),
     )

@@ -125,7 +125,16 @@ def embed_partition(
     return run
 
 
-def count_missing(engine: Engine, day: date, model: str, page_size: int = 1000) -> int:
+def count_missing(engine: Engine, day: date, model: str, *, examples: int = 10,
+                  page_size: int = 1000) -> tuple[int, list[int]]:
     """Eligible postings of `day` without a current vector of their current text, from what is stored now
-    (the same planner as the run, so anything it would still do counts as missing)."""
-    return sum(plan_embeddings(page, model).pending for page in iter_posting_text_pages(engine, day, page_size))
+    (the same planner as the run, so anything it would still do counts as missing), and the ids of the
+    first `examples` of them."""
+    missing = 0
+    first: list[int] = []
+    for page in iter_posting_text_pages(engine, day, page_size):
+        plan = plan_embeddings(page, model)
+        missing += plan.pending
+        for ids in plan.to_link.values():
+            first.extend(ids[: max(0, examples - len(first))])
+    return missing, first

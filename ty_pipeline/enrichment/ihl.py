@@ -17,7 +17,7 @@ from ty_pipeline.domain.llm_hashing import input_hash
 from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.enrichment.llm_call import ModelOptions, free_text_problems, retry_message
 from ty_pipeline.enrichment.runner import POSTING_ERRORS, Outcome, error_outcome
-from ty_pipeline.prompts import Prompt, combined_version, load_prompt
+from ty_pipeline.prompts import Prompt, combined_version, load_prompt, prompt_versions
 
 DEFAULT_IHL_MODEL = "qwen2.5:7b-instruct"
 
@@ -70,11 +70,11 @@ class IhlPipeline:
 
     @property
     def prompt_versions(self) -> list[str]:
-        return [p.version for p in self.prompts]
+        return prompt_versions(self.prompts)
 
     @property
     def prompt_version(self) -> str:
-        """`ihl/<analyst>.<skeptic>.<hr_expert>` for the VARCHAR(32) column."""
+        """`ihl/<analyst>.<skeptic>.<hr_expert>+p<posting context>` for the VARCHAR(32) column."""
         return combined_version("ihl", self.prompts)
 
     @property

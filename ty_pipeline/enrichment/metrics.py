@@ -26,6 +26,9 @@ class CallStats:
         self.calls = 0
         self.http_attempts = 0
         self.prompt_tokens = 0
+        # Prompt tokens the server read from its prefix cache, where it says so (OpenAI-compatible
+        # `usage.prompt_tokens_details.cached_tokens`); 0 for servers that do not report it.
+        self.cached_prompt_tokens = 0
         self.eval_tokens = 0
         self.seconds = 0.0
         self.load_seconds = 0.0
@@ -39,6 +42,7 @@ class CallStats:
                 self.calls += 1
                 self.http_attempts += int(getattr(m, "attempts", 1) or 1)
                 self.prompt_tokens += int(getattr(m, "prompt_eval_count", 0) or 0)
+                self.cached_prompt_tokens += int(getattr(m, "cached_prompt_tokens", 0) or 0)
                 self.eval_tokens += int(getattr(m, "eval_count", 0) or 0)
                 wall = float(getattr(m, "wall_s", 0.0) or 0.0)
                 self.seconds += wall
@@ -55,6 +59,7 @@ class CallStats:
                 "llm_calls": self.calls,
                 "llm_http_attempts": self.http_attempts,
                 "prompt_tokens": self.prompt_tokens,
+                "cached_prompt_tokens": self.cached_prompt_tokens,
                 "eval_tokens": self.eval_tokens,
                 "llm_seconds": round(self.seconds, 3),
                 "model_load_seconds": round(self.load_seconds, 3),

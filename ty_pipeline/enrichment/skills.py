@@ -27,7 +27,7 @@ from ty_pipeline.domain.skills import (
 )
 from ty_pipeline.enrichment.llm_call import ModelOptions
 from ty_pipeline.enrichment.runner import POSTING_ERRORS, Outcome, error_outcome
-from ty_pipeline.prompts import Prompt, load_prompt
+from ty_pipeline.prompts import Prompt, combined_version, load_prompt, prompt_versions
 
 DEFAULT_SKILLS_MODEL = "qwen2.5:7b-instruct"
 _UNRATED = "unrated"
@@ -92,11 +92,11 @@ class SkillPipeline:
 
     @property
     def prompt_versions(self) -> list[str]:
-        return [self.prompt.version]
+        return prompt_versions([self.prompt])
 
     @property
     def prompt_version(self) -> str:
-        return self.prompt.version
+        return combined_version("skills_extract", [self.prompt])
 
     @property
     def distinct_models(self) -> list[str]:

@@ -20,7 +20,7 @@ from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.domain.summary_layout import SummaryFields, render_summary, validate_summary_fields
 from ty_pipeline.enrichment.llm_call import ModelOptions, free_text_problems, retry_message
 from ty_pipeline.enrichment.runner import POSTING_ERRORS, Outcome, error_metrics, error_outcome
-from ty_pipeline.prompts import Prompt, combined_version, load_prompt
+from ty_pipeline.prompts import Prompt, combined_version, load_prompt, prompt_versions
 
 DEFAULT_EXTRACT_MODEL = "qwen2.5:7b-instruct"
 DEFAULT_GRADER_MODELS = ("qwen2.5:7b-instruct", "llama3.1:8b")
@@ -114,11 +114,11 @@ class SummaryPipeline:
 
     @property
     def prompt_versions(self) -> list[str]:
-        return [p.version for p in self.prompts]
+        return prompt_versions(self.prompts)
 
     @property
     def prompt_version(self) -> str:
-        """`summary/<extract>.<grade>.<improve>` for the VARCHAR(32) column."""
+        """`summary/<extract>.<grade>.<improve>+p<posting context>` for the VARCHAR(32) column."""
         return combined_version("summary", self.prompts)
 
     @property

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import date
 
@@ -21,12 +20,11 @@ def fetch_deutsche_bank(
     page_size: int = 100,
     country_ids: list[str] | None = None,
     max_items: int = 5000,
-    page_delay_s: float = 0.3,
     log: Callable[[str], None] = lambda _m: None,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> SourceFetch:
     """Page through every listed posting. All of them count as "seen" (the listing is complete), so
-    Deutsche Bank's stale sweep can run after a successful fetch."""
+    Deutsche Bank's stale sweep can run after a successful fetch. Pages are paced by the client's rate
+    limiter."""
     result = SourceFetch(source=str(Source.DEUTSCHE_BANK))
     seen: set[str] = set()
     first = 1
@@ -56,8 +54,6 @@ def fetch_deutsche_bank(
             first += len(page.items)
             if len(page.items) < page_size or (page.total is not None and first > page.total):
                 break
-            if page_delay_s:
-                sleep(page_delay_s)
         else:
             result.errors.append(f"Deutsche Bank: stopped at the safety cap of {max_items} items")
     except (SourceError, MalformedResponse) as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import date
 
@@ -35,10 +34,9 @@ def fetch_jobsuche(
     today: date,
     states: tuple[str, ...] = STATES,
     page_size: int = 100,
-    page_delay_s: float = 0.2,
     log: Callable[[str], None] = lambda _m: None,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> SourceFetch:
+    """Pages are paced by the client's rate limiter (the resource's `requests_per_s`), not here."""
     result = SourceFetch(source=str(Source.ARBEITSAGENTUR))
     days = (today - partition_date).days
     if days < 0:
@@ -107,8 +105,6 @@ def fetch_jobsuche(
                 if len(search.items) < page_size or past_result_window(page + 1, page_size):
                     break
                 page += 1
-                if page_delay_s:
-                    sleep(page_delay_s)
         except (SourceError, MalformedResponse) as exc:
             complete = False
             counts["failed"] = 1  # shows in `per_state_arbeitsagentur` next to the counts

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from ty_pipeline.clients.http_retry import RetryPolicy
 from ty_pipeline.clients.jobsuche import DEFAULT_AA_BASE_URL, PUBLIC_API_KEY, USER_AGENT, JobsucheClient
+from ty_pipeline.clients.rate_limit import RateLimit, RateLimiter
 from ty_pipeline.settings import from_env
 
 
@@ -22,20 +23,28 @@ class JobsucheResource(dg.ConfigurableResource):
     timeout_s: float = Field(default=30.0, description="read timeout per request")
     max_retries: int = Field(default=4, description="retries for 403/429/5xx/timeouts per request")
     backoff_base_s: float = Field(default=2.0, description="first backoff step; doubles per retry")
-    page_delay_s: float = Field(default=0.2, description="pause between search pages (politeness)")
-    detail_delay_s: float = Field(default=0.1, description="pause between detail calls per worker")
-    detail_workers: int = Field(default=4, description="parallel detail requests")
+    # Pacing shared by every request of a step (search pages, details, retries). 30 req/s is about the
+    # old default's measured 27 req/s and lets 16,000 details finish in ~9 min; 6 in flight is under
+    # the replaced system's 20 workers (README "Going live" → "Settings" gives the reasoning).
+    requests_per_s: float = Field(default=30.0, description="sustained request rate for the whole step (> 0)")
+    burst: int = Field(default=6, description="requests that may start back to back after an idle spell")
+    max_in_flight: int = Field(default=6, description="requests open at once (also the detail workers)")
     page_size: int = Field(default=100, description="results per search page (API maximum 100)")
 
     def endpoint(self) -> str:
         return from_env(self.base_url, "TY_AA_BASE_URL", DEFAULT_AA_BASE_URL) or DEFAULT_AA_BASE_URL
 
+    def rate_limit(self) -> RateLimit:
+        return RateLimit(self.requests_per_s, self.burst, self.max_in_flight)
+
     def get_client(self) -> JobsucheClient:
+        """A client with its own limiter: build one per step and share it across the step's threads."""
         return JobsucheClient(
             self.endpoint(),
             api_key=self.api_key,
             user_agent=self.user_agent,
             timeout_s=self.timeout_s,
             policy=RetryPolicy(max_retries=self.max_retries, backoff_base_s=self.backoff_base_s),
-            pool_size=max(4, self.detail_workers * 2),
+            pool_size=max(4, self.max_in_flight),
+            limiter=RateLimiter(self.rate_limit()),
         )

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, and_, bindparam, delete, func, select, text, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ty_pipeline.domain.berufenet_status import SETTLED_FAILURES, UNRESOLVED, BerufenetStatus
@@ -51,17 +51,6 @@ def _within(engine: Engine, conn: Any, write: Any) -> Any:
         return write(conn)
     with engine.begin() as own:
         return write(own)
-
-
-def ensure_indexes(engine: Engine) -> None:
-    """Indexes added to tables that older warehouses already have (`create_all` skips those tables).
-
-    `IF NOT EXISTS` (SQLite and PostgreSQL) keeps two runs starting at once from failing on each other.
-    """
-    with engine.begin() as conn:
-        for index in berufenet_mappings.indexes:
-            columns = ", ".join(c.name for c in index.columns)
-            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {index.name} ON {index.table.name} ({columns})"))
 
 
 # -- catalog ------------------------------------------------------------------------------------------------
@@ -405,6 +394,20 @@ def unmapped_postings(engine: Engine, day: date) -> int:
         return int(conn.execute(query).scalar_one())
 
 
+def unmapped_posting_ids(engine: Engine, day: date, limit: int = 10) -> list[int]:
+    """The first valid postings of the partition without a mapping row (a failing check's examples)."""
+    p, bm = postings.c, berufenet_mappings.c
+    query = (
+        select(p.posting_id)
+        .select_from(postings.outerjoin(berufenet_mappings, bm.posting_id == p.posting_id))
+        .where(p.partition_date == day, p.invalidated.is_(False), bm.posting_id.is_(None))
+        .order_by(p.posting_id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
 def mapping_row(
     posting_id: int, title_key: str | None, status: str, profession: NamedProfession | None, score: float | None,
     now: datetime,
@@ -514,6 +517,16 @@ def similarity_rows(engine: Engine) -> tuple[list[tuple[str, str, int, float]], 
         rows = [tuple(r) for r in conn.execute(select(ps.profession_id, ps.similar_id, ps.rank, ps.score))]
         ids = set(conn.execute(select(berufenet_catalog.c.profession_id)).scalars())
     return rows, ids  # type: ignore[return-value]
+
+
+def catalog_names(engine: Engine, profession_ids: Sequence[str]) -> dict[str, str]:
+    """profession id -> name, for the few ids a failing check names."""
+    ids = list(dict.fromkeys(profession_ids))
+    if not ids:
+        return {}
+    c = berufenet_catalog.c
+    with engine.connect() as conn:
+        return {pid: name for pid, name in conn.execute(select(c.profession_id, c.name).where(c.profession_id.in_(ids)))}
 
 
 def mapped_posting_counts(engine: Engine) -> dict[str, int]:

@@ -221,6 +221,7 @@ class StoredVectorAudit:
     corrupt_hashes: int = 0
     invalid_vectors: int = 0
     examples: list[str] = field(default_factory=list)
+    bad_hashes: dict[str, str] = field(default_factory=dict)  # text_hash -> problem, the first few
 
 
 def audit_vectors(engine: Engine, *, day: date | None = None, batch: int = 1000) -> StoredVectorAudit:
@@ -249,9 +250,28 @@ def audit_vectors(engine: Engine, *, day: date | None = None, batch: int = 1000)
                 audit.corrupt_hashes += 1
                 if len(audit.examples) < 5:
                     audit.examples.append(f"corrupt hash {text_hash[:12]}… ({model})")
+                    audit.bad_hashes[text_hash] = f"stored text does not match its hash {text_hash[:12]}… ({model})"
             raw = bytes(blob or b"")
             if len(raw) != 4 * int(dim or 0) or not usable_vector(vector_from_bytes(raw)):
                 audit.invalid_vectors += 1
                 if len(audit.examples) < 5:
                     audit.examples.append(f"invalid vector {text_hash[:12]}… ({model})")
+                    audit.bad_hashes.setdefault(text_hash, f"stored vector is not a unit vector {text_hash[:12]}… ({model})")
     return audit
+
+
+def postings_linked_to(engine: Engine, text_hashes: Iterable[str], day: date, limit: int = 10) -> list[tuple[int, str]]:
+    """(posting_id, text_hash) of the partition's postings currently linked to these vectors (check examples)."""
+    hashes = list(text_hashes)
+    if not hashes:
+        return []
+    pe = posting_embeddings
+    query = (
+        select(pe.c.posting_id, pe.c.text_hash)
+        .join(postings, postings.c.posting_id == pe.c.posting_id)
+        .where(postings.c.partition_date == day, pe.c.is_current.is_(True), pe.c.text_hash.in_(hashes))
+        .order_by(pe.c.posting_id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [(r.posting_id, r.text_hash) for r in conn.execute(query)]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.schema import CreateColumn
 
-from ty_pipeline.warehouse.schema import VIEWS, metadata
+from ty_pipeline.warehouse.migrations import upgrade_to_head
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WAREHOUSE_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'warehouse.sqlite'}"
@@ -62,62 +61,15 @@ def dispose_engine(url: str) -> None:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create missing tables, add columns and indexes that newer code expects, and (re)create the views.
+    """Bring the warehouse schema to the newest Alembic revision (ty_pipeline/warehouse/migrations/).
 
-    Safe to call from concurrent runs: on PostgreSQL an advisory lock serialises it.
+    The first use of a database creates everything; a warehouse made before migrations is adopted by the
+    baseline revision. Called at the start of many steps, so it does its work once per engine and process,
+    and is one read of `alembic_version` when the warehouse is already at head. Safe to call from
+    concurrent processes (see `upgrade_to_head`).
     """
     key = str(engine.url)
     if key in _schema_ready:
         return
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(73573001)"))
-        else:
-            # pysqlite opens no transaction for DDL, so two processes (the parallel steps of one run)
-            # interleaved their DROP / CREATE VIEW and one failed with "view ... already exists". Taking
-            # the write lock first makes the whole set-up one transaction; the other waits (busy_timeout).
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        metadata.create_all(conn)
-        _add_missing_columns(conn)
-        _add_missing_indexes(conn)
-        current = _view_definitions(conn)
-        for name, sql in VIEWS.items():
-            if current.get(name) == sql:
-                continue  # unchanged: do not make readers wait on a DROP/CREATE every process start
-            conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
-            conn.execute(text(sql))
+    upgrade_to_head(engine)
     _schema_ready.add(key)
-
-
-def _view_definitions(conn) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """The stored text of our views on SQLite (kept verbatim); PostgreSQL normalises it, so always renew."""
-    if conn.dialect.name != "sqlite":
-        return {}
-    rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'view'")
-    return {name: sql for name, sql in rows}
-
-
-def _add_missing_columns(conn) -> None:  # type: ignore[no-untyped-def]
-    """Additive migrations: a nullable or defaulted column added in code appears in old warehouses."""
-    inspector = inspect(conn)
-    for table in metadata.sorted_tables:
-        existing = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in existing:
-                continue
-            ddl = CreateColumn(column).compile(dialect=conn.dialect)
-            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
-
-
-def _add_missing_indexes(conn) -> None:  # type: ignore[no-untyped-def]
-    """`create_all` creates indexes only with their table: an index added in code must reach old warehouses.
-
-    Matched by name. On a large table this runs once and takes a while (about a second per 100k postings)
-    while writers to that table wait; later starts find the index and do nothing.
-    """
-    inspector = inspect(conn)
-    for table in metadata.sorted_tables:
-        existing = {ix["name"] for ix in inspector.get_indexes(table.name)}
-        for index in table.indexes:
-            if index.name not in existing:
-                index.create(conn)

@@ -51,6 +51,8 @@ class UpsertStats:
     error_messages: list[str] | None = None
     # Postings that could not be stored even on their own, as "source:external_id: reason".
     lost: list[str] = field(default_factory=list)
+    # The same postings as example rows for the failing check: external id, title, reason.
+    lost_rows: list[dict[str, object]] = field(default_factory=list)
 
     def add_error(self, message: str, count: int) -> None:
         self.errors += count
@@ -115,6 +117,8 @@ def upsert_postings(
                     first_line = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
                     reason = strip_unstorable(redact_urls_in(first_line))
                     stats.lost.append(f"{key}: {reason[:300]}")
+                    stats.lost_rows.append({"external_id": key, "title": strip_unstorable(record.title or ""),
+                                            "problem": reason[:300]})
                     stats.add_error(f"posting {key} could not be stored: {reason[:300]}", 1)
     return stats
 

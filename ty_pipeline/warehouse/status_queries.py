@@ -1,8 +1,8 @@
 """Set-based counts behind `ty-pipeline status`: per asset and partition, rows by saved status.
 
-Each asset costs two statements: one GROUP BY over its in-scope postings (LEFT JOIN to its table, so a
-missing row counts as pending) and one GROUP BY over the rows its time column puts in the throughput
-window (embeddings sometimes a third, see `_embedding_counts`). The database returns at most partitions x statuses rows; Python only maps those few groups
+Each asset costs three statements: one GROUP BY over its in-scope postings (LEFT JOIN to its table, so a
+missing row counts as pending), one GROUP BY over the rows its time column puts in the throughput
+window, and the distinct partitions of those rows (embeddings sometimes a fourth, see `_embedding_counts`). The database returns at most partitions x statuses rows; Python only maps those few groups
 through `ty_pipeline.domain.status_registry`. That keeps the command at interactive speed on a warehouse of
 100,000 postings on both SQLite and PostgreSQL (see bench/bench_status.py).
 """
@@ -17,7 +17,7 @@ from sqlalchemy.sql import ColumnElement, FromClause, Select
 
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, embedding_text, skip_reason
-from ty_pipeline.domain.status_registry import ASSETS, AssetStatusSpec, Outcome, Scope, Tally, eta_seconds
+from ty_pipeline.domain.status_registry import ASSETS, AssetStatusSpec, Backlog, Outcome, Scope, Tally
 from ty_pipeline.warehouse.schema import (
     demand_snapshots,
     embeddings,
@@ -42,6 +42,8 @@ class AssetStatus:
     partitions: dict[date, Tally] = field(default_factory=dict)  # newest first
     finished_in_window: int = 0
     window_hours: float = 0.0
+    today: date | None = None
+    active_days: set[date] = field(default_factory=set)  # partitions with rows written in the window
 
     @property
     def totals(self) -> Tally:
@@ -49,6 +51,7 @@ class AssetStatus:
         for tally in self.partitions.values():
             total.done += tally.done
             total.failed += tally.failed
+            total.retryable += tally.retryable
             total.pending += tally.pending
             for status, n in tally.by_status.items():
                 total.by_status[status] = total.by_status.get(status, 0) + n
@@ -59,8 +62,23 @@ class AssetStatus:
         return self.finished_in_window / self.window_hours if self.window_hours > 0 else 0.0
 
     @property
+    def backlog(self) -> Backlog:
+        """Pending work split into what a job will do (today's partition, partitions being processed) and not."""
+        scheduled = today = unscheduled = 0
+        for day, tally in self.partitions.items():
+            if day == self.today:
+                today += tally.pending
+                scheduled += tally.pending
+            elif day in self.active_days:
+                scheduled += tally.pending
+            else:
+                unscheduled += tally.pending
+        return Backlog(scheduled=scheduled, today=today, unscheduled=unscheduled, retryable=self.totals.retryable,
+                       finished_in_window=self.finished_in_window, window_hours=self.window_hours)
+
+    @property
     def eta_seconds(self) -> float | None:
-        return eta_seconds(self.totals.pending, self.finished_in_window, self.window_hours)
+        return self.backlog.eta_seconds
 
 
 @dataclass
@@ -100,7 +118,8 @@ def collect_status(
         for name in assets or list(ASSETS):
             spec = ASSETS[name]
             missing = [t for t in spec.tables if t not in existing]
-            status = AssetStatus(spec=spec, built=not missing, missing_tables=missing, window_hours=window_hours)
+            status = AssetStatus(spec=spec, built=not missing, missing_tables=missing, window_hours=window_hours,
+                                 today=today)
             results.append(status)
             if missing:
                 continue
@@ -112,11 +131,14 @@ def collect_status(
             for day, outcome, label, n in counts:
                 tallies.setdefault(day, Tally()).add(outcome, label, n)
             if spec.scope == Scope.SNAPSHOT_DATE:
-                for tally in tallies.values():
-                    if tally.total == 0:
+                # A day without postings has nothing to snapshot: not pending, however long it stays so.
+                with_postings = _days_with_postings(conn, since)
+                for day, tally in tallies.items():
+                    if tally.total == 0 and day in with_postings:
                         tally.add(Outcome.PENDING, "missing", 1)
             status.partitions = dict(sorted(tallies.items(), reverse=True))
             status.finished_in_window = _finished_since(conn, spec, cutoff)
+            status.active_days = _active_days(conn, spec, cutoff, since)
     return StatusReport(today, day_list, now, window_hours, llm_sources, results)
 
 
@@ -272,6 +294,11 @@ def _embedding_counts(conn, since: date) -> list[Count]:  # type: ignore[no-unty
     return counts
 
 
+def _days_with_postings(conn, since: date) -> set[date]:  # type: ignore[no-untyped-def]
+    query = select(postings.c.partition_date).where(postings.c.partition_date >= since).distinct()
+    return {day for (day,) in conn.execute(query)}
+
+
 def _snapshot_counts(conn, since: date) -> list[Count]:  # type: ignore[no-untyped-def]
     ds = demand_snapshots
     query = select(ds.c.snapshot_date).where(ds.c.snapshot_date >= since).group_by(ds.c.snapshot_date)
@@ -301,8 +328,31 @@ def _finished_since(conn, spec: AssetStatusSpec, cutoff: datetime) -> int:  # ty
     return sum(
         n
         for word, exhausted_flag, n in _group_counts(conn, inner)
-        if spec.classify(word, exhausted=bool(exhausted_flag)) != Outcome.PENDING
+        if spec.classify(word, exhausted=bool(exhausted_flag)) in (Outcome.DONE, Outcome.FAILED)
     )
+
+
+def _active_days(conn, spec: AssetStatusSpec, cutoff: datetime, since: date) -> set[date]:  # type: ignore[no-untyped-def]
+    """Shown partitions with rows of this asset written since `cutoff`: a run or backfill is working on them.
+
+    Without Dagster (the status command must not start it) this is the evidence that a job will do a
+    partition's pending work; the ETA covers only those partitions and today's. Reads only the window's
+    rows through the time-column index, joined to their postings by primary key.
+    """
+    table = metadata.tables[spec.table]
+    when = table.c[spec.time_column]
+    if spec.scope == Scope.ALL_POSTINGS:
+        return set()  # a fetched posting is done by definition: nothing is ever pending
+    if spec.scope == Scope.SNAPSHOT_DATE:
+        query = select(table.c.snapshot_date).where(when >= cutoff, table.c.snapshot_date >= since).distinct()
+    else:
+        query = (
+            select(postings.c.partition_date)
+            .select_from(table.join(postings, postings.c.posting_id == table.c.posting_id))
+            .where(when >= cutoff, postings.c.partition_date >= since)
+            .distinct()
+        )
+    return {day for (day,) in conn.execute(query)}
 
 
 def _group_counts(conn, inner: Select, *, materialize: bool = True) -> list[tuple]:  # type: ignore[no-untyped-def]

@@ -1,0 +1,523 @@
+"""What every LLM backend shares (Dagster-free): the error taxonomy, `CallMetrics`, the one HTTP retry
+policy, and the judging of structured answers with one corrective retry.
+
+Why one module: the pipelines must behave the same whichever server answers (`TY_LLM_BACKEND=ollama` or
+`openai`, issue #11): the same errors decide "charge the posting" vs "stop the run", the same verdicts
+decide what is saved, the same metrics feed the run report. A backend (`clients/ollama.py`,
+`clients/openai_compat.py`) only knows its wire format: how to send one exchange and read its answer.
+
+* transient (timeouts, dropped connections, HTTP 5xx, 429): retried by `LlmRetryPolicy` (tenacity) with
+  exponential backoff and full jitter, `Retry-After` honoured; still failing -> `LlmTransientError`, or
+  `LlmUnavailable` / `LlmConnectionReset` when the server never answered at all;
+* permanent 4xx: raised at once by the backend as `LlmModelMissing` or `LlmRequestError`;
+* a structured answer that is not JSON, breaks the schema, was cut off at the output limit or is rejected
+  by the caller's validator gets exactly one corrective retry in the same conversation; still invalid ->
+  `LlmInvalidAnswer`. Nothing invalid is ever returned as if it were an answer.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+import tenacity
+import urllib3
+from pydantic import BaseModel, ValidationError
+
+from ty_pipeline.clients.http_retry import parse_retry_after
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_CHAT_OPTIONS: dict[str, Any] = {"temperature": 0, "seed": 42, "num_ctx": 8192, "num_predict": 1024}
+"""Reproducible answers (temperature 0, fixed seed) and explicit limits, in Ollama's option names (the
+OpenAI-compatible backend maps them: `num_predict` -> `max_tokens`; `num_ctx` is the server's setting
+there). Ollama's default context depends on its VRAM (docs/wire_formats.md §4.1), so it is always sent."""
+
+MAX_ERROR_BODY_CHARS = 300
+MAX_RAW_IN_MESSAGE = 200
+
+
+# -- errors -----------------------------------------------------------------------------------------------
+
+
+class LlmError(Exception):
+    """Base of every LLM server failure. `str()` is a message a user can act on.
+
+    `metrics` holds one `CallMetrics` per model call made before the failure (corrective retries and
+    the failed call included), so the cost of failed postings is still accounted for.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, metrics: list[CallMetrics] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.metrics: list[CallMetrics] = list(metrics or [])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments break Exception's default pickling; keep every attribute.
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_error(cls: type[LlmError], args: tuple[Any, ...], state: dict[str, Any]) -> LlmError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class LlmUnavailable(LlmError):
+    """No answer from the server at all (connection refused, dropped, connect timeout), after retries."""
+
+
+class LlmConnectionReset(LlmUnavailable):
+    """The server accepted the connection and then reset or closed it without an answer, after retries.
+
+    Not "start the server": something is listening. A crash of the model runner, a proxy or load
+    balancer cutting the request, or an overloaded host does this; the server's own log says which.
+    Like `LlmUnavailable` it is a server failure: a run stops and charges no posting for it.
+    """
+
+
+class LlmModelMissing(LlmError):
+    """A model the run needs is not served. Retrying cannot fix that; installing or serving it can."""
+
+    def __init__(self, message: str, *, models: list[str], status: int | None = 404,
+                 metrics: list[CallMetrics] | None = None) -> None:
+        super().__init__(message, status=status, metrics=metrics)
+        self.models = list(models)
+
+
+class LlmRequestError(LlmError):
+    """A permanent 4xx: the request itself is wrong (bad option, unsupported capability, missing key, ...)."""
+
+    def __init__(self, message: str, *, status: int | None = None, error: str | None = None,
+                 metrics: list[CallMetrics] | None = None) -> None:
+        super().__init__(message, status=status, metrics=metrics)
+        self.error = error  # the server's own error text
+
+
+class LlmTransientError(LlmError):
+    """Timeouts / 5xx / 503 / 429 that outlasted every retry: the server is up but not coping."""
+
+
+class LlmInvalidAnswer(LlmError):
+    """The model answered, but not usably, even after the one corrective retry.
+
+    `reason` is the problem with the last answer in words (also what the corrective message told the
+    model), `kind` a stable code for grouping (`not_json`, `schema_violation`, `length`, `rejected`,
+    `embed_count`), `raw` the last answer's content exactly as received.
+    """
+
+    def __init__(self, message: str, *, reason: str, raw: str | None, kind: str = "invalid",
+                 metrics: list[CallMetrics] | None = None) -> None:
+        super().__init__(message, metrics=metrics)
+        self.reason = reason
+        self.raw = raw
+        self.kind = kind
+
+
+# -- metrics ----------------------------------------------------------------------------------------------
+
+
+def _ns_to_s(value: Any) -> float:
+    return float(value) / 1e9 if isinstance(value, int | float) else 0.0
+
+
+def count(value: Any) -> int:
+    """A token counter from a server answer; anything that is not a number is 0 (counters are optional)."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+@dataclass
+class CallMetrics:
+    """One model call (one HTTP exchange that reached a verdict, retries of that exchange included).
+
+    Both backends fill the same fields: Ollama's `prompt_eval_count` / `eval_count` / `done_reason`, or
+    an OpenAI-compatible server's `usage.prompt_tokens` / `usage.completion_tokens` / `finish_reason`
+    (and `usage.prompt_tokens_details.cached_tokens` as `cached_prompt_tokens`). The durations exist
+    on Ollama only; missing values are 0 / None so sums over many calls never fail on a gap. `host`
+    is the server's redacted URL (which server did the work, once there are several).
+    """
+
+    model: str
+    endpoint: str
+    wall_s: float
+    attempts: int
+    total_duration_s: float = 0.0
+    load_duration_s: float = 0.0
+    prompt_eval_count: int = 0
+    eval_count: int = 0
+    eval_duration_s: float = 0.0
+    done_reason: str | None = None
+    prompt_eval_duration_s: float = 0.0
+    cached_prompt_tokens: int = 0
+    host: str = ""
+
+    @classmethod
+    def from_response(
+        cls, payload: dict[str, Any], *, model: str, endpoint: str, wall_s: float, attempts: int, host: str = ""
+    ) -> CallMetrics:
+        """From an Ollama answer: durations are integer nanoseconds, zero ones omitted (docs/wire_formats.md §4.2)."""
+        reason = payload.get("done_reason")
+        return cls(
+            model=model,
+            endpoint=endpoint,
+            wall_s=wall_s,
+            attempts=attempts,
+            total_duration_s=_ns_to_s(payload.get("total_duration")),
+            load_duration_s=_ns_to_s(payload.get("load_duration")),
+            prompt_eval_count=count(payload.get("prompt_eval_count")),
+            eval_count=count(payload.get("eval_count")),
+            eval_duration_s=_ns_to_s(payload.get("eval_duration")),
+            done_reason=reason if isinstance(reason, str) else None,
+            prompt_eval_duration_s=_ns_to_s(payload.get("prompt_eval_duration")),
+            host=host,
+        )
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generation speed as Ollama defines it: eval_count / eval_duration (0 when the server gives no duration)."""
+        return self.eval_count / self.eval_duration_s if self.eval_duration_s > 0 else 0.0
+
+
+# -- small helpers ----------------------------------------------------------------------------------------
+
+
+def short_text(text: str | None, limit: int = MAX_RAW_IN_MESSAGE) -> str:
+    if text is None:
+        return "<none>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def was_reset(exc: BaseException) -> bool:
+    """True when a connection error happened after the connection was made: reset (RST), aborted, or
+    closed by the server before any answer. Refused connections, DNS failures and connect timeouts
+    are not resets: then nothing is listening at the address."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        err = todo.pop()
+        if not isinstance(err, BaseException) or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ConnectionRefusedError | socket.gaierror | urllib3.exceptions.NewConnectionError
+                      | urllib3.exceptions.ConnectTimeoutError):
+            return False
+        if isinstance(err, ConnectionResetError | ConnectionAbortedError | http.client.RemoteDisconnected
+                      | urllib3.exceptions.ProtocolError):
+            return True
+        todo.extend([*err.args, err.__cause__, err.__context__, getattr(err, "reason", None)])
+    return False
+
+
+def _schema_errors(exc: ValidationError, limit: int = 5) -> str:
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
+        parts.append(f"{loc}: {err.get('msg')}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+# -- the HTTP retry policy (both backends) ----------------------------------------------------------------
+
+
+class TransientFailure(Exception):
+    """One attempt failed in a way a retry may fix. Raised inside an attempt; `LlmRetryPolicy` retries it.
+
+    `never_answered`: no HTTP response and no read timeout (nothing there, or the connection was lost
+    before an answer); `reset`: that loss happened after connecting (something is listening).
+    """
+
+    def __init__(self, detail: str, *, status: int | None = None, never_answered: bool = False,
+                 reset: bool = False, retry_after: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.never_answered = never_answered
+        self.reset = reset
+        self.retry_after = retry_after
+
+
+class RetriesExhausted(Exception):
+    """Every attempt failed transiently; `last` is the last failure, `attempts` how many were made."""
+
+    def __init__(self, last: TransientFailure, attempts: int) -> None:
+        super().__init__(last.detail)
+        self.last = last
+        self.attempts = attempts
+
+
+class _RetryAfterOrFullJitter(tenacity.wait.wait_base):
+    """The server's `Retry-After` (capped) when it sent one, else tenacity's full-jitter exponential."""
+
+    def __init__(self, policy: LlmRetryPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        failure = outcome.exception() if outcome is not None else None
+        retry_after = failure.retry_after if isinstance(failure, TransientFailure) else None
+        return self.policy.backoff_delay(retry_state.attempt_number - 1, retry_after)
+
+
+class LlmRetryPolicy:
+    """How often and how long to retry one logical request; `sleep` is injectable so tests need not wait.
+
+    Full jitter (a uniform draw below a capped exponential) spreads the retries of parallel workers
+    instead of hammering a busy server in lockstep; a `Retry-After` is honoured but capped at
+    `backoff_max_s`, so a worker is never parked for an hour.
+    """
+
+    def __init__(self, *, max_retries: int = 4, backoff_base_s: float = 1.0, backoff_max_s: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, not {max_retries}")
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.sleep = sleep
+        self._jitter = tenacity.wait_random_exponential(multiplier=backoff_base_s, max=backoff_max_s)
+
+    def backoff_delay(self, retry: int, retry_after: str | None = None) -> float:
+        """Seconds to wait before retry number `retry` (0-based)."""
+        if retry_after:
+            parsed = parse_retry_after(retry_after)
+            if parsed is not None:
+                return min(parsed, self.backoff_max_s)
+        state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only attempt_number is read
+        state.attempt_number = retry + 1
+        return float(self._jitter(state))
+
+    def run(self, attempt: Callable[[int], T], *, what: str, max_retries: int | None = None) -> tuple[T, int]:
+        """Call `attempt(n)` (n = 1, 2, ...) until it returns; `TransientFailure` is retried, any other
+        exception ends at once. Returns (result, attempts); raises `RetriesExhausted` at the end."""
+        retries = self.max_retries if max_retries is None else max_retries
+        made = 0
+
+        def counted() -> T:
+            nonlocal made
+            made += 1
+            return attempt(made)
+
+        def warn(state: tenacity.RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome is not None else None
+            delay = state.next_action.sleep if state.next_action is not None else 0.0
+            log.warning("%s failed: %s; retry %d/%d in %.1f s", what, failure, state.attempt_number, retries, delay)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(retries + 1),
+            wait=_RetryAfterOrFullJitter(self),
+            retry=tenacity.retry_if_exception_type(TransientFailure),
+            sleep=self.sleep,
+            before_sleep=warn,
+            reraise=True,
+        )
+        try:
+            return retrying(counted), made
+        except TransientFailure as failure:
+            raise RetriesExhausted(failure, made) from failure
+
+
+def send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: tuple[float, float],
+    safe: Callable[[str], str],
+    body: dict[str, Any] | None = None,
+    stream: bool = False,
+) -> requests.Response:
+    """One HTTP attempt; transport failures become `TransientFailure` with credentials removed by `safe`."""
+    try:
+        return session.request(method, url, json=body, timeout=timeout, stream=stream)
+    except requests.ConnectTimeout as exc:
+        raise TransientFailure(f"connect timeout after {timeout[0]} s ({safe(str(exc))})", never_answered=True) from None
+    except requests.ReadTimeout:
+        raise TransientFailure(f"no answer within the read timeout of {timeout[1]} s") from None
+    except requests.ConnectionError as exc:
+        reset = was_reset(exc)
+        kind = "connection reset by the server" if reset else "connection failed"
+        raise TransientFailure(f"{kind}: {safe(str(exc))}", never_answered=True, reset=reset) from None
+    except requests.RequestException as exc:  # e.g. ChunkedEncodingError: the answer was cut off
+        raise TransientFailure(f"{type(exc).__name__}: {safe(str(exc))}") from None
+
+
+@dataclass(frozen=True)
+class ServerWords:
+    """How a backend's failures are worded: who failed and what the operator should do."""
+
+    label: str  # "Ollama", "OpenAI-compatible server"
+    start_hint: str  # what to do when nothing answers at the URL
+    log_hint: str  # where to look after a reset
+
+
+def exhausted_error(
+    exhausted: RetriesExhausted, *, words: ServerWords, shown_url: str, what: str, metrics: list[CallMetrics]
+) -> LlmError:
+    """The typed error for a request whose retries all failed: reset, unreachable, or transient."""
+    last, attempts = exhausted.last, exhausted.attempts
+    if last.never_answered and last.reset:
+        return LlmConnectionReset(
+            f"{words.label} at {shown_url} reset the connection without an answer: {what} failed {attempts} "
+            f"time(s); last error: {last.detail}. The server is listening but dropped the request (a crash "
+            "of the model runner, a proxy or load balancer in between, or an overloaded host): check "
+            f"{words.log_hint}.",
+            metrics=metrics,
+        )
+    if last.never_answered:
+        return LlmUnavailable(
+            f"{words.label} at {shown_url} is not reachable: {what} failed {attempts} time(s); last error: "
+            f"{last.detail}. {words.start_hint}",
+            metrics=metrics,
+        )
+    return LlmTransientError(
+        f"{words.label} at {shown_url}: {what} failed {attempts} time(s) (timeouts / server errors); "
+        f"last error: {last.detail}",
+        status=last.status, metrics=metrics,
+    )
+
+
+# -- structured answers: judging and the one corrective retry ---------------------------------------------
+
+
+@dataclass
+class Exchange:
+    """One model call as a backend reports it: the answer text, whether the server stopped it at the
+    output limit (`cut_off` says so in the server's own terms, e.g. `done_reason=length, num_predict=1024`),
+    and the call's metrics."""
+
+    content: str | None
+    metrics: CallMetrics
+    cut_off: str | None = None
+
+
+@dataclass
+class Verdict:
+    obj: BaseModel | None
+    kind: str | None = None
+    reason: str | None = None
+
+
+def judge_answer(
+    content: Any,
+    *,
+    cut_off: str | None,
+    schema: type[BaseModel],
+    validate: Callable[[BaseModel], str | None] | None,
+) -> Verdict:
+    """Whether an answer is usable: complete, JSON, in the schema, and accepted by the caller's validator."""
+    if cut_off is not None:
+        return Verdict(None, "length", f"the answer was cut off at the output limit ({cut_off}); it is incomplete JSON")
+    if not isinstance(content, str) or not content.strip():
+        return Verdict(None, "not_json", "the answer was empty instead of a JSON object")
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as exc:
+        return Verdict(None, "not_json", f"the answer is not valid JSON ({exc})")
+    try:
+        obj = schema.model_validate(data)
+    except ValidationError as exc:
+        return Verdict(None, "schema_violation", f"the JSON does not match the schema: {_schema_errors(exc)}")
+    if validate is not None:
+        problem = validate(obj)
+        if problem:
+            return Verdict(None, "rejected", problem)
+    return Verdict(obj)
+
+
+def chat_with_one_correction(
+    exchange: Callable[[list[dict[str, Any]]], Exchange],
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    schema: type[BaseModel],
+    validate: Callable[[BaseModel], str | None] | None,
+    label: str,
+) -> tuple[BaseModel, list[CallMetrics]]:
+    """Ask, judge, and on an unusable answer ask once more in the same conversation.
+
+    The bad answer and a user message naming the problem are appended, which fixes most slips of a small
+    model cheaply. `exchange(conversation)` is the backend's single call; its `LlmError`s propagate with
+    the metrics of the earlier calls in front.
+    """
+    conversation = list(messages)
+    metrics: list[CallMetrics] = []
+    verdict = Verdict(None)
+    content: str | None = None
+    for round_no in range(2):
+        try:
+            answer = exchange(conversation)
+        except LlmError as exc:
+            exc.metrics = [*metrics, *exc.metrics]
+            raise
+        metrics.append(answer.metrics)
+        content = answer.content
+        verdict = judge_answer(content, cut_off=answer.cut_off, schema=schema, validate=validate)
+        if verdict.obj is not None:
+            return verdict.obj, metrics
+        assert verdict.reason is not None
+        if round_no == 0:
+            log.info("%s model %s gave an unusable answer (%s); asking once more", label, model, verdict.kind)
+            conversation = [
+                *messages,
+                {"role": "assistant", "content": content or ""},
+                {"role": "user", "content": corrective_message(verdict.reason)},
+            ]
+    assert verdict.reason is not None and verdict.kind is not None
+    raise LlmInvalidAnswer(
+        f"{label} model '{model}' gave no usable answer, even after one corrective retry: {verdict.reason} "
+        f"(last answer: {short_text(content)!r})",
+        reason=verdict.reason, raw=content, kind=verdict.kind, metrics=metrics,
+    )
+
+
+def corrective_message(reason: str) -> str:
+    """What the model is told after an unusable answer.
+
+    Validators of this project already phrase their text for the model ("Your previous answer cannot
+    be used ..."); that is passed on unchanged. Short reasons are wrapped into an instruction.
+    """
+    if reason.lower().startswith("your previous answer"):
+        return reason
+    return (
+        f"Your previous answer cannot be used: {reason}.\n"
+        "Answer again with only one complete JSON object that follows the required schema."
+    )
+
+
+def error_body_text(resp: requests.Response) -> str:
+    """The server's own error message from a non-2xx answer, in any of the shapes LLM servers use:
+    Ollama `{"error": "..."}`, OpenAI `{"error": {"message": ...}}`, legacy vLLM `{"object": "error",
+    "message": ...}`; else the start of whatever the body was."""
+    try:
+        payload = resp.json()
+    except ValueError:
+        return resp.text[:MAX_ERROR_BODY_CHARS].strip() or resp.reason or ""
+    found = error_message_of(payload)
+    if found is not None:
+        return found
+    return json.dumps(payload, ensure_ascii=False)[:MAX_ERROR_BODY_CHARS]
+
+
+def error_message_of(payload: Any) -> str | None:
+    """The error text of a decoded body, or None when the body is not an error."""
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict):
+        return str(error.get("message") or json.dumps(error, ensure_ascii=False)[:MAX_ERROR_BODY_CHARS])
+    if payload.get("object") == "error":
+        return str(payload.get("message") or "error")
+    return None

@@ -1,0 +1,232 @@
+"""Warehouse migrations (Alembic) on SQLite and PostgreSQL: from empty, from the pre-Alembic schema, at head.
+
+The comparison with schema.py uses Alembic's autogenerate API, so a change to schema.py without a
+revision in ty_pipeline/warehouse/migrations/versions/ fails `test_an_empty_warehouse_upgraded_to_head_*`.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from ty_pipeline import cli
+from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine
+from ty_pipeline.warehouse.migrations import (
+    UnknownRevisionError,
+    current_revision,
+    head_revision,
+    upgrade_to_head,
+)
+from ty_pipeline.warehouse.schema import VIEWS, ihl_scores, metadata, postings
+
+# What the start-up code before Alembic added to a warehouse created by an earlier version of it, so an old
+# warehouse can lack them: tables, columns of existing tables, and indexes.
+LATER_TABLES = [
+    "description_leases", "skill_keyword_items", "berufenet_catalog", "berufenet_aliases",
+    "berufenet_learned_aliases", "berufenet_failed_titles", "profession_similarity", "llm_throughput",
+]
+LATER_COLUMNS = {
+    "postings": ["rechecks", "recheck_after"],
+    "ihl_scores": ["ihl_verdict", "verdict_disagrees", "confidence", "recommendation",
+                   "candidate_pool_estimate", "red_flags_json"],
+}
+LATER_INDEXES = [
+    "ix_postings_active", "ix_postings_state", "ix_postings_first_seen_at", "ix_job_descriptions_fetched_at",
+    "ix_posting_summaries_updated_at", "ix_skill_keywords_updated_at", "ix_ihl_scores_updated_at",
+    "ix_berufenet_mappings_updated_at", "ix_posting_embeddings_updated_at", "ix_demand_snapshots_computed_at",
+]
+
+
+def _diffs(engine: sa.Engine, target: sa.MetaData = metadata) -> list:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return compare_metadata(context, target)
+
+
+def _view_definition(conn: sa.Connection, name: str) -> str:
+    if conn.dialect.name == "sqlite":
+        sql = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = :n"), {"n": name})
+        return sql.scalar_one().replace(name, "<view>")
+    return conn.execute(sa.text("SELECT pg_get_viewdef(CAST(:n AS regclass))"), {"n": name}).scalar_one()
+
+
+def _version_table_rows(conn: sa.Connection) -> list[str]:
+    return list(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def test_an_empty_warehouse_upgraded_to_head_has_exactly_the_schema_of_schema_py(warehouse_url: str) -> None:
+    engine = get_engine(warehouse_url)
+    result = upgrade_to_head(engine)
+    assert (result.before, result.after) == (None, head_revision())
+    diffs = _diffs(engine)
+    assert diffs == [], (
+        "schema.py and the migrations disagree: add a revision to ty_pipeline/warehouse/migrations/versions/ "
+        f"(alembic revision --autogenerate --rev-id NNNN -m '...'). Differences: {diffs}"
+    )
+    with engine.connect() as conn:
+        assert _version_table_rows(conn) == [head_revision()]
+
+
+def test_the_comparison_sees_a_column_added_to_schema_py_without_a_revision(warehouse_url: str) -> None:
+    """The guard above can fail: a column only in the model is reported."""
+    engine = get_engine(warehouse_url)
+    upgrade_to_head(engine)
+    changed = sa.MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(changed)
+    changed.tables["postings"].append_column(sa.Column("salary", sa.Integer))
+    assert [d[:2] for d in _diffs(engine, changed)] == [("add_column", None)]
+
+
+def test_the_views_the_migrations_create_are_the_views_of_schema_py(warehouse_url: str) -> None:
+    """A view whose SQL changes in schema.py needs a revision that recreates it."""
+    engine = get_engine(warehouse_url)
+    upgrade_to_head(engine)
+    with engine.begin() as conn:
+        for name, sql in VIEWS.items():
+            conn.execute(sa.text(sql.replace(f"CREATE VIEW {name}", "CREATE VIEW expected_view")))
+            assert _view_definition(conn, name) == _view_definition(conn, "expected_view"), name
+            conn.execute(sa.text("DROP VIEW expected_view"))
+
+
+def _build_pre_alembic_warehouse(engine: sa.Engine, *, old: bool) -> None:
+    """A warehouse as the start-up code before Alembic left it: today's schema, or (old) an early one.
+
+    The early one lacks the tables, columns and indexes that code added later on its own. Either way it has
+    the view and rows, and no alembic_version table.
+    """
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        for sql in VIEWS.values():
+            conn.execute(sa.text(sql))
+        if old:
+            conn.execute(sa.text("DROP VIEW postings_enriched"))  # SQLite re-checks views on DROP COLUMN
+            for name in LATER_INDEXES:
+                conn.execute(sa.text(f"DROP INDEX {name}"))
+            for name in LATER_TABLES:
+                conn.execute(sa.text(f"DROP TABLE {name}"))
+            for table, columns in LATER_COLUMNS.items():
+                for column in columns:
+                    conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+            conn.execute(sa.text(VIEWS["postings_enriched"]))
+        conn.execute(sa.text(
+            "INSERT INTO postings (posting_id, source, external_id, origin, partition_date, first_seen_at, "
+            "last_seen_at, invalidated) VALUES (1, 'dbank', 'old-1', 'api', :d, :t, :t, false)"
+        ), {"d": date(2026, 11, 1), "t": datetime(2026, 11, 1, 2)})
+        conn.execute(sa.text(
+            "INSERT INTO ihl_scores (posting_id, status, ihl_score, attempts, updated_at) "
+            "VALUES (1, 'ok', 7, 1, :t)"
+        ), {"t": datetime(2026, 11, 1, 3)})
+
+
+@pytest.mark.parametrize("old", [True, False], ids=["early_schema", "current_schema"])
+def test_a_warehouse_from_before_migrations_is_brought_to_head_and_keeps_its_rows(
+    warehouse_url: str, old: bool
+) -> None:
+    engine = get_engine(warehouse_url)
+    _build_pre_alembic_warehouse(engine, old=old)
+    if old:
+        assert [d[0] for d in _diffs(engine)].count("add_table") == len(LATER_TABLES)  # really the old shape
+
+    ensure_schema(engine)
+
+    assert _diffs(engine) == []
+    with engine.connect() as conn:
+        assert _version_table_rows(conn) == [head_revision()]
+        row = conn.execute(sa.select(postings.c.external_id, postings.c.rechecks)).one()
+        assert tuple(row) == ("old-1", 0)  # the row kept; the column added later got its server default
+        assert conn.execute(sa.select(ihl_scores.c.ihl_score, ihl_scores.c.ihl_verdict)).one() == (7, None)
+        enriched = conn.execute(sa.text("SELECT external_id, ihl_score FROM postings_enriched")).one()
+        assert tuple(enriched) == ("old-1", 7)
+
+
+def _statements(engine: sa.Engine) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_a: seen.append(sql))
+    return seen
+
+
+def test_at_head_the_upgrade_changes_nothing(warehouse_url: str) -> None:
+    engine = get_engine(warehouse_url)
+    ensure_schema(engine)
+    dispose_engine(warehouse_url)  # a new process: nothing cached
+    engine = get_engine(warehouse_url)
+    seen = _statements(engine)
+
+    result = upgrade_to_head(engine)
+
+    assert (result.before, result.after, result.changed) == (head_revision(), head_revision(), False)
+    # Only reads: no lock, no DDL, no write to alembic_version.
+    writes = [s for s in seen if not s.lstrip().upper().startswith(("SELECT", "PRAGMA"))]
+    assert writes == []
+    assert _diffs(engine) == []
+
+
+def test_ensure_schema_does_its_work_once_per_engine_and_process(warehouse_url: str) -> None:
+    engine = get_engine(warehouse_url)
+    ensure_schema(engine)
+    seen = _statements(engine)
+    ensure_schema(engine)
+    assert seen == []
+
+
+def test_processes_starting_at_once_on_an_empty_warehouse_all_succeed(warehouse_url: str) -> None:
+    """The parallel steps of one run each bring the schema up when they start; one migrates, the others wait.
+
+    Threads with their own connections stand in for processes: the lock is the database's, not Python's.
+    """
+    engine = get_engine(warehouse_url)
+    start = threading.Barrier(4)
+    results, errors = [], []
+
+    def step() -> None:
+        start.wait()
+        try:
+            results.append(upgrade_to_head(engine))
+        except Exception as exc:  # collected and asserted below, with the traceback's message
+            errors.append(exc)
+
+    threads = [threading.Thread(target=step) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert {r.after for r in results} == {head_revision()}
+    assert sum(r.changed for r in results) == 1  # exactly one of them ran the baseline
+    with engine.connect() as conn:
+        assert _version_table_rows(conn) == [head_revision()]
+
+
+def test_a_warehouse_at_a_revision_this_code_does_not_know_is_refused_with_the_way_out(warehouse_url: str) -> None:
+    engine = get_engine(warehouse_url)
+    upgrade_to_head(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    with pytest.raises(UnknownRevisionError, match=r"revision '0999'.*a newer version migrated it\. Deploy"):
+        upgrade_to_head(engine)
+    with engine.connect() as conn:
+        assert current_revision(conn) == "0999"  # left as it was
+
+
+def test_migrate_command_prints_the_revision_before_and_after(warehouse_url: str, capsys) -> None:
+    assert cli.main(["migrate", "--warehouse-url", warehouse_url]) == 0
+    out = capsys.readouterr().out
+    assert f"schema revision none (empty, or made before migrations) -> {head_revision()}\n" in out
+    assert _diffs(get_engine(warehouse_url)) == []
+
+    assert cli.main(["migrate", "--warehouse-url", warehouse_url]) == 0
+    assert f"schema revision {head_revision()}, already the newest\n" in capsys.readouterr().out
+
+
+def test_migrate_command_never_prints_the_password(capsys) -> None:
+    url = "postgresql://ty:s3cret-pw@127.0.0.1:1/ty_warehouse"  # nothing listens on port 1
+    assert cli.main(["migrate", "--warehouse-url", url]) == 2
+    captured = capsys.readouterr()
+    assert "cannot migrate the warehouse at postgresql://127.0.0.1:1" in captured.err
+    assert "s3cret" not in captured.out + captured.err
