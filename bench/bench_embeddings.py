@@ -140,12 +140,10 @@ def run_catalog(url: str, backend: str) -> dict:
     from ty_pipeline.professions.catalog_build import build_catalog
     from ty_pipeline.resources.embedder import EmbedderResource
     from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
-    from ty_pipeline.warehouse.berufenet_store import ensure_indexes
     from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 
     engine = get_engine(url)
     ensure_schema(engine)
-    ensure_indexes(engine)
     loaded = ProfessionCatalogResource().load()
     t0 = time.monotonic()
     result = build_catalog(engine, loaded, open_encoder=EmbedderResource(backend=backend).encoder_opener(None),

@@ -493,3 +493,27 @@ def test_the_onnx_backend_is_an_allowed_setting() -> None:
     from ty_pipeline.settings_check import environment_checks
 
     assert environment_checks()["TY_EMBED_BACKEND"]("onnx") == "onnx"
+
+
+def test_the_server_path_reaches_an_openai_compatible_embeddings_endpoint(
+    warehouse_url: str, engine: sa.Engine
+) -> None:
+    """TY_EMBED_BACKEND=ollama goes through the `ollama` resource's client: with its backend `openai` that is
+    `/v1/embeddings` on the configured host, in one batched request per 64 texts."""
+    from ty_pipeline_tests.test_openai_client import EmbeddingFakeOpenAI, good_responder
+
+    ids = [add_posting(engine, f"o{i}") for i in range(3)]
+    for i, pid in enumerate(ids):
+        set_description(engine, pid, german_text(300, i))
+    with EmbeddingFakeOpenAI(models=["bge-m3"], responder=good_responder) as server:
+        result = dg.materialize(
+            [posting_embeddings], partition_key=DAY.isoformat(),
+            resources={"warehouse": WarehouseResource(url=warehouse_url),
+                       "embedder": EmbedderResource(backend="ollama", model="bge-m3"),
+                       "ollama": OllamaResource(host=server.base_url, backend="openai", max_retries=0)},
+        )
+        calls = server.requests_to("/v1/embeddings")
+    assert result.success and check(result).passed
+    assert [len(c.json()["input"]) for c in calls] == [3]
+    m = meta(result)
+    assert (m["model"], m["new"], m["dim"]) == ("ollama:bge-m3", 3, 2)
