@@ -15,7 +15,7 @@ multilingual model:
   server's context length (`num_ctx` / `OLLAMA_CONTEXT_LENGTH`, often 2,048 or 4,096 tokens); the
   resource chunks texts to `window_tokens` (default 2,048 for Ollama) first, so nothing is silently lost.
 * `TY_EMBED_BACKEND=onnx` runs the same sentence-transformers model int8-quantized on ONNX Runtime
-  (`ty_pipeline.clients.onnx_embedder`): about 3x the texts per CPU-second of the torch path and a
+  (`ty_pipeline.clients.onnx_embedder`): about 2x the texts per CPU-second of the torch path and a
   smaller, flat memory footprint, vectors within cosine 0.99 of torch's. Its vectors are stored under
   their own `model_id` (`onnx:<model>`), so they never mix with torch vectors of the same model.
 * On CPU-only hosts: sentence-transformers with `paraphrase-multilingual-MiniLM-L12-v2` (384 dims,
