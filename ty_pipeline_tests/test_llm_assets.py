@@ -42,6 +42,7 @@ from ty_pipeline.warehouse.schema import posting_summaries as summaries_table
 from ty_pipeline.warehouse.schema import postings, skill_keyword_items
 from ty_pipeline.warehouse.schema import skill_keywords as skills_table
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
+from ty_pipeline_tests.fakes.openai_server import request_schema
 from ty_pipeline_tests.helpers import UNUSED_URL
 
 DAY = date(2026, 11, 18)
@@ -83,7 +84,8 @@ def is_improve(body: dict[str, Any]) -> bool:
 
 
 def schema_of(body: dict[str, Any]) -> str:
-    return body["format"]["title"]
+    """The answer schema's title, from Ollama's `format` or the OpenAI-compatible `response_format`."""
+    return str((request_schema(body) or {}).get("title"))
 
 
 def facts(posting: str) -> dict[str, str]:

@@ -56,14 +56,17 @@ class NightLlm(ScriptedLlm):
 def test_a_whole_night_fills_every_contract_column_and_the_sensor_then_skips(tmp_path: Path) -> None:
     day = berlin_today()
     url = f"sqlite:///{tmp_path / 'wh.sqlite'}"
-    with FakeDeutscheBank() as db, FakeOllama(responder=NightLlm()) as ollama, dg.instance_for_test() as instance:
+    with FakeDeutscheBank() as db, FakeOllama(responder=NightLlm()) as ollama, \
+            FakeOllama(responder=NightLlm()) as second, dg.instance_for_test() as instance:
         for n, title in enumerate(["Softwareentwickler (m/w/d)", "Bankkaufmann (m/w/d)"]):
             db.add(make_db_item(f"9000{n}", title, published=day, city="Frankfurt am Main", subdivision="Hessen"),
                    html=DESCRIPTION)
         resources = {
             **resources_for(url, db_url=db.base_url, sources="deutsche_bank"),
             "embedder": fake_embedder(),
-            "ollama": FastOllamaResource(host=ollama.base_url, read_timeout_s=5.0, max_retries=1),
+            # Two LLM hosts: every LLM step of the night spreads its calls over both.
+            "ollama": FastOllamaResource(host=ollama.base_url, hosts=f"{ollama.base_url}=2,{second.base_url}=2",
+                                         read_timeout_s=5.0, max_retries=1),
         }
         night = build_defs(resources)
         assert dg.materialize([berufenet_catalog], resources=resources, instance=instance).success
@@ -100,6 +103,8 @@ def test_a_whole_night_fills_every_contract_column_and_the_sensor_then_skips(tmp
         assert by_title["Softwareentwickler (m/w/d)"]["kldb"] == "43414"
         assert by_title["Bankkaufmann (m/w/d)"]["kldb"] == "72112"
         assert [(s, d, n) for s, d, n in snapshot] == [("Hessen", "43", 1), ("Hessen", "72", 1)]
+
+        assert ollama.chat_calls() and second.chat_calls()  # both hosts served the night
 
         # The night fetched and enriched in one run: the sensor must not ask for that work again.
         sensor = night.get_sensor_def("new_postings_sensor")
@@ -185,3 +190,41 @@ def test_the_issues_acceptance_commands_fill_the_view_from_the_command_line(
         ), {"d": day}).scalar_one()
     engine.dispose()
     assert snapshot and snapshot >= len({r["posting_id"] for r in mapped if r["state"]})
+
+
+def test_the_llm_command_over_two_openai_compatible_hosts_enriches_every_posting_of_both_sources(
+    tmp_path: Path,
+) -> None:
+    """Issue #11's acceptance command: `TY_LLM_BACKEND=openai TY_LLM_HOSTS=h1=..,h2=..` and
+    `dagster asset materialize --select posting_summaries,skill_keywords,ihl_scores --partition D`. With
+    hosts listed, the default scope is every source, so the sample's Jobsuche postings are enriched too."""
+    import os
+    import shutil
+    from datetime import timedelta
+
+    from ty_pipeline_tests.fakes.openai_server import FakeOpenAI
+
+    day = (berlin_today() - timedelta(days=1)).isoformat()
+    url = f"sqlite:///{tmp_path / 'wh.sqlite'}"
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "deploy" / "quickstart" / "dagster.yaml", home)
+    sample = {**resources_for(url, sources="sample"), "embedder": fake_embedder()}
+    assert dg.materialize([postings, job_descriptions], partition_key=day, resources=sample).success
+    with FakeOpenAI(responder=NightLlm()) as h1, FakeOpenAI(responder=NightLlm()) as h2:
+        env = {**os.environ, "DAGSTER_HOME": str(home), "TY_WAREHOUSE_URL": url, "TY_SOURCES": "sample",
+               "HF_HUB_OFFLINE": "1", "TY_LLM_BACKEND": "openai", "TY_LLM_HOSTS": f"{h1.base_url}=3,{h2.base_url}/v1=3",
+               "OLLAMA_HOST": "http://127.0.0.1:9"}  # never asked: the host list wins
+        for name in ("TY_LLM_SOURCES", "TY_LLM_MAX_POSTINGS", "TY_LLM_API_KEY"):
+            env.pop(name, None)
+        _cli(env, "posting_summaries,skill_keywords,ihl_scores", day)
+        calls = len(h1.chat_calls()) + len(h2.chat_calls())
+        assert h1.chat_calls() and h2.chat_calls()
+        assert h1.max_overlap() <= 3 and h2.max_overlap() <= 3
+    view = _view(url, day)
+    in_scope = {k for k, r in view.items() if r["job_description"] and len(r["job_description"]) >= 100}
+    assert {view[k]["source"] for k in in_scope} == {"arbeitsagentur", "deutsche_bank"}
+    for key in in_scope:
+        row = view[key]
+        assert row["summary"] and json.loads(row["skill_keywords"]) and 0 <= row["ihl_score"] <= 10, key
+    assert calls == 7 * len(in_scope)

@@ -1,6 +1,7 @@
 """The `postings` asset: one day's postings from Jobsuche and Deutsche Bank, upserted into the warehouse."""
 
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -123,7 +124,9 @@ def postings(
     engine = warehouse.get_engine()
     now = utcnow()
     records = [r for f in fetches for r in f.records]
+    started, started_cpu = time.perf_counter(), time.process_time()
     stats = upsert_postings(engine, records, partition_date=day, now=now)
+    store_s, store_cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
     touched, touch_resurrected = touch_seen(engine, [k for f in fetches for k in f.seen_elsewhere], now=now)
 
     held_again = hold_revived_not_found(engine, now=now)
@@ -171,6 +174,11 @@ def postings(
         "stale_invalidated_deutsche_bank": sweep_db_count,
         "deutsche_bank_sweep": sweep_db_note,
         "kept_per_source_and_state": dg.MetadataValue.json(per_state),
+        # Storing cost per 1,000 postings (wall and this process's CPU), so a slower store shows up
+        # next to the volume that explains it (issue #13: <= 5 s CPU for a 16,000-posting day).
+        "store_seconds": round(store_s, 3),
+        "store_ms_per_1000": _per_1000(store_s, len(records)),
+        "store_cpu_ms_per_1000": _per_1000(store_cpu_s, len(records)),
         "dagster/row_count": partition_rows,
     }
     for f in fetches:
@@ -236,6 +244,11 @@ def postings(
     )
     # A failed blocking check fails the step after the materialization is recorded (non-zero exit).
     return dg.MaterializeResult(metadata=metadata, check_results=[check, stored_check])
+
+
+def _per_1000(seconds: float, rows: int) -> float | None:
+    """Milliseconds per 1,000 rows; None for an empty day (a per-row figure of nothing means nothing)."""
+    return round(seconds * 1000 * 1000 / rows, 1) if rows else None
 
 
 def _sweep_after_complete_fetch(

@@ -25,7 +25,7 @@ from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source
 from ty_pipeline.domain.text_clean import strip_unstorable
 from ty_pipeline.domain.urls import redact_urls_in
 from ty_pipeline.warehouse.schema import job_descriptions, postings
-from ty_pipeline.warehouse.upsert import dialect_insert
+from ty_pipeline.warehouse.upsert import bulk_upsert
 
 # A re-sighting within this long of the recorded one is not written: the sweeps count in days, and a
 # rerun of a partition must leave rows it did not change exactly as they were (no timestamp churn).
@@ -127,16 +127,13 @@ def _upsert_chunk(
     engine: Engine, chunk: Sequence[PostingRecord], partition_date: date, now: datetime, stats: UpsertStats
 ) -> None:
     """One transaction for `chunk`; counts into `stats` only after it committed."""
+    rows = [_row(r, partition_date, now) for r in chunk]
     with engine.begin() as conn:
         before = _existing_state(conn, chunk)
-        rows = [_row(r, partition_date, now) for r in chunk]
-        stmt = dialect_insert(engine, postings).values(rows)
-        excluded = stmt.excluded
-        set_ = {name: getattr(excluded, name) for name in _REFRESHED}
-        set_.update(_revival_values())
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["source", "external_id"], set_=set_, where=_needs_write(excluded, now)
-        ))
+        bulk_upsert(
+            conn, postings, rows, keys=["source", "external_id"], update=_REFRESHED,
+            extra_set=_revival_values(), where=lambda excluded: _needs_write(excluded, now),
+        )
     for row in rows:
         previous = before.get((row["source"], row["external_id"]))
         if previous is None:
@@ -178,9 +175,15 @@ def count_stored(engine: Engine, records: Sequence[PostingRecord], *, chunk_size
     return stored
 
 
+def _held_reason():  # type: ignore[no-untyped-def]
+    """`invalidated_reason IN (held reasons)` spelt as `=` terms: an `IN` list is an expanding parameter,
+    which the executemany of the bulk upsert cannot take."""
+    return or_(*(postings.c.invalidated_reason == reason for reason in _HELD))
+
+
 def _revival_values() -> dict:
     """A listing revives a posting that was only unseen; one the source declared gone stays as it is."""
-    held = and_(postings.c.invalidated.is_(True), postings.c.invalidated_reason.in_(_HELD))
+    held = and_(postings.c.invalidated.is_(True), _held_reason())
     return {
         "invalidated": case((held, true()), else_=false()),
         "invalidated_reason": case((held, postings.c.invalidated_reason), else_=null()),
@@ -191,7 +194,7 @@ def _revival_values() -> dict:
 def _revivable():  # type: ignore[no-untyped-def]
     return and_(
         postings.c.invalidated.is_(True),
-        or_(postings.c.invalidated_reason.is_(None), postings.c.invalidated_reason.not_in(_HELD)),
+        or_(postings.c.invalidated_reason.is_(None), ~_held_reason()),
     )
 
 
