@@ -28,6 +28,11 @@ lint: install
 	$(VENV)/bin/ruff check .
 	# The layering contracts in pyproject.toml [tool.importlinter] (README "Layout").
 	$(VENV)/bin/lint-imports
+	# Types of the package, configured in pyproject.toml [tool.mypy].
+	$(VENV)/bin/mypy
 
+# Two pytest workers (pytest-xdist): most tests wait on loopback servers, databases and subprocesses, so
+# two workers on two cores halve the suite. `loadgroup` keeps each `xdist_group` (the browser test's one
+# webserver) on one worker.
 test: install lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup

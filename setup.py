@@ -50,8 +50,11 @@ setup(
         "dev": [
             "pytest>=8,<10",
             "pytest-timeout>=2.3,<3",
+            "pytest-xdist>=3.5,<4",  # `make test` runs two workers
             "ruff>=0.6",
             "import-linter>=2.1,<3",  # `lint-imports`: the layering contracts in pyproject.toml
+            "mypy>=1.10",  # `mypy`: the type checker in `make lint`, configured in pyproject.toml
+            "types-requests",  # requests ships no types of its own
             "hypothesis>=6.100,<7",  # property-based fuzzing of the wire parsers and text cleaning
             "playwright>=1.45,<2",  # drives Debian's chromium in the UI test (no browser download)
         ],

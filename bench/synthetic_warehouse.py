@@ -61,7 +61,7 @@ def build_postings_warehouse(url: str, n_postings: int, *, today: date, now: dat
     padding = "x" * 700
     stamp = now.isoformat(sep=" ")
 
-    post_buf, map_buf = io.StringIO(), io.StringIO()
+    post_buf, map_buf, raw_buf = io.StringIO(), io.StringIO(), io.StringIO()
     for pid in range(1, n_postings + 1):
         age = rng.randrange(DAYS)
         published = today - timedelta(days=age)
@@ -80,9 +80,10 @@ def build_postings_warehouse(url: str, n_postings: int, *, today: date, now: dat
         raw = json.dumps({"refnr": f"10000-{pid}", "arbeitsort": {"region": state}, "beschreibung": padding})
         post_buf.write("\t".join([
             str(pid), "arbeitsagentur", f"10000-{pid}", "api", f"Titel {pid}", _n(state), published.isoformat(),
-            stamp, stamp, raw.replace("\\", "\\\\"), "t" if invalidated else "f",
+            stamp, stamp, "t" if invalidated else "f",
             _n(invalidated_at.isoformat(sep=" ") if invalidated_at else None),
         ]) + "\n")
+        raw_buf.write(f"{pid}\t{raw.replace(chr(92), chr(92) * 2)}\t{stamp}\n")
         if rng.random() < 0.93:
             kldb, pro_id, spellings = rng.choices(professions, cum_weights=cum_weights)[0]
             if rng.random() < 0.02:
@@ -95,7 +96,9 @@ def build_postings_warehouse(url: str, n_postings: int, *, today: date, now: dat
         post_buf.seek(0)
         cur.copy_expert(
             "COPY postings (posting_id, source, external_id, origin, title, state, partition_date, first_seen_at,"
-            " last_seen_at, raw_json, invalidated, invalidated_at) FROM STDIN", post_buf)
+            " last_seen_at, invalidated, invalidated_at) FROM STDIN", post_buf)
+        raw_buf.seek(0)
+        cur.copy_expert("COPY posting_payloads (posting_id, raw_json, updated_at) FROM STDIN", raw_buf)
         map_buf.seek(0)
         cur.copy_expert(
             "COPY berufenet_mappings (posting_id, status, berufenet_id, berufenet_name, kldb, updated_at)"

@@ -20,5 +20,5 @@ warnings.filterwarnings(
 daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone=TIMEZONE, end_offset=1)
 
 
-def partition_date(context: dg.AssetExecutionContext) -> date:
+def partition_date(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)

@@ -18,7 +18,7 @@ import functools
 import os
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import dagster as dg
 import requests
@@ -134,7 +134,7 @@ def retry_only_transient(fn: F) -> F:
         except Exception as exc:
             raise step_failure(exc) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps keeps fn's signature, which F stands for
 
 
 def retried_asset(**asset_kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
@@ -144,7 +144,8 @@ def retried_asset(**asset_kwargs: Any) -> Callable[[Callable[..., Any]], dg.Asse
     """
 
     def decorate(fn: Callable[..., Any]) -> dg.AssetsDefinition:
-        return dg.asset(retry_policy=STEP_RETRY_POLICY, **asset_kwargs)(retry_only_transient(fn))
+        asset: dg.AssetsDefinition = dg.asset(retry_policy=STEP_RETRY_POLICY, **asset_kwargs)(retry_only_transient(fn))
+        return asset
 
     return decorate
 

@@ -98,3 +98,54 @@ def test_sensor_skips_a_day_the_nightly_run_already_enriched() -> None:
         result = _tick(sensor, instance)
         assert not result.run_requests
         assert result.skip_message == "2026-11-22 already enriched by the nightly run"
+
+
+def _requested(instance: dg.DagsterInstance, cursor: object = None) -> tuple[set[str], object]:
+    result = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, cursor=cursor,
+        asset_selection=dg.AssetSelection.assets("berufenet_catalog", "profession_similarity"),
+    )
+    requested = {name for name in ("berufenet_catalog", "profession_similarity")
+                 if result.get_num_requested(dg.AssetKey(name))}
+    return requested, result.cursor
+
+
+def test_a_catalog_missing_when_the_sensor_first_runs_is_built_once() -> None:
+    """A fresh install: the catalog is missing at the first evaluation and is requested then, once, with the
+    similarity that follows from it in the same run."""
+    with dg.instance_for_test() as instance:
+        requested, cursor = _requested(instance)
+        assert requested == {"berufenet_catalog", "profession_similarity"}
+        requested, cursor = _requested(instance, cursor)
+        assert requested == set()  # not asked again while that request is pending
+
+
+def test_profession_similarity_is_rebuilt_after_the_catalog_changes() -> None:
+    with dg.instance_for_test() as instance:
+        requested, cursor = _requested(instance)  # a fresh install: both, in one run (test above)
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="profession_similarity"))
+        requested, cursor = _requested(instance, cursor)
+        assert requested == set()
+
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="berufenet_catalog"))
+        requested, cursor = _requested(instance, cursor)
+        assert requested == {"profession_similarity"}
+
+        # Built: nothing until the catalog changes again.
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="profession_similarity"))
+        requested, cursor = _requested(instance, cursor)
+        assert requested == set()
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="berufenet_catalog"))
+        requested, cursor = _requested(instance, cursor)
+        assert requested == {"profession_similarity"}
+
+
+def test_a_similarity_missing_beside_an_existing_catalog_is_built_once() -> None:
+    """A warehouse whose catalog was built before the condition existed: requested at the first evaluation,
+    not again while the run is pending its result."""
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="berufenet_catalog"))
+        requested, cursor = _requested(instance)
+        assert requested == {"profession_similarity"}
+        requested, cursor = _requested(instance, cursor)
+        assert requested == set()

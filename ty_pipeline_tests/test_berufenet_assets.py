@@ -17,8 +17,6 @@ import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_mappings import MAPPED_CHECK, VERIFIED_CHECK, berufenet_mappings
 from ty_pipeline.domain.berufenet_status import BerufenetStatus as S
-from ty_pipeline.domain.failed_titles import partition_key_for
-from ty_pipeline.domain.titles import title_key
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED
 from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.resources.embedder import EmbedderResource
@@ -229,7 +227,17 @@ def test_ollama_unreachable_leaves_a_named_status_and_the_next_run_verifies(
     table = str(verified.metadata["examples"].value)
     assert "| partition_key | title | postings | status | problem |" in table
     assert "Junior Datenbank Administrator" in table and "| llm_unavailable |" in table
-    assert partition_key_for(title_key("Junior Datenbank Administrator")) in table
+    # The partition key is the title itself (issue #12 item 1).
+    assert "| Junior Datenbank Administrator | Junior Datenbank Administrator | 1 | llm_unavailable |" in table
+    # Coverage of the whole partition, a float the UI plots over partitions.
+    resolved = sum(1 for r in rows.values() if r["berufenet_id"] is not None)
+    assert meta(down)["mapping_coverage"] == round(resolved / len(rows), 4) and 0 < resolved < len(rows)
+    assert meta(down)["partition_postings"] == len(rows) and meta(down)["partition_postings_resolved"] == resolved
+    # The materialization lists the open failed titles with the key to backfill, most postings first.
+    assert meta(down)["open_failed_titles"] == 1
+    (row,) = [line for line in meta(down)["open_failed_titles_top"].splitlines() if "Junior" in line]
+    assert row.startswith("| Junior Datenbank Administrator | 1 | llm_unavailable | ")
+    assert "not reachable" in row and row.endswith("| Junior Datenbank Administrator |")  # the recorded error
     assert "ollama serve" in meta(down)["llm_problem"]
 
     # Model not pulled: the preflight names it and says how to install it.
@@ -265,7 +273,7 @@ def test_llm_verification_off_and_invalid_answers(warehouse_url: str, engine: sa
     assert "1 failed with an error" in str(failed.metadata["reason"].value)
     assert failed.description == failed.metadata["reason"].value
     table = str(failed.metadata["examples"].value)
-    assert title in table and partition_key_for(title_key(title)) in table and "| error |" in table
+    assert f"| {title} | {title} | 1 | error |" in table
     # `error` is retried by the next run of the partition; the verified title is not asked again.
     calls = len(ollama.chat_calls())
     materialize(warehouse_url, DAY1, ollama_url=ollama.base_url)

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.demand import SNAPSHOT_CHECK, demand_snapshots, snapshot_check
-from ty_pipeline.domain.demand import SnapshotRow, consistency_problems
+from ty_pipeline.domain.demand import SnapshotRow, consistency_problems, strongest_demand
 from ty_pipeline.domain.posting_record import PostingRecord, Source
 from ty_pipeline.domain.states import STATES
 from ty_pipeline.resources.warehouse import WarehouseResource
@@ -25,6 +25,24 @@ NOW = datetime(2026, 11, 19, 2, 0)
 
 def days_ago(n: int) -> date:
     return D - timedelta(days=n)
+
+
+def test_strongest_demand_is_the_top_three_ratios_per_state_and_at_most_48_rows() -> None:
+    def prof(state: str, pid: str, ratio: float | None, total: int = 5) -> SnapshotRow:
+        return SnapshotRow(state, "43", pid, f"Beruf {pid}", total, 1, 2, 1.0, ratio)
+
+    rows = [
+        SnapshotRow("Bayern", "43", None, None, 99, 9, 9, 1.0, 99.0),  # a domain row is never a candidate
+        prof("Bayern", "P1", 2.0), prof("Bayern", "P2", 5.0), prof("Bayern", "P3", 3.0, total=4),
+        prof("Bayern", "P4", 3.0, total=9), prof("Bayern", "P5", None),  # tie: more postings first
+        prof("Berlin", "P1", 0.5),
+    ]
+    top = strongest_demand(rows)
+    assert [(r.state, r.berufenet_id) for r in top] == [
+        ("Bayern", "P2"), ("Bayern", "P4"), ("Bayern", "P3"), ("Berlin", "P1")]
+    many = [prof(state, f"P{i}", float(i)) for state in STATES for i in range(5)]
+    capped = strongest_demand(many)
+    assert len(capped) == 48 and {r.berufenet_id for r in capped} == {"P4", "P3", "P2"}
 
 
 # -- arithmetic on a hand-checked fixture -----------------------------------------------------------------
@@ -229,6 +247,15 @@ def test_asset_counts_postings_active_on_the_date(warehouse_url: str, engine: sa
     m = meta(result)
     assert (m["domain_rows"], m["profession_rows"], m["states"], m["domains"], m["professions"]) == (2, 2, 2, 1, 1)
     assert (m["active_postings"], m["mapped_active_postings"], m["excluded_without_state"]) == (8, 5, 1)
+    # Totals as plain ints, plotted over partitions; the day's strongest demand as a table on the asset page.
+    assert (m["total_postings"], m["fresh_7d_postings"], m["fresh_14d_postings"]) == (5, 3, 4)
+    assert all(type(m[k]) is int for k in ("total_postings", "fresh_7d_postings", "fresh_14d_postings"))
+    table = m["strongest_demand"].splitlines()
+    assert "| state | profession | id | postings | fresh 7d | mean of the Länder | demand_ratio |" in table
+    assert [line for line in table if line.startswith("| B")] == [
+        "| Bayern | Softwareentwickler/in | P1 | 2 | 2 | 0.25 | 8.0 |",
+        "| Berlin | Softwareentwickler/in | P1 | 2 | 0 | 0.25 | 8.0 |",
+    ]
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.check_name == SNAPSHOT_CHECK and evaluation.passed
 

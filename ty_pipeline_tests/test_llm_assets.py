@@ -403,6 +403,9 @@ def test_all_three_assets_save_their_results_with_at_most_seven_calls_per_postin
     assert m["llm_calls"] == 9 and m["eval_tokens"] > 0 and m["latency_p95_s"] >= m["latency_p50_s"] > 0
     assert m["cached_prompt_tokens"] == 0  # Ollama does not report prefix-cache hits; OpenAI servers do
     assert m["status_counts"] == {"passed": 3} and m["models"] == f"{QWEN}, {LLAMA}"
+    # The posting skipped for want of a description was never asked: it does not lower the rates.
+    assert m["partition_status_counts"].get("skipped_no_description") == 1
+    assert (m["pass_rate"], m["partition_pass_rate"]) == (1.0, 1.0)
     assert meta(result, "skill_keywords")["llm_calls"] == 3 and meta(result, "ihl_scores")["llm_calls"] == 9
     # The in-asset check of this run and the standalone audits of what was saved all pass.
     assert checks(result, "posting_summaries") == {
@@ -484,6 +487,7 @@ def test_graders_that_keep_failing_leave_no_summary_and_the_verdict_is_final_for
     llm.grade = lambda model, summary: ("FAIL", ["Requirements: 'Good command of German' is not in the posting"])
     result = run([posting_summaries], warehouse_url, fake.base_url)  # a verdict, not an error: the run succeeds
     assert meta(result, "posting_summaries")["status_counts"] == {"failed_grading": 1}
+    assert meta(result, "posting_summaries")["pass_rate"] == 0.0  # a verdict counts against the rate
     row = rows(engine, "posting_summaries")[pid]
     assert row["status"] == "failed_grading" and row["summary"] is None and enriched(engine)[pid]["summary"] is None
     assert "not in the posting" in row["error"] and row["fields_json"]
@@ -544,6 +548,10 @@ def test_an_answer_unusable_twice_is_a_recorded_failure_with_its_reason_and_no_v
         assert conn.execute(sa.select(sa.func.count()).select_from(skill_keyword_items)
                             .where(skill_keyword_items.c.posting_id == bad)).scalar_one() == 0
     assert meta(result, "skill_keywords")["failed"] == 1
+    # Rates as floats the UI plots over partitions: one of the run's two saved results succeeded.
+    (mat,) = [m for m in result.asset_materializations_for_node("llm_enrichment") if m.asset_key.path == ["skill_keywords"]]
+    assert mat.metadata["pass_rate"] == dg.MetadataValue.float(0.5)
+    assert mat.metadata["partition_pass_rate"] == dg.MetadataValue.float(0.5)
     assert checks(result, "skill_keywords") == {LLM_ERRORS_CHECK: False}
     (failed,) = [e for e in result.get_asset_check_evaluations() if e.check_name == LLM_ERRORS_CHECK]
     assert failed.metadata["reason"].value.startswith("1 postings failed in this run and 0 are out of attempts")

@@ -6,6 +6,7 @@ revision in ty_pipeline/warehouse/migrations/versions/ fails `test_an_empty_ware
 
 from __future__ import annotations
 
+import importlib
 import threading
 from datetime import date, datetime
 
@@ -22,7 +23,7 @@ from ty_pipeline.warehouse.migrations import (
     head_revision,
     upgrade_to_head,
 )
-from ty_pipeline.warehouse.schema import VIEWS, ihl_scores, metadata, postings
+from ty_pipeline.warehouse.schema import VIEWS, ihl_scores, metadata, posting_payloads, postings
 
 # What the start-up code before Alembic added to a warehouse created by an earlier version of it, so an old
 # warehouse can lack them: tables, columns of existing tables, and indexes.
@@ -100,10 +101,10 @@ def _build_pre_alembic_warehouse(engine: sa.Engine, *, old: bool) -> None:
     The early one lacks the tables, columns and indexes that code added later on its own. Either way it has
     the view and rows, and no alembic_version table.
     """
+    baseline = importlib.import_module("ty_pipeline.warehouse.migrations.versions.0001_baseline")
     with engine.begin() as conn:
-        metadata.create_all(conn)
-        for sql in VIEWS.values():
-            conn.execute(sa.text(sql))
+        baseline.baseline.create_all(conn)  # the schema of the code before Alembic (revision 0001's copy)
+        conn.execute(sa.text(baseline.POSTINGS_ENRICHED_SQL))
         if old:
             conn.execute(sa.text("DROP VIEW postings_enriched"))  # SQLite re-checks views on DROP COLUMN
             for name in LATER_INDEXES:
@@ -113,10 +114,11 @@ def _build_pre_alembic_warehouse(engine: sa.Engine, *, old: bool) -> None:
             for table, columns in LATER_COLUMNS.items():
                 for column in columns:
                     conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
-            conn.execute(sa.text(VIEWS["postings_enriched"]))
+            conn.execute(sa.text(baseline.POSTINGS_ENRICHED_SQL))
         conn.execute(sa.text(
             "INSERT INTO postings (posting_id, source, external_id, origin, partition_date, first_seen_at, "
-            "last_seen_at, invalidated) VALUES (1, 'dbank', 'old-1', 'api', :d, :t, :t, false)"
+            "last_seen_at, invalidated, content_hash, raw_json) "
+            "VALUES (1, 'dbank', 'old-1', 'api', :d, :t, :t, false, 'h1', '{\"id\": \"old-1\"}')"
         ), {"d": date(2026, 11, 1), "t": datetime(2026, 11, 1, 2)})
         conn.execute(sa.text(
             "INSERT INTO ihl_scores (posting_id, status, ihl_score, attempts, updated_at) "
@@ -131,7 +133,7 @@ def test_a_warehouse_from_before_migrations_is_brought_to_head_and_keeps_its_row
     engine = get_engine(warehouse_url)
     _build_pre_alembic_warehouse(engine, old=old)
     if old:
-        assert [d[0] for d in _diffs(engine)].count("add_table") == len(LATER_TABLES)  # really the old shape
+        assert [d[0] for d in _diffs(engine)].count("add_table") == len(LATER_TABLES) + 1  # + posting_payloads (0003)
 
     ensure_schema(engine)
 
@@ -143,6 +145,11 @@ def test_a_warehouse_from_before_migrations_is_brought_to_head_and_keeps_its_row
         assert conn.execute(sa.select(ihl_scores.c.ihl_score, ihl_scores.c.ihl_verdict)).one() == (7, None)
         enriched = conn.execute(sa.text("SELECT external_id, ihl_score FROM postings_enriched")).one()
         assert tuple(enriched) == ("old-1", 7)
+        # Revision 0003: the raw payload moved to its side table, the wide column is gone.
+        payload = conn.execute(sa.select(posting_payloads.c.posting_id, posting_payloads.c.content_hash,
+                                         posting_payloads.c.raw_json)).one()
+        assert tuple(payload) == (1, "h1", '{"id": "old-1"}')
+        assert "raw_json" not in {c["name"] for c in sa.inspect(conn).get_columns("postings")}
 
 
 def _statements(engine: sa.Engine) -> list[str]:
@@ -230,3 +237,22 @@ def test_migrate_command_never_prints_the_password(capsys) -> None:
     captured = capsys.readouterr()
     assert "cannot migrate the warehouse at postgresql://127.0.0.1:1" in captured.err
     assert "s3cret" not in captured.out + captured.err
+
+
+def test_the_payload_revision_moves_raw_json_out_and_back_without_losing_a_row(warehouse_url: str) -> None:
+    from alembic import command
+
+    from ty_pipeline.warehouse.migrations import alembic_config
+
+    engine = get_engine(warehouse_url)
+    _build_pre_alembic_warehouse(engine, old=False)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0002")
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0003")
+        assert conn.execute(sa.select(posting_payloads.c.raw_json)).scalar_one() == '{"id": "old-1"}'
+        command.downgrade(alembic_config(conn), "0002")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT raw_json FROM postings")).scalar_one() == '{"id": "old-1"}'
+        assert "posting_payloads" not in sa.inspect(conn).get_table_names()
+        assert conn.execute(sa.text("SELECT ihl_score FROM postings_enriched")).scalar_one() == 7

@@ -107,6 +107,12 @@ def test_two_sources_sixteen_states_fill_the_view_and_a_second_run_changes_nothi
     assert (meta2["new"], meta2["updated"], meta2["unchanged"]) == (0, 0, 17)
     assert len(aa.detail_calls()) == details_before  # nothing fetched twice
     assert mat_metadata(second, "job_descriptions")["processed"] == 0
+    # Coverage describes the whole partition, so a run with nothing to do still plots the day's figure.
+    cov = mat_metadata(second, "job_descriptions")
+    assert cov["partition_postings"] == 17 and cov["without_description"] == 0
+    assert cov["with_description"] + cov["with_short_description"] == 17
+    assert cov["description_coverage"] == round(cov["with_description"] / 17, 4) and cov["with_description"] >= 16
+    assert isinstance(cov["description_coverage"], float)
 
 
 def test_paging_dedupe_and_the_v4_shape(warehouse_url: str, db: FakeDeutscheBank) -> None:

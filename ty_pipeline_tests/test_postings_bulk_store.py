@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.postings_store import upsert_postings
-from ty_pipeline.warehouse.schema import postings
+from ty_pipeline.warehouse.schema import posting_payloads, postings
 from ty_pipeline.warehouse.upsert import bulk_upsert
 
 DAY = date(2026, 11, 18)
@@ -51,7 +51,9 @@ def test_awkward_text_nulls_numbers_and_dates_arrive_as_sent(engine: sa.Engine) 
     assert (row["latitude"], row["longitude"]) == (-0.1, 1e-7)
     assert str(row["published_date"])[:10] == DAY.isoformat()
     assert row["last_seen_at"] == NOW and row["invalidated"] is False
-    assert '"text": "Koch\\tKöchin\\nSpätschicht\\r\\\\N' in row["raw_json"]
+    with engine.connect() as conn:
+        raw = conn.execute(sa.select(posting_payloads.c.raw_json)).scalar_one()
+    assert '"text": "Koch\\tKöchin\\nSpätschicht\\r\\\\N' in raw
     again = upsert_postings(engine, [record], partition_date=DAY, now=NOW)
     assert (again.new, again.unchanged, again.changed) == (0, 1, 0)
 

@@ -27,6 +27,16 @@ class CatalogConfig(dg.Config):
     min_share_of_stored: float = DEFAULT_MIN_SHARE_OF_STORED
 
 
+# `on_missing` only fires when the catalog *becomes* missing after the sensor's first evaluation (Dagster
+# 1.13): a fresh install, where it is missing from the start, was never built. The second branch builds it
+# at the first evaluation, once (not again while that run is in progress).
+CATALOG_AUTOMATION = (
+    dg.AutomationCondition.on_missing()
+    | (dg.AutomationCondition.initial_evaluation() & dg.AutomationCondition.missing()
+       & ~dg.AutomationCondition.in_progress())
+).with_label("built when missing")
+
+
 @retried_asset(
     group_name="professions",
     kinds={"python", "sql"},
@@ -34,7 +44,7 @@ class CatalogConfig(dg.Config):
     pool="ollama",
     # Built once when missing (with `default_automation_condition_sensor` on); after changing TY_KLDB_CSV,
     # TY_BERUFENET_API_URL or the embedding model, materialize it again by hand.
-    automation_condition=dg.AutomationCondition.on_missing(),
+    automation_condition=CATALOG_AUTOMATION,
     check_specs=[
         dg.AssetCheckSpec(
             CATALOG_CHECK,

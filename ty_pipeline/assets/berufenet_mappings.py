@@ -3,16 +3,18 @@
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
+from sqlalchemy import Engine
 
 from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.assets.postings import utcnow
-from ty_pipeline.clients.ollama import OllamaClient
+from ty_pipeline.clients.llm_hosts import LlmClient
 from ty_pipeline.domain.berufenet_status import RESOLVED, BerufenetStatus
-from ty_pipeline.domain.check_report import MAX_EXAMPLES
-from ty_pipeline.domain.failed_titles import partition_key_for
+from ty_pipeline.domain.check_report import MAX_EXAMPLES, examples_table
+from ty_pipeline.domain.failed_titles import OPEN_TITLES_SHOWN, open_titles_rows
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, VERIFY_PROMPT, LlmChooser
 from ty_pipeline.professions.partition_run import CatalogMissing, MappingOptions, map_partition
@@ -23,7 +25,13 @@ from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
-from ty_pipeline.warehouse.berufenet_store import unmapped_posting_ids, unmapped_postings
+from ty_pipeline.warehouse.berufenet_store import (
+    open_failed_titles,
+    partition_keys_of,
+    partition_mapping_coverage,
+    unmapped_posting_ids,
+    unmapped_postings,
+)
 
 MAPPED_CHECK = "every_posting_mapped"
 VERIFIED_CHECK = "uncertain_band_verified"
@@ -102,7 +110,7 @@ def berufenet_mappings(
         thresholds=thresholds, top_k=config.top_k, llm_verify=config.llm_verify,
         encode_batch=config.encode_batch, llm_workers=config.llm_workers,
     )
-    clients: list[OllamaClient] = []
+    clients: list[LlmClient] = []
     verifier: Callable[[], Verifier] | None = None
     problem: str | None = None
     if not config.llm_model:
@@ -171,6 +179,12 @@ def berufenet_mappings(
     }
     for status in BerufenetStatus:
         metadata[f"titles_{status}"] = titles.get(str(status), 0)
+    # The partition as a whole (not only this run's postings), so the plot over partitions is comparable.
+    coverage = partition_mapping_coverage(engine, day)
+    metadata["partition_postings"] = coverage.postings
+    metadata["partition_postings_resolved"] = coverage.resolved
+    metadata["mapping_coverage"] = dg.MetadataValue.float(coverage.share)
+    metadata.update(open_titles_metadata(engine))
     if report.llm_problem:
         metadata["llm_problem"] = report.llm_problem
     context.log.info(
@@ -182,6 +196,7 @@ def berufenet_mappings(
         (r for r in report.results if r.status in (BerufenetStatus.LLM_UNAVAILABLE, BerufenetStatus.ERROR)),
         key=lambda r: -len(r.group.posting_ids),  # the titles that leave most postings unmapped first
     )
+    keys = partition_keys_of(engine, [r.group.key for r in unverified[:MAX_EXAMPLES] if r.group.key])
     checks = [
         explained(
             check_name=MAPPED_CHECK, passed=missing == 0, severity=dg.AssetCheckSeverity.ERROR,
@@ -198,7 +213,7 @@ def berufenet_mappings(
             reason=_unverified_reason(unavailable, errors, sum(len(r.group.posting_ids) for r in unverified),
                                       report.llm_problem),
             examples=[
-                {"partition_key": partition_key_for(r.group.key) if r.group.key else "", "title": r.group.title,
+                {"partition_key": keys.get(r.group.key, ""), "title": r.group.title,
                  "postings": len(r.group.posting_ids), "status": str(r.status),
                  "problem": r.error or report.llm_problem or ""}
                 for r in unverified[:MAX_EXAMPLES]
@@ -207,6 +222,20 @@ def berufenet_mappings(
         ),
     ]
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def open_titles_metadata(engine: Engine) -> dict[str, Any]:
+    """The open failed titles, most postings first, as the table an operator picks backfill partitions from."""
+    shown, total = open_failed_titles(engine, OPEN_TITLES_SHOWN)
+    rows = open_titles_rows([(t.partition_key, t.title, t.posting_count, t.status, t.error) for t in shown])
+    table = examples_table(rows, total=total, limit=OPEN_TITLES_SHOWN) if rows else "no open failed titles"
+    return {
+        "open_failed_titles": total,
+        "open_failed_titles_top": dg.MetadataValue.md(
+            f"{table}\n\nBackfill `berufenet_title_retry` with the partition keys to retry them."
+            if rows else table
+        ),
+    }
 
 
 def _unverified_reason(unavailable: int, errors: int, postings: int, llm_problem: str | None) -> str:

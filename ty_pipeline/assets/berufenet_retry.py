@@ -7,12 +7,16 @@ partition stays failed and its reason is the run's error.
 """
 
 
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
+from sqlalchemy import Engine
 
 from ty_pipeline.assets.check_report import explained
 from ty_pipeline.assets.postings import utcnow
-from ty_pipeline.clients.ollama import OllamaClient, OllamaError
+from ty_pipeline.clients.llm_hosts import LlmClient
+from ty_pipeline.clients.ollama import OllamaError
 from ty_pipeline.domain.berufenet_status import UNRESOLVED
 from ty_pipeline.domain.failed_titles import PARTITIONS_NAME
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, DESCRIPTION_CHARS, LlmChooser
@@ -22,7 +26,7 @@ from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
-from ty_pipeline.warehouse.berufenet_store import postings_with_title
+from ty_pipeline.warehouse.berufenet_store import failed_title, postings_with_title
 
 failed_titles_partitions = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
 RETRY_CHECK = "every_posting_with_title_resolved"
@@ -63,7 +67,7 @@ def berufenet_title_retry(
     ollama: OllamaResource,
 ) -> dg.MaterializeResult:
     engine = warehouse.get_engine()
-    clients: list[OllamaClient] = []
+    clients: list[LlmClient] = []
 
     def chooser() -> LlmChooser:
         client = ollama.get_client()
@@ -77,9 +81,11 @@ def berufenet_title_retry(
             top_k=config.top_k, context_chars=config.context_chars, log=context.log.info,
         )
     except (RetryRejected, UnknownFailedTitle, CatalogMissing) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        raise dg.Failure(description=str(exc), metadata=failure_metadata(engine, context.partition_key, str(exc)),
+                         allow_retries=False) from exc
     except OllamaError as exc:
-        raise dg.Failure(description=f"{type(exc).__name__}: {exc}") from exc
+        reason = f"{type(exc).__name__}: {exc}"
+        raise dg.Failure(description=reason, metadata=failure_metadata(engine, context.partition_key, reason)) from exc
     finally:
         for client in clients:
             client.close()
@@ -110,6 +116,16 @@ def berufenet_title_retry(
             "llm_output_tokens": sum(m.eval_count for m in metrics),
         }
     )
+
+
+def failure_metadata(engine: Engine, partition_key: str, reason: str) -> dict[str, Any]:
+    """What the UI shows on the failed step and run (Dagster puts a Failure's metadata there): the reason and
+    which title it was, so nobody has to open the run log."""
+    meta: dict[str, Any] = {"reason": reason, "partition_key": partition_key}
+    row = failed_title(engine, partition_key)
+    if row is not None:
+        meta.update({"title": row.title, "status": row.status, "postings": row.posting_count})
+    return meta
 
 
 def retry_check(partition_key: str, title: str, by_status: dict[str, int], left: dict[str, int]) -> dg.AssetCheckResult:

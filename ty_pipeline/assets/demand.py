@@ -9,7 +9,15 @@ import dagster as dg
 
 from ty_pipeline.assets.check_report import explained
 from ty_pipeline.assets.postings import utcnow
-from ty_pipeline.domain.demand import MIN_POSTINGS_PER_PROFESSION, consistency_problems
+from ty_pipeline.domain.check_report import examples_table
+from ty_pipeline.domain.demand import (
+    MIN_POSTINGS_PER_PROFESSION,
+    STRONGEST_MAX_ROWS,
+    SnapshotRow,
+    consistency_problems,
+    strongest_demand,
+    strongest_demand_rows,
+)
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
@@ -17,6 +25,7 @@ from ty_pipeline.warehouse.demand_store import (
     active_summary,
     distinct_stored_states,
     load_counts,
+    load_snapshot,
     write_snapshot,
 )
 
@@ -96,12 +105,28 @@ def demand_snapshots(
         "seconds_count_wait": round(counted_at - written_at, 3),
         "seconds_check": round(time.monotonic() - counted_at, 3),
         "dagster/row_count": written,
+        # Totals as plain numbers, which the UI plots over partitions.
+        "total_postings": sum(r.total_postings for r in domain_rows),
+        "fresh_7d_postings": sum(r.fresh_7d for r in domain_rows),
+        "fresh_14d_postings": sum(r.fresh_14d for r in domain_rows),
+        "strongest_demand": dg.MetadataValue.md(strongest_demand_table(load_snapshot(engine, day))),
     }
     context.log.info(
         f"{day}: {len(domain_rows)} domain rows, {len(profession_rows)} profession rows from "
         f"{summary.counted} mapped of {summary.active} active postings"
     )
     return dg.MaterializeResult(metadata=metadata, check_results=[snapshot_check(day, problems)])
+
+
+def strongest_demand_table(rows: list[SnapshotRow]) -> str:
+    """The day's result at a glance: per state the professions with the highest demand ratio."""
+    top = strongest_demand(rows)
+    if not top:
+        return "no profession rows on this date (too few mapped postings per profession)"
+    return (
+        "Per state the 3 professions with the highest `demand_ratio` (postings in the state / mean over the "
+        "16 Länder).\n\n" + examples_table(strongest_demand_rows(top), limit=STRONGEST_MAX_ROWS)
+    )
 
 
 def snapshot_check(day: date, problems: list[str]) -> dg.AssetCheckResult:

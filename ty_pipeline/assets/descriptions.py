@@ -24,6 +24,7 @@ from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.descriptions_store import (
     DescriptionOutcome,
     PendingDescription,
+    description_coverage,
     pending_descriptions,
     save_description_or_unstorable,
 )
@@ -110,7 +111,7 @@ def job_descriptions(
     db_client = deutsche_bank.get_client()
     sample = SampleSource(Path(job_sources.sample_dir), berlin_today())
 
-    def work(posting: PendingDescription):  # type: ignore[no-untyped-def]
+    def work(posting: PendingDescription) -> tuple[PendingDescription, DescriptionOutcome]:
         # Pacing lives in each client's limiter, shared by all workers: no pause per call here.
         outcome = fetch_description(posting, jobsuche=aa_client, deutsche_bank=db_client, sample=sample)
         return posting, outcome
@@ -212,6 +213,14 @@ def job_descriptions(
             metadata=metadata,
             allow_retries=False,
         )
+    # The whole partition after this run, as plain numbers the UI plots over partitions (read after the
+    # failures above: a failing database must not hide their message).
+    coverage = description_coverage(engine, day)
+    metadata["partition_postings"] = coverage.postings
+    metadata["with_description"] = coverage.ok
+    metadata["with_short_description"] = coverage.too_short
+    metadata["without_description"] = coverage.without_text
+    metadata["description_coverage"] = dg.MetadataValue.float(coverage.share)
     passed = not failures and not unstorable
     check = explained(
         check_name=DESCRIPTIONS_CHECK,

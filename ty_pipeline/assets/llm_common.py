@@ -5,13 +5,14 @@ each lane (asset) of it reports.
 """
 
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 from sqlalchemy import Engine
 
 from ty_pipeline.assets.check_report import explained, posting_examples
-from ty_pipeline.domain.llm_selection import LlmStatus
+from ty_pipeline.domain.llm_selection import SUCCESS_STATUSES, LlmStatus
 from ty_pipeline.enrichment.partition_run import LlmPipeline, PartitionRun, RunSettings
 from ty_pipeline.partitions import daily_partitions
 from ty_pipeline.resources.llm_scope import LlmScopeResource
@@ -89,6 +90,7 @@ def llm_metadata(
         partition_statuses[row["status"]] = partition_statuses.get(row["status"], 0) + 1
     stats = run.stats.summary()
     return {
+        **pass_rates(statuses, partition_statuses),
         "processed": run.report.saved,
         "cached": run.plan.cached,
         "failed": run.failed,
@@ -120,6 +122,22 @@ def llm_metadata(
         "seconds": round(run.seconds, 2),
         "dagster/row_count": len(rows),
     }
+
+
+def pass_rates(run_statuses: Mapping[str, int], partition_statuses: Mapping[str, int]) -> dict[str, Any]:
+    """Success shares as plain floats, which the UI plots over partitions: of this run's saved results
+    (`pass_rate`) and of every saved result of the partition (`partition_pass_rate`, comparable across runs).
+
+    Postings skipped for want of a description were never asked, so they count neither way. A run that
+    saved nothing else has no rate: the key is left out rather than plotted as 0 or 1.
+    """
+    out: dict[str, Any] = {}
+    for key, counts in (("pass_rate", run_statuses), ("partition_pass_rate", partition_statuses)):
+        total = sum(n for status, n in counts.items() if status != LlmStatus.SKIPPED_NO_DESCRIPTION)
+        if total:
+            passed = sum(n for status, n in counts.items() if status in SUCCESS_STATUSES)
+            out[key] = dg.MetadataValue.float(round(passed / total, 4))
+    return out
 
 
 def check_results(

@@ -8,7 +8,7 @@ it (README "LLM throughput"). The assets keep their names, tables, checks and me
 of them (UI, job, `--select skill_keywords`) runs only that lane (`can_subset`).
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +44,7 @@ from ty_pipeline.domain.llm_capacity import (
 )
 from ty_pipeline.enrichment.partition_run import (
     Lane,
+    LlmPipeline,
     PartitionRun,
     client_slots,
     enrich_partition,
@@ -128,7 +129,7 @@ def fleet_metadata(
 
 
 def build_lanes(config: LlmEnrichmentConfig, client: Any, selected: set[str]) -> list[Lane]:
-    builders = {
+    builders: dict[str, Callable[[], LlmPipeline]] = {
         SUMMARIES: lambda: summary_pipeline(config.summaries, client, num_ctx=config.num_ctx),
         SKILLS: lambda: skill_pipeline(config.skills, client, num_ctx=config.num_ctx),
         IHL: lambda: ihl_pipeline(config.ihl, client, num_ctx=config.num_ctx),

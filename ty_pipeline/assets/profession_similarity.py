@@ -19,6 +19,21 @@ from ty_pipeline.warehouse.berufenet_store import catalog_names, similarity_rows
 
 SIMILARITY_CHECK = "similarity_consistent"
 
+# Rebuilt after every new `berufenet_catalog` (the scores compare catalog names; a stale table names
+# professions that are gone): `eager` waits while the catalog is missing or building and requests nothing
+# else. `eager` alone never builds a table that is already missing when the condition is first evaluated
+# (it reacts to changes only), e.g. a warehouse whose catalog was built before this condition existed: the
+# second branch builds it then, once. Evaluated by `default_automation_condition_sensor`.
+SIMILARITY_AUTOMATION = (
+    dg.AutomationCondition.eager()
+    | (
+        dg.AutomationCondition.initial_evaluation()
+        & dg.AutomationCondition.missing()
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.in_progress()
+    )
+).with_label("after each catalog build")
+
 
 class SimilarityConfig(dg.Config):
     top_n: int = Field(default=DEFAULT_TOP_N, description="Similar professions kept per profession")
@@ -34,6 +49,7 @@ class SimilarityConfig(dg.Config):
     # TY_EMBED_BACKEND=ollama sends the embeddings to the GPU server: share its pool with the LLM steps.
     pool="ollama",
     deps=["berufenet_catalog"],
+    automation_condition=SIMILARITY_AUTOMATION,
     check_specs=[
         dg.AssetCheckSpec(
             SIMILARITY_CHECK,

@@ -14,12 +14,18 @@ before the first title still waiting, so no failed title is skipped for good.
 import json
 
 import dagster as dg
+from sqlalchemy import Engine
 
 from ty_pipeline.assets.berufenet_retry import failed_titles_partitions
-from ty_pipeline.domain.failed_titles import PARTITIONS_NAME
+from ty_pipeline.domain.failed_titles import PARTITIONS_NAME, is_legacy_key
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
-from ty_pipeline.warehouse.berufenet_store import failed_titles_after, resolved_partition_keys
+from ty_pipeline.warehouse.berufenet_store import (
+    failed_titles_after,
+    legacy_key_replacements,
+    partition_keys_in,
+    resolved_partition_keys,
+)
 
 SENSOR_NAME = "berufenet_failed_titles_sensor"
 ROWS_PER_TICK = 2_000
@@ -51,10 +57,14 @@ def berufenet_failed_titles_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     seq = cursor_seq(context.cursor)
     engine = warehouse.get_engine()
+    registered = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    replaced = _replace_legacy_keys(engine, registered)
+    if replaced is not None:
+        context.log.info(replaced.skip_reason)
+        return replaced
     rows = failed_titles_after(engine, seq, ROWS_PER_TICK)
     if not rows:
         return dg.SkipReason("no new failed titles since the last tick")
-    registered = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
     cap = max(0, profession_catalog.max_failed_title_partitions)
     waiting = [r for r in rows if not r.resolved and r.partition_key not in registered]
     waiting.sort(key=lambda r: (-r.posting_count, r.seq))  # most frequent first
@@ -83,6 +93,33 @@ def berufenet_failed_titles_sensor(
     context.log.info(reason)
     return dg.SensorResult(dynamic_partitions_requests=requests, cursor=json.dumps({"seq": cursor}),
                            skip_reason=reason)
+
+
+def _replace_legacy_keys(engine: Engine, registered: set[str]) -> dg.SensorResult | None:
+    """Partitions registered under the previous key scheme (`<10 hex>-<slug>`) are re-registered under the
+    title's current key (migration 0002 renamed the rows) and the old keys deleted, one-for-one, so the cap
+    holds. Old keys of titles resolved since, or unknown to this warehouse, are only deleted. None when
+    nothing is registered under an old key (every tick after the first one)."""
+    shaped = [k for k in registered if is_legacy_key(k)]  # no query at all on every later tick
+    if not shaped:
+        return None
+    stored = set(partition_keys_in(engine, shaped))  # a current key may look like an old one ("abcdef0123")
+    legacy = sorted(k for k in shaped if k not in stored)
+    if not legacy:
+        return None
+    current = legacy_key_replacements(engine, legacy)
+    to_add = sorted({r.partition_key for r in current.values() if not r.resolved} - registered)
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = [
+        failed_titles_partitions.build_delete_request(legacy)
+    ]
+    if to_add:
+        requests.append(failed_titles_partitions.build_add_request(to_add))
+    reason = (
+        f"replaced {len(legacy)} partitions registered under the old key form (hash first) by {len(to_add)} keys "
+        "that read as the title; their run history stays under the old keys"
+    )
+    # The cursor is left as it is: the next tick registers new failed titles as usual.
+    return dg.SensorResult(dynamic_partitions_requests=requests, skip_reason=reason)
 
 
 def _tick_summary(read: int, added: list[str], deleted: list[str], waiting: int) -> str:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
+if TYPE_CHECKING:
+    # What `build_schedule_from_partitioned_job` returns for an asset job; dagster does not export the name.
+    from dagster._core.definitions.partitions.partitioned_schedule import (
+        UnresolvedPartitionedAssetScheduleDefinition,
+    )
 
-def build_nightly_schedule(nightly_job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+
+def build_nightly_schedule(
+    nightly_job: dg.UnresolvedAssetJobDefinition,
+) -> UnresolvedPartitionedAssetScheduleDefinition | dg.ScheduleDefinition:
     # 23:30 Berlin: the day is nearly over, and today's partition exists because the partitions
     # definition has end_offset=1. Built from the partitioned job, so each tick targets that day.
     return dg.build_schedule_from_partitioned_job(

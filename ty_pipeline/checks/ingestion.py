@@ -48,6 +48,15 @@ def _latest_postings_metadata(context: dg.AssetCheckExecutionContext) -> dict[st
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
+def _count(value: object) -> int:
+    """A count that `postings` recorded as metadata (an int; absent or empty reads as 0)."""
+    if not value:
+        return 0
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise TypeError(f"`postings` metadata holds {value!r} where a count belongs: re-materialize the partition")
+
+
 @dg.asset_check(
     asset=postings,
     partitions_def=daily_partitions,
@@ -70,18 +79,19 @@ def fetch_matches_reported_totals(context: dg.AssetCheckExecutionContext) -> dg.
         if not key.startswith("fetched_") or key.startswith("fetched_sample"):
             continue
         source = key.removeprefix("fetched_")
-        reported = int(meta.get(f"reported_total_{source}", 0) or 0)
-        hidden = int(meta.get(f"window_truncated_{source}", 0) or 0)
-        kept = int(meta.get(f"kept_{source}", 0) or 0)
+        reported = _count(meta.get(f"reported_total_{source}"))
+        hidden = _count(meta.get(f"window_truncated_{source}"))
+        kept = _count(meta.get(f"kept_{source}"))
         # Stored rows, counted in the warehouse after the upsert. API counts alone passed a day whose
         # whole upsert had been rolled back (issue #9); a materialization from before the count was
         # recorded has no `stored_` key and cannot be vouched for.
         stored_raw = meta.get(f"stored_{source}")
-        stored = int(stored_raw) if stored_raw is not None else None
-        compared[source] = {"reported": reported, "beyond_window": hidden, "read": int(value or 0),
+        stored = _count(stored_raw) if stored_raw is not None else None
+        read = _count(value)
+        compared[source] = {"reported": reported, "beyond_window": hidden, "read": read,
                             "kept_for_partition": kept, "stored": -1 if stored is None else stored}
         problems = []
-        if int(value or 0) < reported - hidden:
+        if read < reported - hidden:
             problems.append(f"read {value} of {reported} reported ({hidden} beyond the window)")
         if stored is None:
             problems.append("stored row count not recorded by this materialization; re-materialize the partition")
@@ -111,7 +121,7 @@ def fetch_matches_reported_totals(context: dg.AssetCheckExecutionContext) -> dg.
 def descriptions_complete(
     context: dg.AssetCheckExecutionContext, config: CoverageConfig, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    day = partition_date(context)  # type: ignore[arg-type]
+    day = partition_date(context)
     engine = warehouse.get_engine()
     coverage = description_coverage(engine, day)
     passed = coverage.share >= config.min_share

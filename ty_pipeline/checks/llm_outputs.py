@@ -32,7 +32,7 @@ def _result(audit: Audit, engine: Engine, what: str, day: date) -> dg.AssetCheck
     for code, ids in sorted(audit.offending.items()):
         for posting_id in ids:
             codes.setdefault(posting_id, []).append(code)
-    problems = ", ".join(f"{code} {n}" for code, n in meta["problems"].items())  # type: ignore[union-attr]
+    problems = ", ".join(f"{code} {n}" for code, n in meta["problems"].items())
     return explained(
         passed=audit.passed,
         reason=f"{audit.offending_postings} of {audit.checked} saved {what} of {day} are flagged (expected 0): "

@@ -193,7 +193,8 @@ def list_professions(client: BerufenetClient, *, delay_s: float = 0.0,
             seen.add(pid)
             listing.ids.append(pid)
             listing.names[pid] = str(item.get("kurzBezeichnungNeutral") or "")
-        number = info.get("number") if isinstance(info.get("number"), int) else page
+        raw_number = info.get("number")
+        number = raw_number if isinstance(raw_number, int) else page
         total_pages = info.get("totalPages")
         if (not items or "next" not in (payload.get("_links") or {})
                 or (isinstance(total_pages, int) and number + 1 >= total_pages)):

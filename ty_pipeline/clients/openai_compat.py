@@ -110,7 +110,8 @@ def metrics_from_completion(
     payload: dict[str, Any], *, model: str, endpoint: str, wall_s: float, attempts: int, host: str
 ) -> CallMetrics:
     """`usage` and `finish_reason` of a chat completion (or an embeddings answer) as `CallMetrics`."""
-    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+    raw_usage = payload.get("usage")
+    usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
     details = usage.get("prompt_tokens_details")
     cached = count(details.get("cached_tokens")) if isinstance(details, dict) else 0
     choice = _first_choice(payload)
@@ -383,7 +384,7 @@ class OpenAICompatClient:
         )
         data = answer.payload.get("data")
         items = [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
-        indexes = sorted(d.get("index") for d in items if isinstance(d.get("index"), int))
+        indexes = sorted(d["index"] for d in items if isinstance(d.get("index"), int))
         if len(items) != len(inputs) or indexes != list(range(len(inputs))):
             reason = f"{LABEL} returned {len(items)} embeddings (indexes {indexes[:10]}) for {len(inputs)} inputs"
             raise LlmInvalidAnswer(

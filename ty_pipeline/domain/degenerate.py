@@ -18,7 +18,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 # Stable finding codes.
 TOO_SHORT = "too_short"
@@ -366,7 +366,7 @@ def detect_invalid_json(text: str, *, expect: Literal["object", "array", "any"] 
     return []
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -376,7 +376,7 @@ def detect_scores_out_of_range(scores: Mapping[int, object], *, low: float, high
     for posting_id, score in scores.items():
         if not _is_number(score):
             findings.append(Finding(INVALID_SCORE, f"posting {posting_id}: score {score!r} is not a number"))
-        elif not low <= score <= high:  # type: ignore[operator]
+        elif not low <= score <= high:
             findings.append(
                 Finding(SCORE_OUT_OF_RANGE, f"posting {posting_id}: score {score} outside {low}..{high}")
             )

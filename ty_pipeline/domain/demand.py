@@ -148,3 +148,35 @@ def consistency_problems(
                 f"but {mapped_active_by_state.get(state, 0)} mapped active postings"
             )
     return problems
+
+
+STRONGEST_PER_STATE = 3
+STRONGEST_MAX_ROWS = 48  # 16 Länder x 3: the table on the asset page stays one screen
+
+
+def strongest_demand(
+    rows: Iterable[SnapshotRow], per_state: int = STRONGEST_PER_STATE, limit: int = STRONGEST_MAX_ROWS
+) -> list[SnapshotRow]:
+    """The professions in highest demand relative to the other Länder: per state the `per_state` profession
+    rows with the highest `demand_ratio` (ties: more postings, then name), states in alphabetical order,
+    at most `limit` rows. Domain rows and rows without a ratio are not candidates."""
+    by_state: dict[str, list[SnapshotRow]] = {}
+    for row in rows:
+        if row.berufenet_id is not None and row.demand_ratio is not None:
+            by_state.setdefault(row.state, []).append(row)
+    out: list[SnapshotRow] = []
+    for state in sorted(by_state):
+        ranked = sorted(by_state[state],
+                        key=lambda r: (-(r.demand_ratio or 0.0), -r.total_postings, r.berufenet_name or "", r.berufenet_id))
+        out += ranked[:per_state]
+    return out[:limit]
+
+
+def strongest_demand_rows(rows: Sequence[SnapshotRow]) -> list[dict[str, object]]:
+    """The table rows an analyst reads: state, profession, postings, fresh, the Länder mean and the ratio."""
+    return [
+        {"state": r.state, "profession": r.berufenet_name or r.berufenet_id, "id": r.berufenet_id,
+         "postings": r.total_postings, "fresh 7d": r.fresh_7d, "mean of the Länder": r.national_avg,
+         "demand_ratio": r.demand_ratio}
+        for r in rows
+    ]

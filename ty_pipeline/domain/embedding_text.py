@@ -195,7 +195,8 @@ def pool_chunks(vectors: np.ndarray, weights: Sequence[float]) -> np.ndarray:
         raise ValueError("no chunk vectors to pool")
     w = np.asarray(weights, dtype=np.float64).reshape(-1, 1)
     mean = (vectors.astype(np.float64) * w).sum(axis=0) / w.sum()
-    return l2_normalize(mean.reshape(1, -1))[0]
+    pooled: np.ndarray = l2_normalize(mean.reshape(1, -1))[0]
+    return pooled
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ty_pipeline.domain.catalog_guard import check_row_width
 
@@ -187,10 +187,11 @@ def _open_text(path_or_file: str | Path | IO[str] | IO[bytes]) -> tuple[IO[str],
         fh = open(path_or_file, encoding="utf-8-sig", newline="")  # noqa: SIM115
         return fh, fh.close
     if isinstance(path_or_file, io.TextIOBase):
-        return path_or_file, lambda: None  # type: ignore[return-value]
+        return path_or_file, lambda: None
     # A binary stream (e.g. BytesIO or an HTTP body): wrap it, and detach afterwards so the wrapper's
-    # finaliser does not close the caller's stream.
-    wrapper = io.TextIOWrapper(path_or_file, encoding="utf-8-sig", newline="")  # type: ignore[arg-type]
+    # finaliser does not close the caller's stream. Text streams are all TextIOBase (handled above), so
+    # what is left is bytes; typing cannot narrow IO[str] | IO[bytes] by isinstance.
+    wrapper = io.TextIOWrapper(cast(IO[bytes], path_or_file), encoding="utf-8-sig", newline="")
     return wrapper, wrapper.detach
 
 

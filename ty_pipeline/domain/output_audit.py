@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from ty_pipeline.domain.degenerate import (
     REPETITION_CODES,
@@ -33,6 +34,14 @@ UNIFORM = "uniform_scores"
 EXAMPLES = 5
 
 
+class AuditMetadata(TypedDict):
+    checked: int
+    offending_postings: int
+    problems: dict[str, int]  # problem code -> offending postings
+    examples: dict[str, list[int]]  # problem code -> a few posting ids
+    notes: list[str]
+
+
 @dataclass
 class Audit:
     checked: int = 0
@@ -52,7 +61,7 @@ class Audit:
     def offending_postings(self) -> int:
         return len({pid for ids in self.offending.values() for pid in ids})
 
-    def metadata(self) -> dict[str, object]:
+    def metadata(self) -> AuditMetadata:
         """Counts per problem and a few example posting ids for each."""
         return {
             "checked": self.checked,

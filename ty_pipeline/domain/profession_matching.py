@@ -9,7 +9,7 @@ cost per title stays around a tenth of a millisecond even against the 20,000 nam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class CatalogMatrix:
     ids: tuple[str, ...]
     vectors: np.ndarray  # (N, d) float32, L2-normalised
     model: str
+    # Derived from `vectors` in __post_init__: the transposed matrix in column groups top_k searches.
+    _grouped_t: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.ids):
@@ -56,7 +58,7 @@ class CatalogMatrix:
         return len(self.ids)
 
     def top_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return top_k_indices(queries, self.vectors, k, grouped_t=self._grouped_t)  # type: ignore[attr-defined]
+        return top_k_indices(queries, self.vectors, k, grouped_t=self._grouped_t)
 
 
 def _sort_survivors(idx: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

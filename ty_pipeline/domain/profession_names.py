@@ -201,6 +201,7 @@ def build_alias_index(professions: Iterable[NamedProfession]) -> dict[str, list[
     full_index: defaultdict[str, set[str]] = defaultdict(set)
     derived_index: defaultdict[str, set[str]] = defaultdict(set)
     for prof in professions:
+        derived: set[str]
         if prof.is_occupation:
             full, derived = _keys([prof.name]), set()
         else:

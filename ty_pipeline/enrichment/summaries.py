@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -93,6 +93,8 @@ class SummarySettings:
     max_improve_rounds: int = 1
     options: ModelOptions = ModelOptions()
 
+M = TypeVar("M", bound=BaseModel)
+
 
 class SummaryPipeline:
     """Stateless per posting; one instance is shared by the worker threads of a run."""
@@ -149,11 +151,15 @@ class SummaryPipeline:
 
     # -- the steps -------------------------------------------------------------------------------------
 
-    def _chat(self, model: str, messages: list[dict[str, str]], schema: type[BaseModel], validate: Any):
-        return self.client.chat_structured(
+    def _chat(
+        self, model: str, messages: list[dict[str, str]], schema: type[M], validate: Any
+    ) -> tuple[M, list[Any]]:
+        obj, metrics = self.client.chat_structured(
             model=model, messages=messages, schema=schema, options=self.settings.options.as_dict(),
             validate=validate,
         )
+        # chat_structured returns the answer validated into `schema`.
+        return cast(M, obj), metrics
 
     def extract(self, posting: str) -> tuple[SummaryFields, list[Any]]:
         messages = self.extract_prompt.render(posting=posting, language=self.settings.language)

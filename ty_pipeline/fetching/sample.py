@@ -91,11 +91,13 @@ class SampleSource:
 
     @cached_property
     def _aa_details(self) -> dict[str, Any]:
-        return self._load("jobsuche_details.json")
+        details: dict[str, Any] = self._load("jobsuche_details.json")
+        return details
 
     @cached_property
     def _db_html(self) -> dict[str, Any]:
-        return self._load("deutsche_bank_jobhtml.json")
+        pages: dict[str, Any] = self._load("deutsche_bank_jobhtml.json")
+        return pages
 
     def aa_details(self, refnr: str) -> DetailContent:
         payload = self._aa_details.get(refnr)

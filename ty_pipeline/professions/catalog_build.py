@@ -69,10 +69,10 @@ def build_catalog(
         version=CatalogSnapshot.from_professions(loaded.professions).version,
     )
     log(f"catalog from {loaded.origin}: {build.entries} entries, {build.alias_keys} alias keys; embedding names")
-    stored = store.load_catalog(engine)
+    catalog = store.load_catalog(engine)
     with open_encoder() as encoder:
         build.model = encoder.model_id
         # Only that every name has a vector matters here: the mapping steps load them when they match.
-        _none, build.vectors = ensure_name_vectors(engine, encoder, stored, now, batch_size=batch_size, log=log,
+        _none, build.vectors = ensure_name_vectors(engine, encoder, catalog, now, batch_size=batch_size, log=log,
                                                    keep_vectors=False)
     return build

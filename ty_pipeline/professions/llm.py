@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from ty_pipeline.clients.llm_hosts import LlmClient
 from ty_pipeline.domain.embedding_text import normalize_text
 from ty_pipeline.domain.kldb_catalog import QUALIFICATION_LEVELS, NamedProfession
 from ty_pipeline.domain.profession_matching import Candidate
@@ -89,7 +90,7 @@ def render_candidates(candidates: Sequence[Candidate], professions: Mapping[str,
 class LlmChooser:
     """Asks one Ollama model to pick among candidates. Thread-safe (the client is)."""
 
-    def __init__(self, client: Any, model: str, *, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, client: LlmClient, model: str, *, options: Mapping[str, Any] | None = None) -> None:
         self.client = client
         self.model = model
         self.options = dict(LLM_OPTIONS if options is None else options)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -107,9 +107,9 @@ def group_by_title(postings: Iterable[PostingTitle], cleaner: TitleCleaner | Non
                 group.labels[posting.beruf.strip()] += 1
             untitled.append(group)
             continue
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = TitleGroup(key, text)
+        if key not in groups:
+            groups[key] = TitleGroup(key, text)
+        group = groups[key]
         group.posting_ids.append(posting.posting_id)
         if posting.beruf and posting.beruf.strip():
             group.labels[posting.beruf.strip()] += 1
@@ -173,7 +173,8 @@ class MappingSettings:
 @dataclass
 class MappingReport:
     results: list[TitleResult] = field(default_factory=list)
-    seconds: Counter[str] = field(default_factory=Counter)  # per stage
+    # Per stage; float seconds, which Counter's int values do not type.
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     encoded_titles: int = 0
     encode_calls: int = 0
     llm_calls: int = 0

@@ -100,7 +100,7 @@ def retry_title(
     try:
         choice = llm.retry(row.title, description, outcome.candidates, catalog.snapshot.professions)
     except OllamaError as exc:
-        store.set_title_error(engine, partition_key, f"retry: {type(exc).__name__}: {exc}"[:2000], now())
+        store.set_title_error(engine, row.partition_key, f"retry: {type(exc).__name__}: {exc}"[:2000], now())
         raise
     outcome.llm_metrics = choice.metrics
     if choice.profession_id is None:
@@ -111,7 +111,7 @@ def retry_title(
         context = f"{len(description)} characters of description" if description else "no description available"
         message = (f"The LLM ({llm.model}) found none of the {len(outcome.candidates)} candidates fitting for "
                    f"'{row.title}' ({context}). Candidates: {listed}")
-        store.set_title_error(engine, partition_key, message, now())
+        store.set_title_error(engine, row.partition_key, message, now())
         raise RetryRejected(message)
     prof = catalog.snapshot.professions[choice.profession_id]
     score = next((c.score for c in outcome.candidates if c.profession_id == prof.profession_id), None)

@@ -9,18 +9,23 @@ SQLite (32,766) and psycopg2.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
-from sqlalchemy import Engine, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ty_pipeline.domain.berufenet_status import SETTLED_FAILURES, UNRESOLVED, BerufenetStatus
+from ty_pipeline.domain.berufenet_status import RESOLVED, SETTLED_FAILURES, UNRESOLVED, BerufenetStatus
 from ty_pipeline.domain.description_status import DescriptionStatus
-from ty_pipeline.domain.failed_titles import partition_key_for
+from ty_pipeline.domain.failed_titles import (
+    is_legacy_key,
+    key_choices,
+    legacy_partition_key,
+    partition_key_for,
+)
 from ty_pipeline.domain.kldb_catalog import NamedProfession
 from ty_pipeline.domain.profession_matching import Candidate
 from ty_pipeline.domain.profession_records import CatalogSnapshot, KnownFailure, LearnedAlias, PostingTitle
@@ -44,7 +49,10 @@ _TEXT_STATUSES = (str(DescriptionStatus.OK), str(DescriptionStatus.TOO_SHORT))
 MIN_CONTEXT_CHARS = 50  # shorter descriptions say nothing the title does not (docs/domain_rules.md §6.3)
 
 
-def _within(engine: Engine, conn: Any, write: Any) -> Any:
+R = TypeVar("R")
+
+
+def _within(engine: Engine, conn: Connection | None, write: Callable[[Connection], R]) -> R:
     """Run `write` in the caller's transaction when one is given (several stores committing together),
     else in a transaction of its own."""
     if conn is not None:
@@ -171,13 +179,13 @@ def learned_for_keys(engine: Engine, keys: Sequence[str]) -> dict[str, LearnedAl
     return out
 
 
-def save_learned(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime, conn: Any = None) -> None:
+def save_learned(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime, conn: Connection | None = None) -> None:
     """Upsert learned aliases: {title_key, title, profession_id, status, score, model}."""
     if not rows:
         return
     values = [{**r, "created_at": now, "updated_at": now} for r in rows]
 
-    def write(c: Any) -> None:
+    def write(c: Connection) -> None:
         for part in chunks(values, _WRITE_CHUNK):
             stmt = dialect_insert(engine, berufenet_learned_aliases).values(list(part))
             c.execute(
@@ -227,7 +235,7 @@ def known_failures(engine: Engine, keys: Sequence[str], fingerprint: str) -> dic
     return out
 
 
-def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime, conn: Any = None) -> None:
+def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime, conn: Connection | None = None) -> None:
     """Record unresolved titles: {title_key, title, status, score, candidates_json, fingerprint}.
 
     Insert order is the caller's order, so rows inserted together get `seq` in that order (the sensor
@@ -235,13 +243,13 @@ def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now:
     """
     if not rows:
         return
-    values = [
-        {**r, "partition_key": partition_key_for(r["title_key"]), "resolved": False, "first_failed_at": now,
-         "updated_at": now}
-        for r in rows
-    ]
 
-    def write(c: Any) -> None:
+    def write(c: Connection) -> None:
+        keys = _choose_partition_keys(c, rows)
+        values = [
+            {**r, "partition_key": keys[r["title_key"]], "resolved": False, "first_failed_at": now, "updated_at": now}
+            for r in rows
+        ]
         for row in values:  # one by one: keeps `seq` in the caller's order on both backends
             stmt = dialect_insert(engine, berufenet_failed_titles).values(row)
             c.execute(
@@ -263,7 +271,30 @@ def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now:
     _within(engine, conn, write)
 
 
-def mark_resolved(engine: Engine, resolved: Mapping[str, str], now: datetime, conn: Any = None) -> int:
+def _choose_partition_keys(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """title_key -> partition key: the stored one for a title recorded before (a key never changes, Dagster
+    has it registered), else the readable title, disambiguated only when another title holds it."""
+    ft = berufenet_failed_titles.c
+    title_keys = list(dict.fromkeys(r["title_key"] for r in rows))
+    out: dict[str, str] = {}
+    for part in chunks(title_keys, _IN_CHUNK):
+        out.update(conn.execute(select(ft.title_key, ft.partition_key).where(ft.title_key.in_(part))).tuples().all())
+    new = {r["title_key"]: r["title"] for r in rows if r["title_key"] not in out}
+    if not new:
+        return out
+    # Every key a new title could get, so one query per chunk finds those held by other titles.
+    wanted = sorted({k for tk, title in new.items() for k in key_choices(title, tk)})
+    taken: set[str] = set()
+    for part in chunks(wanted, _IN_CHUNK):
+        taken.update(conn.execute(select(ft.partition_key).where(ft.partition_key.in_(part))).scalars().all())
+    for tk, title in new.items():
+        key = partition_key_for(title, tk, taken)
+        taken.add(key)  # two new titles of one batch with the same readable form
+        out[tk] = key
+    return out
+
+
+def mark_resolved(engine: Engine, resolved: Mapping[str, str], now: datetime, conn: Connection | None = None) -> int:
     """Failed titles that got a profession since (title_key -> profession_id)."""
     if not resolved:
         return 0
@@ -275,7 +306,7 @@ def mark_resolved(engine: Engine, resolved: Mapping[str, str], now: datetime, co
     )
     params = [{"key": k, "pid": pid} for k, pid in resolved.items()]
 
-    def write(c: Any) -> int:
+    def write(c: Connection) -> int:
         return max(c.execute(stmt, params).rowcount, 0)
 
     return _within(engine, conn, write)
@@ -322,10 +353,40 @@ def _failed(row: Any) -> FailedTitle:
 
 
 def failed_title(engine: Engine, partition_key: str) -> FailedTitle | None:
+    """The failed title registered under this key; a key of the previous scheme (a backfill queued before the
+    warehouse was migrated) still finds its title."""
     ft = berufenet_failed_titles
     with engine.connect() as conn:
         row = conn.execute(select(ft).where(ft.c.partition_key == partition_key)).one_or_none()
+    if row is None and is_legacy_key(partition_key):
+        current = legacy_key_replacements(engine, [partition_key]).get(partition_key)
+        return None if current is None else failed_title(engine, current.partition_key)
     return None if row is None else _failed(row)
+
+
+@dataclass(frozen=True)
+class KeyReplacement:
+    partition_key: str
+    resolved: bool
+
+
+def legacy_key_replacements(engine: Engine, legacy_keys: Iterable[str]) -> dict[str, KeyReplacement]:
+    """Keys of the previous scheme -> the title's current key (and whether it is resolved).
+
+    The old key was a hash of the title key, so it is recomputed for every stored title: a scan of the table,
+    done only while Dagster still has old keys registered (once, after the upgrade).
+    """
+    wanted = set(legacy_keys)
+    if not wanted:
+        return {}
+    ft = berufenet_failed_titles.c
+    out: dict[str, KeyReplacement] = {}
+    with engine.connect() as conn:
+        for title_key, key, resolved in conn.execute(select(ft.title_key, ft.partition_key, ft.resolved)):
+            old = legacy_partition_key(title_key)
+            if old in wanted:
+                out[old] = KeyReplacement(key, bool(resolved))
+    return out
 
 
 def failed_titles_after(engine: Engine, seq: int, limit: int) -> list[FailedTitle]:
@@ -334,6 +395,16 @@ def failed_titles_after(engine: Engine, seq: int, limit: int) -> list[FailedTitl
     with engine.connect() as conn:
         rows = conn.execute(select(ft).where(ft.c.seq > seq).order_by(ft.c.seq).limit(limit)).all()
     return [_failed(r) for r in rows]
+
+
+def partition_keys_in(engine: Engine, partition_keys: Iterable[str]) -> list[str]:
+    """Which of these partition keys are stored (the others are stale registrations)."""
+    ft = berufenet_failed_titles.c
+    out: list[str] = []
+    with engine.connect() as conn:
+        for part in chunks(sorted(set(partition_keys)), _IN_CHUNK):
+            out += conn.execute(select(ft.partition_key).where(ft.partition_key.in_(part))).scalars().all()
+    return out
 
 
 def resolved_partition_keys(engine: Engine, partition_keys: Iterable[str]) -> list[str]:
@@ -346,6 +417,40 @@ def resolved_partition_keys(engine: Engine, partition_keys: Iterable[str]) -> li
                 select(ft.partition_key).where(ft.partition_key.in_(part), ft.resolved.is_(True))
             ).scalars().all()
     return out
+
+
+def partition_keys_of(engine: Engine, title_keys: Sequence[str]) -> dict[str, str]:
+    """title_key -> stored partition key, for the titles recorded as failed."""
+    ft = berufenet_failed_titles.c
+    out: dict[str, str] = {}
+    with engine.connect() as conn:
+        for part in chunks(sorted(set(title_keys)), _IN_CHUNK):
+            out.update(conn.execute(select(ft.title_key, ft.partition_key).where(ft.title_key.in_(part))).tuples().all())
+    return out
+
+
+@dataclass(frozen=True)
+class OpenFailedTitle:
+    partition_key: str
+    title: str
+    status: str
+    posting_count: int
+    error: str | None
+
+
+def open_failed_titles(engine: Engine, limit: int) -> tuple[list[OpenFailedTitle], int]:
+    """The unresolved failed titles with most postings first (ties by first failure), and how many there are."""
+    ft = berufenet_failed_titles.c
+    query = (
+        select(ft.partition_key, ft.title, ft.status, ft.posting_count, ft.error)
+        .where(ft.resolved.is_(False))
+        .order_by(ft.posting_count.desc(), ft.seq)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = [OpenFailedTitle(*r) for r in conn.execute(query)]
+        total = int(conn.execute(select(func.count()).where(ft.resolved.is_(False))).scalar_one())
+    return rows, total
 
 
 def set_title_error(engine: Engine, partition_key: str, error: str, now: datetime) -> None:
@@ -380,6 +485,30 @@ def load_partition_postings(engine: Engine, day: date) -> list[PartitionPosting]
                              r.berufenet_id)
             for r in conn.execute(query)
         ]
+
+
+@dataclass(frozen=True)
+class MappingCoverage:
+    postings: int  # valid postings of the partition
+    resolved: int  # of these, mapped to a profession
+
+    @property
+    def share(self) -> float:
+        return round(self.resolved / self.postings, 4) if self.postings else 0.0
+
+
+def partition_mapping_coverage(engine: Engine, day: date) -> MappingCoverage:
+    """How many valid postings of the partition have a profession (one query)."""
+    p, bm = postings.c, berufenet_mappings.c
+    resolved = func.sum(case((bm.status.in_([str(s) for s in RESOLVED]), 1), else_=0))
+    query = (
+        select(func.count(), resolved)
+        .select_from(postings.outerjoin(berufenet_mappings, bm.posting_id == p.posting_id))
+        .where(p.partition_date == day, p.invalidated.is_(False))
+    )
+    with engine.connect() as conn:
+        total, done = conn.execute(query).one()
+    return MappingCoverage(int(total), int(done or 0))
 
 
 def unmapped_postings(engine: Engine, day: date) -> int:
@@ -425,11 +554,11 @@ def mapping_row(
     }
 
 
-def save_mappings(engine: Engine, rows: Sequence[Mapping[str, Any]], conn: Any = None) -> None:
+def save_mappings(engine: Engine, rows: Sequence[Mapping[str, Any]], conn: Connection | None = None) -> None:
     if not rows:
         return
 
-    def write(c: Any) -> None:
+    def write(c: Connection) -> None:
         for part in chunks(list(rows), _WRITE_CHUNK):
             stmt = dialect_insert(engine, berufenet_mappings).values(list(part))
             c.execute(
@@ -516,7 +645,8 @@ def similarity_rows(engine: Engine) -> tuple[list[tuple[str, str, int, float]], 
     with engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(select(ps.profession_id, ps.similar_id, ps.rank, ps.score))]
         ids = set(conn.execute(select(berufenet_catalog.c.profession_id)).scalars())
-    return rows, ids  # type: ignore[return-value]
+    # The four columns' types (text, text, integer, real); the driver returns them as such.
+    return cast(list[tuple[str, str, int, float]], rows), ids
 
 
 def catalog_names(engine: Engine, profession_ids: Sequence[str]) -> dict[str, str]:

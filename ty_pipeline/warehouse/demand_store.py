@@ -23,8 +23,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import Date, DateTime, Engine, and_, bindparam, case, delete, false, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    text,
+)
 
 from ty_pipeline.domain.clock import BERLIN
 from ty_pipeline.domain.demand import (
@@ -51,18 +67,18 @@ def end_of_day_utc(day: date) -> datetime:
     return midnight.astimezone(UTC).replace(tzinfo=None)
 
 
-def active_on(day: date):  # type: ignore[no-untyped-def]
+def active_on(day: date) -> ColumnElement[bool]:
     return and_(
         postings.c.partition_date <= day,
         or_(postings.c.invalidated == false(), postings.c.invalidated_at >= end_of_day_utc(day)),
     )
 
 
-def _code(kldb):  # type: ignore[no-untyped-def]
+def _code(kldb: ColumnElement[Any]) -> ColumnElement[Any]:
     return func.trim(kldb, _WHITESPACE)
 
 
-def _has_domain(kldb):  # type: ignore[no-untyped-def]
+def _has_domain(kldb: ColumnElement[Any]) -> ColumnElement[bool]:
     """SQL twin of "the stripped code starts with two digits" (NULL codes have none)."""
     code = _code(kldb)
     return and_(
@@ -72,7 +88,7 @@ def _has_domain(kldb):  # type: ignore[no-untyped-def]
     )
 
 
-def _tune(conn) -> None:  # type: ignore[no-untyped-def]
+def _tune(conn: Connection) -> None:
     """PostgreSQL settings for this transaction only.
 
     The default 4 MB work_mem made the aggregation spill to disk on a 400k-posting warehouse; and the

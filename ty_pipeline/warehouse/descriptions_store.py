@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
 
 from ty_pipeline.domain.description_status import MAX_DESCRIPTION_ATTEMPTS, DescriptionStatus
 from ty_pipeline.domain.invalidation import InvalidationReason
@@ -107,3 +107,35 @@ def save_description_or_unstorable(
         )
         save_description(engine, pending, fallback, now)
         return fallback
+
+
+@dataclass(frozen=True)
+class DescriptionCoverage:
+    """The partition's valid postings by what their description is (not only this run's)."""
+
+    postings: int
+    ok: int
+    too_short: int
+    without_text: int  # external partner, gave up, unstorable, failed (retried) or not fetched yet
+
+    @property
+    def share(self) -> float:
+        """Valid postings with a full description, 0..1 (0 for a day without postings)."""
+        return round(self.ok / self.postings, 4) if self.postings else 0.0
+
+
+def description_coverage(engine: Engine, partition_date: date) -> DescriptionCoverage:
+    """One query: valid postings of the day and how many have a full or a short description."""
+    p, jd = postings.c, job_descriptions.c
+
+    def count(status: DescriptionStatus) -> ColumnElement[int]:
+        return func.coalesce(func.sum(case((jd.status == str(status), 1), else_=0)), 0)
+
+    query = (
+        select(func.count(), count(DescriptionStatus.OK), count(DescriptionStatus.TOO_SHORT))
+        .select_from(postings.outerjoin(job_descriptions, jd.posting_id == p.posting_id))
+        .where(p.partition_date == partition_date, p.invalidated.is_(False))
+    )
+    with engine.connect() as conn:
+        total, ok, short = conn.execute(query).one()
+    return DescriptionCoverage(int(total), int(ok), int(short), int(total) - int(ok) - int(short))

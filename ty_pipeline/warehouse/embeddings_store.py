@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import numpy as np
-from sqlalchemy import Engine, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.embedding_text import PostingText, content_hash, usable_vector
@@ -152,7 +152,7 @@ def retire_links(engine: Engine, retire: dict[int, str | None], now: datetime) -
     return count
 
 
-def _link(conn, engine: Engine, links: Sequence[tuple[int, str]], model: str, now: datetime) -> None:  # type: ignore[no-untyped-def]
+def _link(conn: Connection, engine: Engine, links: Sequence[tuple[int, str]], model: str, now: datetime) -> None:
     if not links:
         return
     rows = [

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from ty_pipeline.warehouse.migrations import upgrade_to_head
 
@@ -18,7 +20,7 @@ _engines_lock = threading.Lock()
 _schema_ready: set[str] = set()
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the webserver read while a run writes; busy_timeout waits instead of "database is locked";
     # foreign keys are off by default in SQLite.
@@ -26,6 +28,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _pg_options(given: str | tuple[str, ...] | None) -> str:
+    """libpq `options` for a PostgreSQL engine: the URL's own (`?options=...`, a tuple when repeated) and
+    the idle-transaction timeout."""
+    own = [given] if isinstance(given, str) else list(given or ())
+    return " ".join([*filter(None, own), "-c idle_in_transaction_session_timeout=300000"])
 
 
 def get_engine(url: str) -> Engine:
@@ -42,9 +51,7 @@ def get_engine(url: str) -> Engine:
             else:
                 # A stuck idle transaction once blocked the nightly upserts for minutes
                 # (docs/domain_rules.md §10.3): let the server kill such sessions.
-                options = " ".join(
-                    filter(None, [parsed.query.get("options"), "-c idle_in_transaction_session_timeout=300000"])
-                )
+                options = _pg_options(parsed.query.get("options"))
                 engine = create_engine(
                     url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"options": options}
                 )

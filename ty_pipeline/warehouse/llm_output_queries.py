@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import ColumnElement, Engine, Select, Table, select
 
 from ty_pipeline.warehouse.schema import ihl_scores, posting_summaries, postings, skill_keywords
 
 
-def _partition(table, column, day: date):  # type: ignore[no-untyped-def]
+def _partition(table: Table, column: ColumnElement[Any], day: date) -> Select[tuple[Any, Any]]:
     return (
         select(table.c.posting_id, column)
         .select_from(table.join(postings, postings.c.posting_id == table.c.posting_id))

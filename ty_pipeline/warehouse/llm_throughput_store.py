@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
@@ -36,7 +37,8 @@ def recent_runs(engine: Engine, *, limit: int = RECENT_RUNS, before: datetime | 
     query = select(t).where(t.c.postings > 0).order_by(t.c.finished_at.desc(), t.c.run_id)
     if before is not None:
         query = query.where(t.c.finished_at < before)
-    runs: dict[str, list[dict[str, object]]] = {}
+    # Row values as the driver returns them (datetime, float, int, str per column of llm_throughput).
+    runs: dict[str, list[Mapping[str, Any]]] = {}
     with engine.connect() as conn:
         for row in conn.execute(query).mappings():
             if row["run_id"] not in runs and len(runs) >= limit:
@@ -45,14 +47,14 @@ def recent_runs(engine: Engine, *, limit: int = RECENT_RUNS, before: datetime | 
     return [_throughput(rows) for rows in runs.values()]
 
 
-def _throughput(rows: Sequence[dict[str, object]]) -> RunThroughput:
+def _throughput(rows: Sequence[Mapping[str, Any]]) -> RunThroughput:
     first = rows[0]
     return RunThroughput(
-        finished_at=first["finished_at"],  # type: ignore[arg-type]
-        wall_s=float(first["wall_s"]),  # type: ignore[arg-type]
-        postings=float(first["postings"]),  # type: ignore[arg-type]
+        finished_at=first["finished_at"],
+        wall_s=float(first["wall_s"]),
+        postings=float(first["postings"]),
         hosts=tuple(
-            HostRun(str(r["host"]), int(r["slots"]), int(r["calls"]), float(r["busy_s"]))  # type: ignore[arg-type]
+            HostRun(str(r["host"]), int(r["slots"]), int(r["calls"]), float(r["busy_s"]))
             for r in rows
         ),
     )

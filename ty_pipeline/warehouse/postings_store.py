@@ -6,8 +6,24 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, and_, case, exists, false, func, null, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.sql.expression import ColumnCollection
 
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.invalidation import (
@@ -24,7 +40,7 @@ from ty_pipeline.domain.invalidation import (
 from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source
 from ty_pipeline.domain.text_clean import strip_unstorable
 from ty_pipeline.domain.urls import redact_urls_in
-from ty_pipeline.warehouse.schema import job_descriptions, postings
+from ty_pipeline.warehouse.schema import job_descriptions, posting_payloads, postings
 from ty_pipeline.warehouse.upsert import bulk_upsert
 
 # A re-sighting within this long of the recorded one is not written: the sweeps count in days, and a
@@ -36,8 +52,9 @@ _HELD = sorted(str(r) for r in HELD_UNTIL_RECHECK)
 _REFRESHED = (
     "origin", "title", "employer", "beruf", "city", "postal_code", "state", "country", "latitude",
     "longitude", "external_url", "partner_url", "published_date", "first_published_date",
-    "last_seen_at", "content_hash", "raw_json",
+    "last_seen_at", "content_hash",
 )
+_PAYLOAD_UPDATED = ("content_hash", "raw_json", "updated_at")
 
 
 @dataclass
@@ -81,7 +98,6 @@ def _row(record: PostingRecord, partition_date: date, now: datetime) -> dict:
         "first_seen_at": now,
         "last_seen_at": now,
         "content_hash": record.content_hash(),
-        "raw_json": json.dumps(record.raw, ensure_ascii=False, sort_keys=True),
         "invalidated": False,
         "invalidated_reason": None,
         "invalidated_at": None,
@@ -134,6 +150,7 @@ def _upsert_chunk(
             conn, postings, rows, keys=["source", "external_id"], update=_REFRESHED,
             extra_set=_revival_values(), where=lambda excluded: _needs_write(excluded, now),
         )
+        _store_payloads(conn, chunk, rows, now)
     for row in rows:
         previous = before.get((row["source"], row["external_id"]))
         if previous is None:
@@ -148,6 +165,38 @@ def _upsert_chunk(
             stats.unchanged += 1
         else:
             stats.changed += 1
+
+
+def _store_payloads(conn: Connection, chunk: Sequence[PostingRecord], rows: Sequence[dict[str, Any]],
+                    now: datetime) -> None:
+    """The chunk's raw payloads into `posting_payloads`, in the postings' transaction; a payload is
+    rewritten only when the posting's content hash changed (a re-sighting writes nothing)."""
+    ids = _posting_ids(conn, chunk)
+    payloads: dict[int, dict[str, Any]] = {}
+    for record, row in zip(chunk, rows, strict=True):
+        posting_id = ids.get((row["source"], row["external_id"]))
+        if posting_id is not None:  # the last copy of a key twice in one chunk wins, as in postings
+            payloads[posting_id] = {
+                "posting_id": posting_id, "content_hash": row["content_hash"],
+                "raw_json": json.dumps(record.raw, ensure_ascii=False, sort_keys=True), "updated_at": now,
+            }
+    bulk_upsert(
+        conn, posting_payloads, list(payloads.values()), keys=["posting_id"], update=_PAYLOAD_UPDATED,
+        where=lambda excluded: posting_payloads.c.content_hash.is_distinct_from(excluded.content_hash),
+    )
+
+
+def _posting_ids(conn: Connection, chunk: Sequence[PostingRecord]) -> dict[tuple[str, str], int]:
+    by_source: dict[str, list[str]] = {}
+    for r in chunk:
+        by_source.setdefault(str(r.source), []).append(r.external_id)
+    found: dict[tuple[str, str], int] = {}
+    for source, external_ids in by_source.items():
+        query = select(postings.c.external_id, postings.c.posting_id).where(
+            postings.c.source == source, postings.c.external_id.in_(sorted(set(external_ids))))
+        for external_id, posting_id in conn.execute(query):
+            found[(source, external_id)] = posting_id
+    return found
 
 
 def count_stored(engine: Engine, records: Sequence[PostingRecord], *, chunk_size: int = 500) -> dict[str, int]:
@@ -175,7 +224,7 @@ def count_stored(engine: Engine, records: Sequence[PostingRecord], *, chunk_size
     return stored
 
 
-def _held_reason():  # type: ignore[no-untyped-def]
+def _held_reason() -> ColumnElement[bool]:
     """`invalidated_reason IN (held reasons)` spelt as `=` terms: an `IN` list is an expanding parameter,
     which the executemany of the bulk upsert cannot take."""
     return or_(*(postings.c.invalidated_reason == reason for reason in _HELD))
@@ -191,14 +240,14 @@ def _revival_values() -> dict:
     }
 
 
-def _revivable():  # type: ignore[no-untyped-def]
+def _revivable() -> ColumnElement[bool]:
     return and_(
         postings.c.invalidated.is_(True),
         or_(postings.c.invalidated_reason.is_(None), ~_held_reason()),
     )
 
 
-def _needs_write(excluded, now: datetime):  # type: ignore[no-untyped-def]
+def _needs_write(excluded: ColumnCollection[str, ColumnElement[Any]], now: datetime) -> ColumnElement[bool]:
     """Only rows with news are written: changed content, a sighting worth recording, or a revival."""
     return or_(
         postings.c.content_hash.is_distinct_from(excluded.content_hash),
@@ -207,7 +256,9 @@ def _needs_write(excluded, now: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-def _existing_state(conn, chunk: Sequence[PostingRecord]) -> dict[tuple[str, str], tuple[str | None, bool, str | None]]:  # type: ignore[no-untyped-def]
+def _existing_state(
+    conn: Connection, chunk: Sequence[PostingRecord]
+) -> dict[tuple[str, str], tuple[str | None, bool, str | None]]:
     found: dict[tuple[str, str], tuple[str | None, bool, str | None]] = {}
     by_source: dict[str, list[str]] = {}
     for r in chunk:
@@ -326,8 +377,8 @@ def sweep_stale_deutsche_bank(engine: Engine, *, now: datetime, rules: StaleRule
     return SweepResult(invalidated=count)
 
 
-def invalidate_posting(  # type: ignore[no-untyped-def]
-    conn, posting_id: int, reason: InvalidationReason, now: datetime, rules: RecheckRules = RECHECK_RULES
+def invalidate_posting(
+    conn: Connection, posting_id: int, reason: InvalidationReason, now: datetime, rules: RecheckRules = RECHECK_RULES
 ) -> None:
     values: dict = {"invalidated": True, "invalidated_reason": str(reason), "invalidated_at": now}
     if reason in HELD_UNTIL_RECHECK:

@@ -55,7 +55,6 @@ postings = Table(
     Column("first_seen_at", DateTime, nullable=False),
     Column("last_seen_at", DateTime, nullable=False),
     Column("content_hash", String(32)),
-    Column("raw_json", Text),
     Column("invalidated", Boolean, nullable=False, server_default=false()),
     Column("invalidated_reason", String(64)),
     Column("invalidated_at", DateTime),
@@ -333,6 +332,17 @@ Index(
     unique=True,
     sqlite_where=demand_snapshots.c.berufenet_id.isnot(None),
     postgresql_where=demand_snapshots.c.berufenet_id.isnot(None),
+)
+
+# Raw API payloads, one per posting, out of the wide `postings` table (issue #13: ~1 kB per row made every
+# scan of postings read pages of JSON nobody filters on). Written when the posting's content changes.
+posting_payloads = Table(
+    "posting_payloads",
+    metadata,
+    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
+    Column("content_hash", String(64)),  # the posting's content_hash this payload belongs to
+    Column("raw_json", Text, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
 )
 
 # What each `llm_enrichment` run achieved per LLM host: one row per (run, host). The run's cap, scope

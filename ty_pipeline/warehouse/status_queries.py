@@ -11,8 +11,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, Integer, and_, case, func, inspect, literal, or_, select
+from sqlalchemy import (
+    CTE,
+    Connection,
+    Engine,
+    Integer,
+    Row,
+    Subquery,
+    and_,
+    case,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.sql import ColumnElement, FromClause, Select
 
 from ty_pipeline.domain.description_status import DescriptionStatus
@@ -162,7 +177,7 @@ def _has_current_embedding() -> ColumnElement:
     )
 
 
-def _embedded_flag(conn, source: FromClause, since: date) -> tuple[FromClause, ColumnElement]:  # type: ignore[no-untyped-def]
+def _embedded_flag(conn: Connection, source: FromClause, since: date) -> tuple[FromClause, ColumnElement]:
     """`source` extended as needed, and a condition true for postings with a current stored embedding.
 
     The same rule in the form each backend runs well. SQLite probes the link index per posting with the
@@ -222,7 +237,7 @@ def _exhausted(spec: AssetStatusSpec) -> ColumnElement:
 Count = tuple[date, Outcome, str, int]
 
 
-def _posting_counts(conn, spec: AssetStatusSpec, since: date, llm_sources: tuple[str, ...]) -> list[Count]:  # type: ignore[no-untyped-def]
+def _posting_counts(conn: Connection, spec: AssetStatusSpec, since: date, llm_sources: tuple[str, ...]) -> list[Count]:
     if spec.scope == Scope.EMBEDDABLE_POSTINGS:
         return _embedding_counts(conn, since)
     source, where = _population(spec, since, llm_sources)
@@ -254,7 +269,7 @@ def _label(word: str | None, exhausted: bool, spec: AssetStatusSpec) -> str:
     return word
 
 
-def _embedding_counts(conn, since: date) -> list[Count]:  # type: ignore[no-untyped-def]
+def _embedding_counts(conn: Connection, since: date) -> list[Count]:
     """Eligible postings per partition: embedded (current link to a stored vector) or pending.
 
     Measuring a text's length means reading all of it (3 kB on average, out of line on both backends),
@@ -264,7 +279,7 @@ def _embedding_counts(conn, since: date) -> list[Count]:  # type: ignore[no-unty
     embedder's own normalisation, because collapsing whitespace can take such a text under 150.
     """
     p, jd, ps = postings, job_descriptions, posting_summaries
-    source = p.outerjoin(jd, jd.c.posting_id == p.c.posting_id).outerjoin(ps, ps.c.posting_id == p.c.posting_id)
+    source: FromClause = p.outerjoin(jd, jd.c.posting_id == p.c.posting_id).outerjoin(ps, ps.c.posting_id == p.c.posting_id)
     valid = [p.c.partition_date >= since, p.c.invalidated.is_(False)]
     text_len = func.length(_embedding_text_expr(), type_=Integer)
     source, embedded = _embedded_flag(conn, source, since)
@@ -294,12 +309,12 @@ def _embedding_counts(conn, since: date) -> list[Count]:  # type: ignore[no-unty
     return counts
 
 
-def _days_with_postings(conn, since: date) -> set[date]:  # type: ignore[no-untyped-def]
+def _days_with_postings(conn: Connection, since: date) -> set[date]:
     query = select(postings.c.partition_date).where(postings.c.partition_date >= since).distinct()
     return {day for (day,) in conn.execute(query)}
 
 
-def _snapshot_counts(conn, since: date) -> list[Count]:  # type: ignore[no-untyped-def]
+def _snapshot_counts(conn: Connection, since: date) -> list[Count]:
     ds = demand_snapshots
     query = select(ds.c.snapshot_date).where(ds.c.snapshot_date >= since).group_by(ds.c.snapshot_date)
     return [(day, Outcome.DONE, "computed", 1) for (day,) in conn.execute(query)]
@@ -308,7 +323,7 @@ def _snapshot_counts(conn, since: date) -> list[Count]:  # type: ignore[no-untyp
 # -- throughput -------------------------------------------------------------------------------------------
 
 
-def _finished_since(conn, spec: AssetStatusSpec, cutoff: datetime) -> int:  # type: ignore[no-untyped-def]
+def _finished_since(conn: Connection, spec: AssetStatusSpec, cutoff: datetime) -> int:
     """Rows that reached a final outcome (done or failed) since `cutoff`, from any partition.
 
     Work on older partitions counts too: it is the same workers' capacity. Retryable failures are not
@@ -332,7 +347,7 @@ def _finished_since(conn, spec: AssetStatusSpec, cutoff: datetime) -> int:  # ty
     )
 
 
-def _active_days(conn, spec: AssetStatusSpec, cutoff: datetime, since: date) -> set[date]:  # type: ignore[no-untyped-def]
+def _active_days(conn: Connection, spec: AssetStatusSpec, cutoff: datetime, since: date) -> set[date]:
     """Shown partitions with rows of this asset written since `cutoff`: a run or backfill is working on them.
 
     Without Dagster (the status command must not start it) this is the evidence that a job will do a
@@ -355,7 +370,7 @@ def _active_days(conn, spec: AssetStatusSpec, cutoff: datetime, since: date) -> 
     return {day for (day,) in conn.execute(query)}
 
 
-def _group_counts(conn, inner: Select, *, materialize: bool = True) -> list[tuple]:  # type: ignore[no-untyped-def]
+def _group_counts(conn: Connection, inner: Select, *, materialize: bool = True) -> list[Row[Any]]:
     """`inner`'s rows counted per distinct combination of all its columns.
 
     Labels are grouped in an outer select, so GROUP BY names plain columns on both backends. With
@@ -365,6 +380,7 @@ def _group_counts(conn, inner: Select, *, materialize: bool = True) -> list[tupl
     (a time column), scanning a whole table to count an hour of rows. Plain joins group faster flattened.
     PostgreSQL plans the plain subquery well either way.
     """
+    rows: CTE | Subquery
     if materialize and conn.dialect.name == "sqlite" and (conn.dialect.server_version_info or (0,)) >= (3, 35):
         rows = inner.cte("status_rows").prefix_with("MATERIALIZED")
     else:

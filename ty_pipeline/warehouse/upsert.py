@@ -108,7 +108,10 @@ def _copy_to_temp(conn: Connection, table: Table, columns: list[str], rows: Sequ
     buffer = io.StringIO()
     buffer.writelines("\t".join(_copy_text(row[c]) for c in columns) + "\n" for row in rows)
     buffer.seek(0)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    driver = conn.connection.driver_connection
+    if driver is None:  # SQLAlchemy's pooled connection has let go of the psycopg2 one (invalidated)
+        raise RuntimeError(f"COPY into {table.name}: the database connection was invalidated; retry the step")
+    cursor = driver.cursor()
     try:
         cursor.copy_expert(f'COPY "{name}" ({quoted}) FROM STDIN', buffer)
     finally:
