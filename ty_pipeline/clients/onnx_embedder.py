@@ -65,7 +65,7 @@ def export_quantized(model_name: str, model_path: str, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
-    st = SentenceTransformer(model_path, device="cpu")
+    st: Any = SentenceTransformer(model_path, device="cpu")  # indexing yields modules: typed as Tensor | Module
     kinds = [type(module).__name__ for module in st]
     pooling = getattr(st[1], "pooling_mode", None) if len(st) > 1 else None
     if kinds[:2] != ["Transformer", "Pooling"] or pooling != "mean" or any(k != "Normalize" for k in kinds[2:]):
