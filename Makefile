@@ -12,7 +12,8 @@ $(STAMP): setup.py
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch first: a plain dependency on torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	# The onnx extra too: the tests check the ONNX embedding backend against torch.
+	$(PY) -m pip install -q -e ".[dev,onnx]"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)

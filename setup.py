@@ -43,6 +43,10 @@ setup(
     # `ty-pipeline status`: per-asset progress of recent partitions, read from the warehouse.
     entry_points={"console_scripts": ["ty-pipeline=ty_pipeline.cli:main"]},
     extras_require={
+        # TY_EMBED_BACKEND=onnx: the embedding model int8 on ONNX Runtime (ty_pipeline/clients/onnx_embedder.py).
+        # onnx does the int8 quantization at export. Not sentence-transformers[onnx]: its optimum-onnx pins
+        # transformers < 4.58, which sentence-transformers 6 cannot run with.
+        "onnx": ["onnxruntime>=1.18,<2", "onnx>=1.16,<2"],
         "dev": [
             "pytest>=8,<10",
             "pytest-timeout>=2.3,<3",

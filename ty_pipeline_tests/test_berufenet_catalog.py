@@ -253,3 +253,38 @@ def test_name_vectors_stored_meanwhile_by_another_run_are_kept(warehouse_url: st
     with engine.connect() as conn:
         stored = dict(conn.execute(sa.select(embeddings.c.text_hash, embeddings.c.vector)).all())
     assert set(stored) == {"h1", "h2"} and np.frombuffer(stored["h1"], dtype="<f4").tolist() == [1, 0, 0, 0]
+
+
+def test_the_catalog_build_streams_name_vectors_without_reading_or_keeping_any(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build only makes sure every name has a vector: committed batch by batch, none held in memory."""
+    from datetime import datetime
+
+    from ty_pipeline.professions import vectors as name_vectors
+    from ty_pipeline.warehouse.berufenet_store import load_catalog
+
+    build(warehouse_url)  # the seed catalog, all names embedded
+    engine = get_engine(warehouse_url)
+    with engine.begin() as conn:  # lose a few vectors: the next build must encode exactly those
+        lost = conn.execute(sa.select(catalog_table.c.embed_hash).distinct().limit(5)).scalars().all()
+        conn.execute(sa.delete(embeddings).where(embeddings.c.text_hash.in_(lost)))
+
+    def no_vector_reads(*_a: object, **_k: object) -> None:
+        raise AssertionError("the catalog build read stored vectors")
+
+    monkeypatch.setattr(name_vectors, "load_name_vectors", no_vector_reads)
+    ENCODE_CALLS.clear()
+    with fake_embedder().open_encoder() as encoder:
+        kept, stats = name_vectors.ensure_name_vectors(engine, encoder, load_catalog(engine), lambda: datetime(2026, 11, 1),
+                                                       commit_every=2, keep_vectors=False)
+    assert kept == {} and stats.new == 5 and len(encoded()) == 5
+    assert stats.cached == len({r["embed_hash"] for r in catalog_rows(engine)}) - 5
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(embeddings)
+                            .where(embeddings.c.text_hash.in_(lost))).scalar_one() == 5
+
+
+def catalog_rows(engine: sa.Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(catalog_table))]

@@ -420,3 +420,100 @@ def test_the_ollama_backend_batches_inputs_and_normalises_vectors() -> None:
     assert chunk_chars_for(encoder.window_tokens) == 5115
     with pytest.raises(ValueError, match="1 embeddings for 2 inputs"):
         OllamaEncoder(StubOllamaClient(drop_one=True), "bge-m3", window_tokens=2048).encode(["a", "b"])
+
+
+# -- streaming: pages read, encoded and committed one after another ---------------------------------------
+
+
+def test_the_asset_reads_postings_page_by_page_after_committing_the_previous_page(
+    warehouse_url: str, engine: sa.Engine
+) -> None:
+    """A text changed while page 1 is being encoded is seen by page 2: nothing is read before it is due."""
+    ids = [add_posting(engine, f"p{i}") for i in range(5)]
+    for i, pid in enumerate(ids):
+        set_description(engine, pid, german_text(300, i))
+    late = normalize_text("Geändert während Seite 1 lief: " + german_text(300, 9))
+    stored_at_call: list[int] = []
+
+    class PageWatcher(FakeEncoder):
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            stored_at_call.append(len(stored_vectors(engine)))
+            if len(stored_at_call) == 1:
+                set_description(engine, ids[4], late)
+            return super().encode(texts)
+
+    class PageWatcherEmbedder(EmbedderResource):
+        def build_encoder(self, ollama: OllamaResource | None = None) -> TextEncoder:
+            return PageWatcher()
+
+    result = dg.materialize(
+        [posting_embeddings], partition_key=DAY.isoformat(),
+        resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": PageWatcherEmbedder(),
+                   "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
+        run_config={"ops": {"posting_embeddings": {"config": {"commit_every": 2}}}},
+    )
+    assert result.success
+    m = meta(result)
+    assert (m["pages"], m["new"], m["processed"]) == (3, 5, 5)
+    assert stored_at_call == [0, 2, 4]  # each page's vectors were committed before the next page was encoded
+    assert late in encoded_texts() and normalize_text(german_text(300, 4)) not in encoded_texts()
+    assert links(engine, ids[4]) == {content_hash(late): True} and check(result).passed
+
+
+def test_a_text_shared_across_pages_is_encoded_once(warehouse_url: str, engine: sa.Engine) -> None:
+    text = german_text(400, 3)
+    for i in range(4):
+        set_description(engine, add_posting(engine, f"s{i}"), text)
+    result = dg.materialize(
+        [posting_embeddings], partition_key=DAY.isoformat(),
+        resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": FakeEmbedder(),
+                   "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
+        run_config={"ops": {"posting_embeddings": {"config": {"commit_every": 3}}}},
+    )
+    assert result.success
+    assert encoded_texts() == [normalize_text(text)]
+    m = meta(result)
+    assert (m["new"], m["embedded_postings"], m["cached"], m["eligible"]) == (1, 3, 1, 4) and check(result).passed
+    assert all(has_embedding(engine).values())
+
+
+def test_the_ollama_backend_sends_64_texts_per_request_by_default() -> None:
+    embedder = EmbedderResource(backend="ollama")
+    assert embedder.encode_batch_size() == 64 and EmbedderResource().encode_batch_size() == 32
+    assert EmbedderResource(backend="ollama", batch_size=10).encode_batch_size() == 10
+    client = StubOllamaClient()
+    texts = [german_text(160 + i, i) for i in range(150)]
+    encoded = encode_texts(OllamaEncoder(client, "bge-m3", window_tokens=2048), texts, max_chars=5115,
+                           batch_size=embedder.encode_batch_size())
+    assert [len(c["inputs"]) for c in client.calls] == [64, 64, 22] and encoded.encode_calls == 3
+    assert all(v is not None for v in encoded.vectors)
+
+
+def test_the_onnx_backend_is_an_allowed_setting() -> None:
+    from ty_pipeline.settings_check import environment_checks
+
+    assert environment_checks()["TY_EMBED_BACKEND"]("onnx") == "onnx"
+
+
+def test_the_server_path_reaches_an_openai_compatible_embeddings_endpoint(
+    warehouse_url: str, engine: sa.Engine
+) -> None:
+    """TY_EMBED_BACKEND=ollama goes through the `ollama` resource's client: with its backend `openai` that is
+    `/v1/embeddings` on the configured host, in one batched request per 64 texts."""
+    from ty_pipeline_tests.test_openai_client import EmbeddingFakeOpenAI, good_responder
+
+    ids = [add_posting(engine, f"o{i}") for i in range(3)]
+    for i, pid in enumerate(ids):
+        set_description(engine, pid, german_text(300, i))
+    with EmbeddingFakeOpenAI(models=["bge-m3"], responder=good_responder) as server:
+        result = dg.materialize(
+            [posting_embeddings], partition_key=DAY.isoformat(),
+            resources={"warehouse": WarehouseResource(url=warehouse_url),
+                       "embedder": EmbedderResource(backend="ollama", model="bge-m3"),
+                       "ollama": OllamaResource(host=server.base_url, backend="openai", max_retries=0)},
+        )
+        calls = server.requests_to("/v1/embeddings")
+    assert result.success and check(result).passed
+    assert [len(c.json()["input"]) for c in calls] == [3]
+    m = meta(result)
+    assert (m["model"], m["new"], m["dim"]) == ("ollama:bge-m3", 3, 2)

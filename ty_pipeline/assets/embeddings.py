@@ -7,24 +7,15 @@ import dagster as dg
 
 from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.assets.postings import utcnow
-from ty_pipeline.clients.embedder import encode_texts
-from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, SkipReason, plan_embeddings
-from ty_pipeline.domain.progress import Progress
+from ty_pipeline.domain.check_report import MAX_EXAMPLES
+from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, SkipReason
+from ty_pipeline.enrichment.embeddings import count_missing, embed_partition
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
-from ty_pipeline.warehouse.embeddings_store import (
-    NewVector,
-    audit_vectors,
-    existing_hashes,
-    link_postings,
-    load_posting_texts,
-    postings_linked_to,
-    retire_links,
-    save_vectors,
-)
+from ty_pipeline.warehouse.embeddings_store import audit_vectors, postings_linked_to
 
 EMBEDDING_CHECK = "embedding_certified"
 # The text is the passed summary when there is one, else the description; both must be current first.
@@ -32,7 +23,8 @@ UPSTREAM = ["job_descriptions", "posting_summaries"]
 
 
 class EmbeddingsConfig(dg.Config):
-    commit_every: int = 256  # distinct texts encoded per transaction: a crash loses at most this much work
+    # Postings read, encoded and committed together: memory holds one page, a crash loses at most one.
+    commit_every: int = 256
 
 
 @retried_asset(
@@ -73,52 +65,18 @@ def posting_embeddings(
     with embedder.open_encoder(ollama) as encoder:
         model = encoder.model_id
         max_chars = embedder.chunk_chars(encoder)
-        plan = plan_embeddings(load_posting_texts(engine, day), model)
-        retire_links(engine, plan.retire, utcnow())
-
-        cached_hashes = existing_hashes(engine, plan.to_link, model)
-        cached_links = [(pid, h) for h in cached_hashes for pid in plan.to_link[h]]
-        link_postings(engine, cached_links, model, utcnow())
-        to_encode = [h for h in plan.to_link if h not in cached_hashes]
+        batch_size = embedder.encode_batch_size()
         context.log.info(
-            f"{day}: {plan.processed} postings, {len(plan.up_to_date)} up to date, {len(cached_links)} linked to "
-            f"stored vectors, {len(to_encode)} texts to encode with {model} (chunks of at most {max_chars} chars)"
+            f"{day}: embedding with {model} in pages of {config.commit_every} postings, {batch_size} chunks per "
+            f"call, chunks of at most {max_chars} chars"
         )
-
-        progress = Progress("embeddings", len(to_encode), context.log.info)
-        encode_seconds = 0.0
-        new = embedded_postings = chunks = chunked = calls = 0
-        failed: list[str] = []
-        dim = 0
-        step = max(1, config.commit_every)
-        for start in range(0, len(to_encode), step):
-            batch = to_encode[start : start + step]
-            t0 = time.monotonic()
-            encoded = encode_texts(
-                encoder, [plan.texts[h] for h in batch], max_chars=max_chars, batch_size=embedder.batch_size
-            )
-            encode_seconds += time.monotonic() - t0
-            chunks += encoded.chunks
-            chunked += encoded.chunked_texts
-            calls += encoded.encode_calls
-            vectors: list[NewVector] = []
-            for h, vector in zip(batch, encoded.vectors, strict=True):
-                if vector is None:
-                    failed.append(h)
-                    continue
-                dim = int(vector.shape[0])
-                vectors.append(NewVector(h, plan.texts[h], vector))
-            links = [(pid, v.text_hash) for v in vectors for pid in plan.to_link[v.text_hash]]
-            save_vectors(engine, model, vectors, links, utcnow())  # committed: a retry starts after this batch
-            new += len(vectors)
-            embedded_postings += len(links)
-            progress.step(len(batch))
+        run = embed_partition(engine, day, encoder, max_chars=max_chars, batch_size=batch_size,
+                              page_size=config.commit_every, now=utcnow, log=context.log.info)
 
     audit = audit_vectors(engine, day=day)
     # Certify from what is stored now, with the same planner: anything still pending is missing.
-    final = plan_embeddings(load_posting_texts(engine, day), model)
-    missing = final.pending
-    for h in failed[:10]:
+    missing, missing_ids = count_missing(engine, day, model, examples=MAX_EXAMPLES)
+    for h in run.failed_examples:
         context.log.warning(f"unusable vector (NaN or zero) for text {h[:12]}…; left without embedding")
     for example in audit.examples:
         context.log.error(example)
@@ -128,37 +86,39 @@ def posting_embeddings(
         "model": model,
         "window_tokens": encoder.window_tokens,
         "max_chars_per_chunk": max_chars,
-        "processed": plan.processed,
-        "eligible": plan.eligible,
-        "up_to_date": len(plan.up_to_date),
-        "cached": len(cached_links),
-        "new": new,
-        "embedded_postings": embedded_postings,
-        "changed_text": plan.changed_text,
-        "skipped": sum(plan.skipped.values()),
-        "skipped_too_short": plan.skipped[SkipReason.TOO_SHORT],
-        "skipped_no_text": plan.skipped[SkipReason.NO_TEXT],
-        "failed": len(failed),
-        "chunked_texts": chunked,
-        "chunks_encoded": chunks,
-        "encode_calls": calls,
+        "batch_size": batch_size,
+        "pages": run.pages,
+        "processed": run.processed,
+        "eligible": run.eligible,
+        "up_to_date": run.up_to_date,
+        "cached": run.cached,
+        "new": run.new,
+        "embedded_postings": run.embedded_postings,
+        "changed_text": run.changed_text,
+        "skipped": sum(run.skipped.values()),
+        "skipped_too_short": run.skipped[SkipReason.TOO_SHORT],
+        "skipped_no_text": run.skipped[SkipReason.NO_TEXT],
+        "failed": run.failed,
+        "chunked_texts": run.chunked_texts,
+        "chunks_encoded": run.chunks,
+        "encode_calls": run.encode_calls,
         "seconds": round(seconds, 2),
-        "encode_seconds": round(encode_seconds, 2),
-        "texts_per_s": round(new / encode_seconds, 2) if encode_seconds > 0 else 0.0,
+        "encode_seconds": round(run.encode_seconds, 2),
+        "texts_per_s": round(run.new / run.encode_seconds, 2) if run.encode_seconds > 0 else 0.0,
+        "chunks_per_s": round(run.chunks / run.encode_seconds, 2) if run.encode_seconds > 0 else 0.0,
         "eligible_without_current_embedding": missing,
         "corrupt_hashes": audit.corrupt_hashes,
         "invalid_vectors": audit.invalid_vectors,
         "vectors_audited": audit.checked,
     }
-    if dim:
-        metadata["dim"] = dim
+    if run.dim:
+        metadata["dim"] = run.dim
     context.log.info(
-        f"{day}: {new} new vectors, {len(cached_links)} cached, {len(plan.up_to_date)} up to date, "
-        f"{sum(plan.skipped.values())} skipped, {len(failed)} failed; missing {missing}, corrupt {audit.corrupt_hashes}"
+        f"{day}: {run.new} new vectors, {run.cached} cached, {run.up_to_date} up to date, "
+        f"{sum(run.skipped.values())} skipped, {run.failed} failed; missing {missing}, corrupt {audit.corrupt_hashes}"
     )
     passed = missing == 0 and audit.corrupt_hashes == 0 and audit.invalid_vectors == 0
-    offenders = [(pid, "no current embedding (unusable vector or encoding failed)")
-                 for ids in final.to_link.values() for pid in ids]
+    offenders = [(pid, "no current embedding (unusable vector or encoding failed)") for pid in missing_ids]
     if not passed:
         offenders += [(pid, audit.bad_hashes[h]) for pid, h in postings_linked_to(engine, audit.bad_hashes, day)]
     check = explained(

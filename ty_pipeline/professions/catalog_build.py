@@ -72,5 +72,7 @@ def build_catalog(
     catalog = store.load_catalog(engine)
     with open_encoder() as encoder:
         build.model = encoder.model_id
-        _vectors, build.vectors = ensure_name_vectors(engine, encoder, catalog, now, batch_size=batch_size, log=log)
+        # Only that every name has a vector matters here: the mapping steps load them when they match.
+        _none, build.vectors = ensure_name_vectors(engine, encoder, catalog, now, batch_size=batch_size, log=log,
+                                                   keep_vectors=False)
     return build

@@ -13,7 +13,12 @@ from sqlalchemy import Engine
 from ty_pipeline.clients.embedder import TextEncoder, chunk_chars_for, encode_texts
 from ty_pipeline.domain.profession_matching import CatalogMatrix
 from ty_pipeline.domain.progress import Progress
-from ty_pipeline.warehouse.berufenet_store import StoredCatalog, load_name_vectors, save_name_vectors
+from ty_pipeline.warehouse.berufenet_store import (
+    StoredCatalog,
+    load_name_vectors,
+    name_hashes_with_vectors,
+    save_name_vectors,
+)
 
 
 @dataclass
@@ -33,11 +38,23 @@ def ensure_name_vectors(
     batch_size: int = 64,
     commit_every: int = 2048,
     log: Callable[[str], None] = lambda _m: None,
+    keep_vectors: bool = True,
 ) -> tuple[dict[str, np.ndarray], NameVectorStats]:
-    """embed_hash -> vector for every catalog name, encoding (and committing) only the missing ones."""
+    """embed_hash -> vector for every catalog name, encoding (and committing) only the missing ones.
+
+    `keep_vectors=False` (the catalog build, which only has to make sure the vectors exist) reads no
+    stored vector and keeps none of the new ones: each batch of `commit_every` names is encoded,
+    committed and dropped, so memory does not grow with the catalog. The empty dict is returned then.
+    """
     stats = NameVectorStats()
-    vectors = load_name_vectors(engine, encoder.model_id)
-    missing = [h for h in catalog.embed_texts if h not in vectors]
+    if keep_vectors:
+        vectors = load_name_vectors(engine, encoder.model_id)
+        have: set[str] | dict[str, np.ndarray] = vectors
+    else:
+        vectors = {}
+        have = name_hashes_with_vectors(engine, encoder.model_id)
+    missing = [h for h in catalog.embed_texts if h not in have]
+    del have
     stats.cached = len(catalog.embed_texts) - len(missing)
     if missing:
         log(f"encoding {len(missing)} catalog names with {encoder.model_id} ({stats.cached} cached)")
@@ -54,7 +71,8 @@ def ensure_name_vectors(
                 stats.failed.append(catalog.embed_texts[h])
                 continue
             new.append((h, catalog.embed_texts[h], vector))
-            vectors[h] = vector
+            if keep_vectors:
+                vectors[h] = vector
         save_name_vectors(engine, encoder.model_id, new, now())  # committed: a crash keeps what is done
         stats.new += len(new)
         progress.step(len(batch))

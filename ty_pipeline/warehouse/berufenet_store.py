@@ -131,6 +131,14 @@ def load_name_vectors(engine: Engine, model: str) -> dict[str, np.ndarray]:
         return {h: vector_from_bytes(blob) for h, blob in conn.execute(query)}
 
 
+def name_hashes_with_vectors(engine: Engine, model: str) -> set[str]:
+    """Which catalog names already have a vector for `model` (hashes only: no vector is read)."""
+    c, e = berufenet_catalog.c, embeddings.c
+    query = select(e.text_hash).where(e.model == model, e.text_hash.in_(select(c.embed_hash).distinct().scalar_subquery()))
+    with engine.connect() as conn:
+        return set(conn.execute(query).scalars())
+
+
 def save_name_vectors(engine: Engine, model: str, vectors: Sequence[tuple[str, str, np.ndarray]], now: datetime) -> None:
     """Store catalog-name vectors (hash, text, vector) in the shared `embeddings` table.
 

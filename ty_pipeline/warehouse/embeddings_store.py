@@ -7,12 +7,12 @@ posting's current text; old links stay as history with `is_current` false.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import numpy as np
-from sqlalchemy import Connection, Engine, and_, bindparam, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.embedding_text import PostingText, content_hash, usable_vector
@@ -41,43 +41,70 @@ def vector_from_bytes(blob: bytes) -> np.ndarray:
 
 
 def load_posting_texts(engine: Engine, day: date) -> list[PostingText]:
-    """Non-invalidated postings of the partition with their summary, description and current links.
+    """All of the partition's postings at once (small partitions, tests); the asset reads them in pages."""
+    return [p for page in iter_posting_text_pages(engine, day) for p in page]
 
-    Only links whose vector exists count as current, so a missing vector is repaired by the next run.
+
+def iter_posting_text_pages(engine: Engine, day: date, page_size: int = 256) -> Iterator[list[PostingText]]:
+    """Non-invalidated postings of the partition, `page_size` at a time in posting_id order, with their
+    summary, description and current links.
+
+    Keyset pages (posting_id > last seen), each read in its own short connection: a day of 16,000
+    postings with 3 kB texts never sits in memory at once, and the caller may write (commit) between
+    pages. Only links whose vector exists count as current, so a missing vector is repaired by the next run.
     """
     pe, jd, ps = posting_embeddings, job_descriptions, posting_summaries
-    texts_query = (
-        select(postings.c.posting_id, ps.c.summary, jd.c.description, jd.c.status)
-        .select_from(
-            postings.outerjoin(jd, jd.c.posting_id == postings.c.posting_id).outerjoin(
-                ps, ps.c.posting_id == postings.c.posting_id
+    after = -1
+    while True:
+        texts_query = (
+            select(postings.c.posting_id, ps.c.summary, jd.c.description, jd.c.status)
+            .select_from(
+                postings.outerjoin(jd, jd.c.posting_id == postings.c.posting_id).outerjoin(
+                    ps, ps.c.posting_id == postings.c.posting_id
+                )
             )
+            .where(postings.c.partition_date == day, postings.c.invalidated.is_(False), postings.c.posting_id > after)
+            .order_by(postings.c.posting_id)
+            .limit(max(1, page_size))
         )
-        .where(postings.c.partition_date == day, postings.c.invalidated.is_(False))
-        .order_by(postings.c.posting_id)
-    )
-    links_query = (
-        select(pe.c.posting_id, pe.c.model, pe.c.text_hash)
-        .select_from(
-            pe.join(postings, postings.c.posting_id == pe.c.posting_id).join(
-                embeddings, and_(embeddings.c.text_hash == pe.c.text_hash, embeddings.c.model == pe.c.model)
+        with engine.connect() as conn:
+            rows = conn.execute(texts_query).all()
+            if not rows:
+                return
+            ids = [row.posting_id for row in rows]
+            links_query = (
+                select(pe.c.posting_id, pe.c.model, pe.c.text_hash)
+                .select_from(
+                    pe.join(embeddings, and_(embeddings.c.text_hash == pe.c.text_hash, embeddings.c.model == pe.c.model))
+                )
+                .where(pe.c.posting_id.in_(ids), pe.c.is_current.is_(True))
             )
-        )
-        .where(postings.c.partition_date == day, postings.c.invalidated.is_(False), pe.c.is_current.is_(True))
-    )
-    with engine.connect() as conn:
-        current: dict[int, dict[str, str]] = {}
-        for posting_id, model, text_hash in conn.execute(links_query):
-            current.setdefault(posting_id, {})[model] = text_hash
-        return [
+            current: dict[int, dict[str, str]] = {}
+            for posting_id, model, text_hash in conn.execute(links_query):
+                current.setdefault(posting_id, {})[model] = text_hash
+        yield [
             PostingText(
                 posting_id=row.posting_id,
                 summary=row.summary,
                 description=row.description if row.status in _TEXT_STATUSES else None,
                 current_hashes=current.get(row.posting_id, {}),
             )
-            for row in conn.execute(texts_query)
+            for row in rows
         ]
+        after = ids[-1]
+        del rows
+
+
+def count_partition_postings(engine: Engine, day: date) -> int:
+    """How many postings `iter_posting_text_pages` will yield (for progress lines)."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(postings)
+                .where(postings.c.partition_date == day, postings.c.invalidated.is_(False))
+            ).scalar_one()
+        )
 
 
 def existing_hashes(engine: Engine, hashes: Iterable[str], model: str) -> set[str]:
