@@ -203,6 +203,7 @@ def test_embeds_each_eligible_posting_once_and_a_second_run_encodes_nothing(ware
     assert (m["processed"], m["new"], m["cached"], m["up_to_date"]) == (4, 2, 0, 0)
     assert (m["skipped_too_short"], m["skipped_no_text"]) == (1, 1)
     assert m["eligible_without_current_embedding"] == 0 and m["corrupt_hashes"] == 0
+    assert m["embedding_coverage"] == 1.0
     assert check(first).passed
     assert has_embedding(engine) == {described: True, summarised: True, short: False, partner: False, gone: False}
     # The summary, not the description, is what the summarised posting is embedded with.
@@ -315,6 +316,7 @@ def test_an_unusable_vector_is_not_stored_and_certification_reports_the_missing_
     result = run(warehouse_url)
     m = meta(result)
     assert (m["new"], m["failed"], m["eligible_without_current_embedding"]) == (1, 1, 1)
+    assert m["embedding_coverage"] == round((m["eligible"] - 1) / m["eligible"], 4) < 1
     assert not check(result).passed
     assert check(result).metadata["reason"].value.startswith(f"1 eligible postings of {DAY} have no current embedding")
     table = check(result).metadata["examples"].value

@@ -107,6 +107,8 @@ def posting_embeddings(
         "texts_per_s": round(run.new / run.encode_seconds, 2) if run.encode_seconds > 0 else 0.0,
         "chunks_per_s": round(run.chunks / run.encode_seconds, 2) if run.encode_seconds > 0 else 0.0,
         "eligible_without_current_embedding": missing,
+        # Share 0..1 of the day's eligible postings with a current vector: the number the UI plots.
+        "embedding_coverage": round((run.eligible - missing) / run.eligible, 4) if run.eligible else 1.0,
         "corrupt_hashes": audit.corrupt_hashes,
         "invalid_vectors": audit.invalid_vectors,
         "vectors_audited": audit.checked,
