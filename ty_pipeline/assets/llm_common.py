@@ -16,7 +16,6 @@ from ty_pipeline.domain.llm_selection import SUCCESS_STATUSES, LlmStatus
 from ty_pipeline.enrichment.partition_run import LlmPipeline, PartitionRun, RunSettings
 from ty_pipeline.partitions import daily_partitions
 from ty_pipeline.resources.llm_scope import LlmScopeResource
-from ty_pipeline.warehouse.llm_results_store import saved_rows  # noqa: F401  (re-exported for the assets)
 
 LLM_ERRORS_CHECK = "no_llm_errors"
 

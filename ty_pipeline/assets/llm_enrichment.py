@@ -56,7 +56,7 @@ from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_multi_asset
-from ty_pipeline.warehouse.llm_results_store import saved_rows
+from ty_pipeline.warehouse.llm_results_store import saved_statuses
 from ty_pipeline.warehouse.llm_throughput_store import recent_runs, record_run
 from ty_pipeline.warehouse.schema import ihl_scores as ihl_table
 from ty_pipeline.warehouse.schema import posting_summaries as summaries_table
@@ -189,7 +189,7 @@ def llm_enrichment(
     problems: list[tuple[str, bool, dict[str, Any]]] = []
     for lane in lanes:
         run = runs[lane.name]
-        rows = saved_rows(engine, lane.table, day)
+        rows = saved_statuses(engine, lane.table, day)
         metadata = llm_metadata(run, lane.pipeline, sources, rows, config, workers=workers, slots=slots)
         metadata.update(fleet)
         if lane.name == SUMMARIES:

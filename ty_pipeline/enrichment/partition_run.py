@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
@@ -100,6 +100,11 @@ class PartitionRun:
         return sum(1 for item in self.plan.to_compute if item.truncated)
 
 
+def _shared_text(item: WorkItem, texts: dict[str, str]) -> WorkItem:
+    shared = texts.setdefault(item.text, item.text)
+    return item if shared is item.text else replace(item, text=shared)
+
+
 def utcnow() -> datetime:
     """Naive UTC, stored the same way in SQLite and PostgreSQL."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -120,6 +125,7 @@ def enrich_partition(
     started = time.monotonic()
     runs: dict[str, PartitionRun] = {}
     by_name = {lane.name: lane for lane in lanes}
+    texts: dict[str, str] = {}
     for lane in lanes:
         candidates = load_candidates(engine, lane.table, day, sources)
         plan = plan_work(
@@ -129,6 +135,11 @@ def enrich_partition(
             max_postings=settings.max_postings,
             max_description_chars=settings.max_description_chars,
         )
+        # Every lane builds the same posting text: keep one copy per posting, not one per lane (a
+        # 16,000-posting day holds tens of MB of text per copy).
+        plan.to_compute = [_shared_text(item, texts) for item in plan.to_compute]
+        plan.pending = [_shared_text(item, texts) for item in plan.pending]
+        del candidates
         runs[lane.name] = PartitionRun(plan)
         log(
             f"{lane.name} {day}: {plan.in_scope} postings in scope ({', '.join(sources)}): {len(plan.to_compute)} to "

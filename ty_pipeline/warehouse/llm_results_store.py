@@ -104,6 +104,20 @@ def save_result(
                 )
 
 
+def saved_statuses(engine: Engine, table: Table, day: date) -> list[dict[str, Any]]:
+    """Id, status, attempts and error of every saved row of the partition: what the run's metadata and
+    check need, without the result columns (a 16,000-posting day of summaries and IHL details is
+    hundreds of MB as full rows)."""
+    query = (
+        select(table.c.posting_id, table.c.status, table.c.attempts, table.c.error)
+        .select_from(table.join(postings, postings.c.posting_id == table.c.posting_id))
+        .where(postings.c.partition_date == day)
+        .order_by(table.c.posting_id)
+    )
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
 def saved_rows(engine: Engine, table: Table, day: date) -> list[dict[str, Any]]:
     """Every saved row of the partition (for tests, checks and metadata)."""
     query = (
