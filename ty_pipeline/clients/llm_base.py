@@ -21,6 +21,7 @@ import http.client
 import json
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
@@ -257,6 +258,19 @@ class PooledHttpClient:
     def backoff_delay(self, retry: int, retry_after: str | None = None) -> float:
         """Seconds to wait before retry number `retry` (0-based): see `BackoffRetry`."""
         return self.retry.backoff_delay(retry, retry_after)
+
+    def failure_metrics(self, model: str | None, path: str) -> Callable[[int], list[CallMetrics]]:
+        """For one request started now: `attempts -> [CallMetrics]` of its failure, so the cost of a failed
+        call is counted too (none for requests that are not model calls)."""
+        started = time.monotonic()
+
+        def metrics(attempts: int) -> list[CallMetrics]:
+            if model is None:
+                return []
+            return [CallMetrics(model=model, endpoint=path, wall_s=time.monotonic() - started, attempts=attempts,
+                                host=self.shown_url)]
+
+        return metrics
 
 
 def send(

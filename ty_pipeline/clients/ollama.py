@@ -188,12 +188,7 @@ class OllamaClient(PooledHttpClient):
         url = f"{self.base_url}{path}"
         what = f"{method} {path}" + (f" (model {model})" if model else "")
         started = time.monotonic()
-
-        def failed_metrics(attempts: int) -> list[CallMetrics]:
-            if model is None:
-                return []
-            return [CallMetrics(model=model, endpoint=path, wall_s=time.monotonic() - started, attempts=attempts,
-                                host=self.shown_url)]
+        failed_metrics = self.failure_metrics(model, path)
 
         def attempt(number: int) -> dict[str, Any]:
             resp = send(self.session, method, url, body=body, timeout=self.timeout, safe=self._safe)
