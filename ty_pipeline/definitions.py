@@ -23,9 +23,10 @@ from ty_pipeline.clients.deutsche_bank import DEFAULT_DB_BASE_URL
 from ty_pipeline.clients.embedder import DEFAULT_EMBED_BACKEND, DEFAULT_EMBED_MODEL
 from ty_pipeline.clients.jobsuche import DEFAULT_AA_BASE_URL
 from ty_pipeline.clients.ollama import DEFAULT_OLLAMA_HOST
+from ty_pipeline.domain.source_names import DEFAULT_SOURCES
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.embedder import EmbedderResource
-from ty_pipeline.resources.job_sources import DEFAULT_SOURCES, JobSourcesResource
+from ty_pipeline.resources.job_sources import JobSourcesResource
 from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline.resources.llm_scope import build_llm_scope_resource
 from ty_pipeline.resources.ollama import OllamaResource

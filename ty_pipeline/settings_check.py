@@ -32,10 +32,9 @@ def environment_checks() -> dict[str, Callable[[str], object]]:
     from ty_pipeline.clients.llm_factory import normalize_backend
     from ty_pipeline.clients.ollama import DEFAULT_OLLAMA_HOST
     from ty_pipeline.domain.llm_hosts import parse_llm_hosts
-    from ty_pipeline.domain.llm_scope import LLM_SOURCES
-    from ty_pipeline.resources.job_sources import KNOWN_SOURCES
-    from ty_pipeline.resources.llm_scope import parse_share
-    from ty_pipeline.step_retries import DELAY_ENV, MAX_RETRIES_ENV
+    from ty_pipeline.domain.llm_scope import LLM_SOURCES, parse_share
+    from ty_pipeline.domain.setting_values import DELAY_ENV, MAX_RETRIES_ENV
+    from ty_pipeline.domain.source_names import KNOWN_SOURCES
 
     def share(value: str) -> object:
         try:

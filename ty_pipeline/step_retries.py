@@ -24,13 +24,14 @@ import dagster as dg
 import requests
 from sqlalchemy import exc as sa_exc
 
-from ty_pipeline.domain.setting_values import parse_non_negative
+from ty_pipeline.domain.setting_values import (
+    DEFAULT_STEP_MAX_RETRIES,
+    DEFAULT_STEP_RETRY_DELAY_S,
+    DELAY_ENV,
+    MAX_RETRIES_ENV,
+    parse_non_negative,
+)
 from ty_pipeline.domain.urls import redact_urls_in
-
-DEFAULT_STEP_RETRY_DELAY_S = 15.0
-DEFAULT_STEP_MAX_RETRIES = 3
-DELAY_ENV = "TY_STEP_RETRY_DELAY_S"
-MAX_RETRIES_ENV = "TY_STEP_MAX_RETRIES"
 
 # Failures that may pass by themselves. SQLAlchemy's OperationalError covers a dropped or refused
 # connection, a server shutting down and "database is locked"; the HTTP clients raise their own errors

@@ -52,6 +52,27 @@ def test_module_imports_no_dagster(module: str) -> None:
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [], f"{module} loads Dagster"
 
 
+STATUS_PROBE = """
+import json, sys
+from ty_pipeline import cli
+cli.main(["status", "--warehouse-url", sys.argv[1]])
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("dagster", "dagster_postgres", "dagster_webserver"))))
+"""
+
+
+def test_the_status_command_runs_without_loading_dagster(tmp_path: Path) -> None:
+    """A cold `ty-pipeline status` (issue #13: <= 1 s) checks the environment too; that check must not
+    pull the Dagster resources in (it did, for the source names and the retry settings: ~0.4 s)."""
+    env_without_dagster_home = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    result = subprocess.run(
+        [sys.executable, "-c", STATUS_PROBE, f"sqlite:///{tmp_path / 'missing.sqlite'}"], cwd=REPO_ROOT,
+        env={**env_without_dagster_home, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LLM hosts" in result.stdout
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [], "ty-pipeline status loads Dagster"
+
+
 def test_probe_sees_dagster_where_it_is_loaded() -> None:
     """The probe itself can fail: the resources are Dagster's and must show up."""
     result = _run([sys.executable, "-c", PROBE, "ty_pipeline.resources"])

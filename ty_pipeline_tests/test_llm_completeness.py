@@ -2,9 +2,9 @@
 
 import pytest
 
+from ty_pipeline.domain.llm_scope import DEFAULT_MIN_COMPLETE_SHARE, parse_share
 from ty_pipeline.domain.llm_selection import Candidate
 from ty_pipeline.enrichment.completeness import completeness
-from ty_pipeline.resources.llm_scope import DEFAULT_MIN_COMPLETE_SHARE, parse_share
 
 TEXT = "Wir suchen eine Kollegin oder einen Kollegen für die Buchhaltung in Frankfurt. " * 3
 

@@ -18,6 +18,7 @@ LLM_SOURCES = ("arbeitsagentur", "deutsche_bank")
 SINGLE_HOST_SOURCES = ("deutsche_bank",)
 LLM_SOURCES_ENV = "TY_LLM_SOURCES"
 LLM_HOSTS_ENV = "TY_LLM_HOSTS"
+DEFAULT_MIN_COMPLETE_SHARE = 0.95
 
 
 def default_llm_sources(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -42,3 +43,17 @@ def llm_sources(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     raw = env.get(LLM_SOURCES_ENV, "")
     sources = tuple(dict.fromkeys(s.strip().lower() for s in raw.split(",") if s.strip()))
     return sources or default_llm_sources(env)
+
+
+def parse_share(value: str | None) -> float:
+    """`TY_LLM_MIN_COMPLETE`: a share 0..1 (or a percentage like `90%`); unset means the default."""
+    if not value or not value.strip():
+        return DEFAULT_MIN_COMPLETE_SHARE
+    text = value.strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"TY_LLM_MIN_COMPLETE={value!r} is not a share between 0 and 1 (e.g. 0.95 or 95%)") from None
+    if not 0 <= share <= 1:
+        raise ValueError(f"TY_LLM_MIN_COMPLETE={value!r} is not a share between 0 and 1 (e.g. 0.95 or 95%)")
+    return share

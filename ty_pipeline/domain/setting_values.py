@@ -62,3 +62,11 @@ def parse_non_negative(name: str, value: str | None, default: float, unit: str, 
     if number < 0 or number != number:  # negative or NaN
         raise SettingError(name, value, f"a number >= 0 ({unit})")
     return number
+
+
+# The step retry policy's settings (`ty_pipeline/step_retries.py`), named here so the settings check can
+# validate them without importing Dagster.
+DEFAULT_STEP_RETRY_DELAY_S = 15.0
+DEFAULT_STEP_MAX_RETRIES = 3
+DELAY_ENV = "TY_STEP_RETRY_DELAY_S"
+MAX_RETRIES_ENV = "TY_STEP_MAX_RETRIES"

@@ -6,10 +6,8 @@ import dagster as dg
 from pydantic import Field
 
 from ty_pipeline.domain.setting_values import SettingError
+from ty_pipeline.domain.source_names import DEFAULT_SOURCES, KNOWN_SOURCES
 from ty_pipeline.fetching.sample import DEFAULT_SAMPLE_DIR
-
-KNOWN_SOURCES = ("arbeitsagentur", "deutsche_bank", "sample")
-DEFAULT_SOURCES = "arbeitsagentur,deutsche_bank"
 
 
 def parse_sources(value: str | list[str]) -> list[str]:

@@ -14,9 +14,12 @@ import os
 import dagster as dg
 from pydantic import Field
 
-from ty_pipeline.domain.llm_scope import default_llm_sources, parse_llm_sources
-
-DEFAULT_MIN_COMPLETE_SHARE = 0.95
+from ty_pipeline.domain.llm_scope import (
+    DEFAULT_MIN_COMPLETE_SHARE,
+    default_llm_sources,
+    parse_llm_sources,
+    parse_share,
+)
 
 
 class LlmScopeResource(dg.ConfigurableResource):
@@ -61,17 +64,3 @@ def build_llm_scope_resource() -> LlmScopeResource:
     return LlmScopeResource(
         sources=sources, max_postings=max_postings, min_complete_share=parse_share(os.environ.get("TY_LLM_MIN_COMPLETE"))
     )
-
-
-def parse_share(value: str | None) -> float:
-    """`TY_LLM_MIN_COMPLETE`: a share 0..1 (or a percentage like `90%`); unset means the default."""
-    if not value or not value.strip():
-        return DEFAULT_MIN_COMPLETE_SHARE
-    text = value.strip()
-    try:
-        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise ValueError(f"TY_LLM_MIN_COMPLETE={value!r} is not a share between 0 and 1 (e.g. 0.95 or 95%)") from None
-    if not 0 <= share <= 1:
-        raise ValueError(f"TY_LLM_MIN_COMPLETE={value!r} is not a share between 0 and 1 (e.g. 0.95 or 95%)")
-    return share
