@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -39,6 +38,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.synthetic_warehouse import pg_schema as fresh_pg_schema  # noqa: E402
 from ty_pipeline import cli  # noqa: E402
 from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine  # noqa: E402
 from ty_pipeline.warehouse.schema import (  # noqa: E402
@@ -284,17 +284,9 @@ def pg_schema() -> Iterator[str | None]:
         print(f"\nPostgreSQL at {PG_URL} not reachable ({exc.__class__.__name__}); skipping it")
         yield None
         return
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    try:
+    admin.dispose()
+    with fresh_pg_schema() as url:  # the other benches' helper: a fresh schema, dropped afterwards
         yield url
-    finally:
-        dispose_engine(url)
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def main() -> None:

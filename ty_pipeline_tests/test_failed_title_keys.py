@@ -69,7 +69,7 @@ def test_a_long_title_is_cut_at_a_word_and_an_unclosed_bracket_dropped() -> None
     # No space near the limit: cut hard rather than keep only a short first word.
     assert readable_key("Kraftfahrzeugmechatronikermeisterstellvertretungsanwärter") == (
         "Kraftfahrzeugmechatronikermeisterstellvertretung")
-    # Nothing readable left: a placeholder, never an empty key.
+    # Nothing readable left: the fixed fallback word "Titel" (a collision gets a suffix), never an empty key.
     assert readable_key("??? !!!") == "Titel"
 
 

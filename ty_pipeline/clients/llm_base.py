@@ -29,12 +29,14 @@ from typing import Any, Self, TypeVar
 import requests
 import urllib3
 from pydantic import BaseModel, ValidationError
+from requests.adapters import HTTPAdapter
 
 from ty_pipeline.clients.retry_policy import (
     BackoffRetry,
     RetriesExhausted,
     TransientFailure,
 )
+from ty_pipeline.domain.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +244,25 @@ class PooledHttpClient:
     session: requests.Session
     retry: BackoffRetry
     shown_url: str
+
+    def _connect(self, base_url: str, *, user_agent: str, connect_timeout_s: float, read_timeout_s: float,
+                 max_retries: int, backoff_base_s: float, backoff_max_s: float, pool_size: int,
+                 sleep: Callable[[float], None]) -> None:
+        """Retry policy, timeouts, shown URL and a pooled session; `base_url` already normalised."""
+        self.retry = BackoffRetry(
+            max_retries=max_retries, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s, sleep=sleep
+        )
+        self.base_url = base_url
+        # What messages, logs and metadata show: scheme://host:port, never a credential in the URL.
+        self.shown_url = redact_url(base_url)
+        self.timeout = (connect_timeout_s, read_timeout_s)
+        self.max_retries = max_retries
+        self.session = requests.Session()
+        # max_retries=0: urllib3 must not retry behind our back (a POST retried twice = two generations).
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
 
     def __enter__(self) -> Self:
         return self

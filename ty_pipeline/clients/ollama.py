@@ -25,9 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from pydantic import BaseModel
-from requests.adapters import HTTPAdapter
 
 from ty_pipeline.clients.llm_base import (
     DEFAULT_CHAT_OPTIONS,
@@ -40,7 +38,6 @@ from ty_pipeline.clients.llm_base import (
     LlmInvalidAnswer,
     LlmModelMissing,
     LlmRequestError,
-    LlmRetryPolicy,
     LlmTransientError,
     LlmUnavailable,
     PooledHttpClient,
@@ -52,7 +49,7 @@ from ty_pipeline.clients.llm_base import (
     send,
 )
 from ty_pipeline.clients.retry_policy import RetriesExhausted, TransientFailure
-from ty_pipeline.domain.urls import redact_secrets_of, redact_url
+from ty_pipeline.domain.urls import redact_secrets_of
 
 __all__ = [
     "DEFAULT_CHAT_OPTIONS", "DEFAULT_OLLAMA_HOST", "DEFAULT_PORT", "MAX_ERROR_BODY_CHARS", "MAX_RAW_IN_MESSAGE",
@@ -140,21 +137,12 @@ class OllamaClient(PooledHttpClient):
         pool_size: int = 8,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.retry = LlmRetryPolicy(
-            max_retries=max_retries, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s, sleep=sleep
+        self._connect(
+            normalize_host(base_url), user_agent=USER_AGENT, connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s, max_retries=max_retries, backoff_base_s=backoff_base_s,
+            backoff_max_s=backoff_max_s, pool_size=pool_size, sleep=sleep,
         )
-        self.base_url = normalize_host(base_url)
-        # What messages, logs and metadata show: scheme://host:port, never a credential in the URL.
-        self.shown_url = redact_url(self.base_url)
-        self.timeout = (connect_timeout_s, read_timeout_s)
-        self.max_retries = max_retries
         self.keep_alive = keep_alive
-        self.session = requests.Session()
-        # max_retries=0: urllib3 must not retry behind our back (a POST retried twice = two generations).
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
 
 
     # -- HTTP (the one place every call goes through) ---------------------------------------------------

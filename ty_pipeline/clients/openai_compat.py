@@ -33,7 +33,6 @@ from typing import Any
 
 import requests
 from pydantic import BaseModel
-from requests.adapters import HTTPAdapter
 
 from ty_pipeline.clients.llm_base import (
     DEFAULT_CHAT_OPTIONS,
@@ -43,7 +42,6 @@ from ty_pipeline.clients.llm_base import (
     LlmInvalidAnswer,
     LlmModelMissing,
     LlmRequestError,
-    LlmRetryPolicy,
     PooledHttpClient,
     ServerWords,
     chat_with_one_correction,
@@ -54,7 +52,7 @@ from ty_pipeline.clients.llm_base import (
     send,
 )
 from ty_pipeline.clients.retry_policy import RetriesExhausted, TransientFailure
-from ty_pipeline.domain.urls import redact_secrets_of, redact_url
+from ty_pipeline.domain.urls import redact_secrets_of
 
 log = logging.getLogger(__name__)
 
@@ -158,21 +156,13 @@ class OpenAICompatClient(PooledHttpClient):
         stream: bool = False,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.retry = LlmRetryPolicy(
-            max_retries=max_retries, backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s, sleep=sleep
+        self._connect(
+            normalize_base_url(base_url), user_agent=USER_AGENT, connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s, max_retries=max_retries, backoff_base_s=backoff_base_s,
+            backoff_max_s=backoff_max_s, pool_size=pool_size, sleep=sleep,
         )
-        self.base_url = normalize_base_url(base_url)
-        self.shown_url = redact_url(self.base_url)
-        self.timeout = (connect_timeout_s, read_timeout_s)
-        self.max_retries = max_retries
         self.stream = stream
         self._api_key = api_key or None
-        self.session = requests.Session()
-        # max_retries=0: urllib3 must not retry behind our back (a POST retried twice = two generations).
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         if self._api_key:
             self.session.headers["Authorization"] = f"Bearer {self._api_key}"
 
