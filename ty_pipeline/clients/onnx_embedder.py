@@ -185,6 +185,9 @@ def _load(export_dir: Path, threads: int) -> tuple[Any, Any, dict[str, Any]]:
             # Shapes change every batch (padding to the longest text): a memory pattern planned for one
             # shape is useless for the next and only holds memory.
             options.enable_mem_pattern = False
+            # No busy-waiting between parallel sections: on a shared machine the spinning threads burn CPU
+            # that other work needs (and that the process is billed for) without encoding anything faster.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(str(export_dir / ONNX_FILE), options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(str(export_dir / "tokenizer.json"))
             tokenizer.enable_truncation(max_length=int(meta["max_seq_length"]))
@@ -206,6 +209,11 @@ class OnnxEncoder:
         self.model_id = f"onnx:{model}"
         self.window_tokens = int(meta["max_seq_length"])
         self.export_dir = export_dir
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text as the model reads it (special tokens included, truncated to the window):
+        `encode_texts` sorts by this so a batch pads to almost nothing."""
+        return [sum(e.attention_mask) for e in self._tokenizer.encode_batch_fast(list(texts))]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
