@@ -32,7 +32,7 @@ import numpy as np
 
 from ty_pipeline.domain.embedding_text import l2_normalize
 
-EXPORT_FORMAT = 2  # bump when the export or quantization recipe changes: old caches are then not used
+EXPORT_FORMAT = 3  # bump when the export or quantization recipe changes: old caches are then not used
 ONNX_FILE = "model_qint8.onnx"
 META_FILE = "export.json"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -74,6 +74,11 @@ def export_quantized(model_name: str, model_path: str, target: Path) -> None:
             f"has {kinds} with pooling {pooling!r}: use TY_EMBED_BACKEND=sentence-transformers for it"
         )
     transformer = st[0].auto_model.eval()
+    # The plain attention (MatMul, mask Add, Softmax) instead of the SDPA one: the exported SDPA guards
+    # fully masked rows with IsNaN + Where over every batch x heads x tokens x tokens score tensor, 12 % of
+    # the int8 model's kernel time on the bench's chunks, for rows that cannot occur ([CLS] is never
+    # masked). Measured: about 6 % less CPU per chunk, the same vectors (chunk cosine to torch unchanged).
+    transformer.config._attn_implementation = "eager"
     sample = st.tokenizer(["Beispiel", "Ein etwas längerer Beispielsatz für den Export."], padding=True,
                           return_tensors="pt")
     names = [n for n in _INPUTS if n in sample]
