@@ -18,13 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.embeddings import EMBEDDING_CHECK, posting_embeddings
-from ty_pipeline.clients.embedder import (
-    OllamaEncoder,
-    TextEncoder,
-    chunk_chars_for,
-    encode_texts,
-    token_bounded_slices,
-)
+from ty_pipeline.clients.embedder import OllamaEncoder, TextEncoder, chunk_chars_for, encode_texts
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.embedding_text import (
     MIN_EMBED_CHARS,
@@ -437,14 +431,6 @@ def test_chunks_are_batched_by_token_count_when_the_encoder_can_count_tokens() -
     encode_texts(FakeEncoder(), [many_short[0], few_long[0], many_short[1], few_long[1]], max_chars=500,
                  batch_size=2)
     assert [sorted(call) for call in CALLS] == [sorted(many_short), sorted(few_long)]  # characters otherwise
-
-
-def test_torch_forward_passes_are_bounded_in_padded_tokens_not_only_in_rows() -> None:
-    assert token_bounded_slices([100] * 40, 32, 4096) == [(0, 32), (32, 40)]  # short chunks: rows bound
-    assert token_bounded_slices([256] * 40, 32, 4096) == [(0, 16), (16, 32), (32, 40)]  # full window: 16 rows
-    assert token_bounded_slices([50, 60, 200, 256, 256], 32, 4096) == [(0, 5)]
-    assert token_bounded_slices([5000, 3], 32, 4096) == [(0, 1), (1, 2)]  # an over-long row still goes alone
-    assert token_bounded_slices([], 32, 4096) == []
 
 
 def test_unknown_backend_fails_clearly() -> None:

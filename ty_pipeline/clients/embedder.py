@@ -96,23 +96,10 @@ def load_sentence_transformer(model: str, device: str) -> Any:
         return loaded
 
 
-ST_MAX_BATCH_TOKENS = 4096
-"""Padded tokens per torch forward pass (rows x longest row): 32 chunks of up to 128 tokens, 16 of 256.
-
-A forward pass holds activations proportional to rows x length (hidden states, the feed-forward layer)
-and rows x length^2 (12 heads of attention scores): 32 chunks of the full 256-token window transiently
-needed hundreds of MiB above the process's steady size (issue #13: 1.3 GiB peak against ~590 MiB after
-each page). Capping the padded tokens halves that for the longest chunks; the matrices stay large enough
-that a CPU forward pass is no slower per token.
-"""
-
-
 class SentenceTransformerEncoder:
-    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32,
-                 max_batch_tokens: int = ST_MAX_BATCH_TOKENS) -> None:
+    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32) -> None:
         self._model = load_sentence_transformer(model, device)
         self._batch_size = batch_size
-        self._max_batch_tokens = max_batch_tokens
         self.model_id = f"sentence-transformers:{model}"
         self.window_tokens = int(self._model.max_seq_length)
         dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
@@ -126,34 +113,14 @@ class SentenceTransformerEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        texts = list(texts)
-        parts = [
-            self._model.encode(
-                texts[start:end],
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            for start, end in token_bounded_slices(self.token_counts(texts), self._batch_size, self._max_batch_tokens)
-        ]
-        return l2_normalize(np.concatenate(parts))
-
-
-def token_bounded_slices(counts: Sequence[int], max_rows: int, max_tokens: int) -> list[tuple[int, int]]:
-    """Consecutive (start, end) slices of at most `max_rows` items whose rows x longest row stays within
-    `max_tokens` (a single item longer than that still gets a slice of its own)."""
-    slices: list[tuple[int, int]] = []
-    start, longest = 0, 0
-    for i, count in enumerate(counts):
-        wider = max(longest, count)
-        if i > start and (i - start >= max_rows or (i - start + 1) * wider > max_tokens):
-            slices.append((start, i))
-            start, wider = i, count
-        longest = wider
-    if start < len(counts):
-        slices.append((start, len(counts)))
-    return slices
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return l2_normalize(vectors)
 
 
 # -- Ollama -----------------------------------------------------------------------------------------------
