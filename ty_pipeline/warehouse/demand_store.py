@@ -206,7 +206,6 @@ def _snapshot_sql(dialect: str, base: str) -> str:
     # is linguistic, "C" compares UTF-8 bytes, which orders like code points.
     collate = ' COLLATE "C"' if dialect == "postgresql" else ""
     fence = "MATERIALIZED " if dialect == "postgresql" else ""
-    # INSERT first: pysqlite reports no row count for a statement that starts with WITH.
     return f"""
 INSERT INTO demand_snapshots (snapshot_date, state, domain_code, berufenet_id, berufenet_name, total_postings,
                               fresh_7d, fresh_14d, national_avg, demand_ratio, computed_at)
@@ -259,8 +258,6 @@ SELECT :day, p.state, p.domain_code, p.berufenet_id, b.best_name, p.total, p.f7,
 FROM professions p
 JOIN nationals n ON n.domain_code = p.domain_code AND n.berufenet_id = p.berufenet_id
 JOIN best b ON b.berufenet_id = p.berufenet_id
--- In the order of the unique indexes: each insert lands next to the previous one (fewer index pages).
-ORDER BY 2, 3, 4
 RETURNING {_RETURNED}
 """
 
