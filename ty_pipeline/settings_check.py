@@ -9,7 +9,6 @@ as `NAME='value' is not valid: expected ...`, with URLs redacted to scheme://hos
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 from ty_pipeline.domain.setting_values import SettingError
@@ -18,11 +17,10 @@ from ty_pipeline.settings import ENVIRONMENT
 
 def check_environment(environ: Mapping[str, str] | None = None) -> list[SettingError]:
     """Every problem with the set variables (unset ones take their defaults and are fine)."""
-    env = os.environ if environ is None else environ
     problems: list[SettingError] = []
     for setting in ENVIRONMENT:
         try:
-            setting.environ_value(env)
+            setting.environ_value(environ)
         except SettingError as exc:
             problems.append(exc)
     return problems
