@@ -415,6 +415,22 @@ def test_a_chunk_repeated_across_texts_is_encoded_once_and_pooled_as_if_encoded_
         np.testing.assert_array_equal(vector, expected)
 
 
+def test_the_asset_encodes_an_employer_paragraph_shared_by_postings_once_and_stores_full_vectors(
+    warehouse_url: str, engine: sa.Engine
+) -> None:
+    texts = [normalize_text(f"{german_text(150, seed)} {BOILERPLATE}") for seed in (4, 5)]
+    for i, text in enumerate(texts):
+        set_description(engine, add_posting(engine, f"boilerplate-{i}"), text)
+    result = run(warehouse_url, embedder=FakeEmbedder(max_chars_per_chunk=170))
+    assert encoded_texts().count(BOILERPLATE) == 1 and meta(result)["duplicate_chunks"] == 1
+    stored = stored_vectors(engine)
+    for text in texts:
+        chunks = chunk_text(text, 170)
+        assert BOILERPLATE in chunks
+        expected = pool_chunks(np.stack([fake_vector(c) for c in chunks]), [len(c) for c in chunks])
+        np.testing.assert_array_equal(stored[content_hash(text)][1], expected)
+
+
 class TokenCountingEncoder(FakeEncoder):
     """Counts one token per word: a text of few long words sorts before one of many short ones."""
 
