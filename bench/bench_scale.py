@@ -18,9 +18,10 @@ process, and measures time, rows/s, CPU and peak RSS (the step process and every
   loopback BERUFENET fake) and `profession_similarity`;
 * `ty-pipeline status`, cold (`python -m ty_pipeline.cli status`: interpreter, imports and the queries).
 
-The day's titles are catalog professions dressed up as postings title (bench_berufenet.py's gender
-markers, places, employers, salaries ...), about 7,000 distinct titles in 16,000 postings, a few
-colloquial and generic ones; half of the postings carry their profession as the Jobsuche `beruf` label.
+The day's titles are catalog professions dressed up as posting titles (bench_berufenet.py's gender
+markers, places, employers, salaries ...), about 6,900 distinct titles in 16,000 postings, a few
+colloquial and generic ones; half of the postings carry their profession as the Jobsuche `beruf` label
+(a full day: 5,771 distinct cleaned titles; most resolve by label or exact name, few reach the encoder).
 
 Each step is set against a plain-SQL floor measured in the same run: COPY of the rows the step wrote into
 an empty copy of their table with its indexes (postings, job_descriptions, posting_embeddings), the
