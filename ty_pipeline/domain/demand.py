@@ -1,6 +1,6 @@
 """Demand snapshot rules: postings per state x KldB domain and per state x profession.
 
-The counting itself runs in the warehouse (ty_pipeline/warehouse/demand_store.py, one `INSERT ... SELECT`);
+The counting itself runs in the warehouse (ty_pipeline/warehouse/demand_store.py, `store_snapshot`);
 this module holds the rules it follows, the row type, and the Python side of the check.
 
 Differences from the replaced `compute_demand_snapshot.py` (docs/domain_rules.md §8.1), on purpose:
@@ -63,7 +63,9 @@ class ActiveSummary:
     counted: int  # postings in the domain rows
     without_state: int  # mapped, but no state or not one of the 16 Länder
     bad_kldb: int  # mapped to a Land, but the KldB code yields no domain
-    mapped_by_state: dict[str, int]  # mapped, stored under a Land's exact name: the check's independent count
+    # Per Land (every stored spelling folded), the mapped postings whose KldB code yields a domain: what its
+    # domain rows must sum to, counted apart from the snapshot statement (the check's independent count).
+    mapped_by_state: dict[str, int]
     stored_states: tuple[str | None, ...]  # the distinct `state` values of the active postings
 
 
@@ -88,37 +90,25 @@ def state_spellings(stored: Iterable[str | None], states: Sequence[str] = STATES
 def summarize(tallies: Iterable[StateTally], states: Sequence[str] = STATES) -> ActiveSummary:
     tallies = list(tallies)
     spellings = state_spellings((t.state for t in tallies), states)
-    known = set(states)
     counted = without_state = bad_kldb = 0
-    mapped_by_state: dict[str, int] = {}
+    mapped_by_state: Counter[str] = Counter()
     for t in tallies:
         if t.state is None or t.state not in spellings:
             without_state += t.mapped
             continue
         counted += t.valid_domain
         bad_kldb += t.mapped - t.valid_domain
-        if t.state in known and t.mapped:
-            mapped_by_state[t.state] = t.mapped
+        if t.valid_domain:
+            # Under any spelling: `BAYERN` (Jobsuche v6) is counted in Bayern's domain rows too.
+            mapped_by_state[spellings[t.state]] += t.valid_domain
     return ActiveSummary(
-        sum(t.active for t in tallies), counted, without_state, bad_kldb, mapped_by_state,
+        sum(t.active for t in tallies), counted, without_state, bad_kldb, dict(mapped_by_state),
         tuple(t.state for t in tallies),
     )
 
 
-@dataclass(frozen=True)
-class SnapshotCounts:
-    """The columns of a stored row the check reads (reading only these is several times faster)."""
-
-    state: str
-    domain_code: str
-    berufenet_id: str | None
-    total_postings: int
-    fresh_7d: int
-    fresh_14d: int
-
-
 def consistency_problems(
-    rows: Sequence[SnapshotRow | SnapshotCounts], mapped_active_by_state: dict[str, int]
+    rows: Sequence[SnapshotRow], mapped_active_by_state: dict[str, int]
 ) -> list[str]:
     """What the `snapshot_sums_consistent` check reports; empty when the stored rows add up.
 
