@@ -8,8 +8,8 @@ from datetime import date
 import dagster as dg
 
 from ty_pipeline.assets.check_report import explained
-from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.check_report import examples_table
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.demand import (
     MIN_POSTINGS_PER_PROFESSION,
     STRONGEST_MAX_ROWS,

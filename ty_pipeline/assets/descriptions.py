@@ -9,8 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from ty_pipeline.assets.check_report import explained, posting_examples
-from ty_pipeline.assets.postings import utcnow
-from ty_pipeline.domain.clock import berlin_today
+from ty_pipeline.domain.clock import berlin_today, utcnow
 from ty_pipeline.domain.description_status import DescriptionStatus, status_after_failure
 from ty_pipeline.domain.progress import Progress
 from ty_pipeline.fetching.descriptions import fetch_description

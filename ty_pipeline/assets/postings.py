@@ -4,14 +4,13 @@
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 from sqlalchemy import func, select
 
 from ty_pipeline.assets.check_report import explained
-from ty_pipeline.domain.clock import berlin_today
+from ty_pipeline.domain.clock import berlin_today, utcnow
 from ty_pipeline.domain.invalidation import StaleRules
 from ty_pipeline.domain.posting_record import Source
 from ty_pipeline.fetching.deutsche_bank import fetch_deutsche_bank
@@ -38,11 +37,6 @@ from ty_pipeline.warehouse.schema import postings as postings_table
 
 class PostingsConfig(dg.Config):
     sources: list[str] | None = None  # overrides TY_SOURCES for this run, e.g. ["deutsche_bank"]
-
-
-def utcnow() -> datetime:
-    """Naive UTC: stored the same way in SQLite and PostgreSQL, so comparisons work on both."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 FETCH_COMPLETE_CHECK = "fetch_complete"

@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, Table
 
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.llm_selection import SUCCESS_STATUSES, LlmStatus, Plan, WorkItem, plan_work
 from ty_pipeline.enrichment.metrics import CallStats
 from ty_pipeline.enrichment.runner import Outcome, RunReport, Task, interleave, run_pool
@@ -103,11 +104,6 @@ class PartitionRun:
 def _shared_text(item: WorkItem, texts: dict[str, str]) -> WorkItem:
     shared = texts.setdefault(item.text, item.text)
     return item if shared is item.text else replace(item, text=shared)
-
-
-def utcnow() -> datetime:
-    """Naive UTC, stored the same way in SQLite and PostgreSQL."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def enrich_partition(
