@@ -3,13 +3,13 @@
 
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import dagster as dg
 
 from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.domain.clock import berlin_today, utcnow
+from ty_pipeline.domain.concurrency import Bounded
 from ty_pipeline.domain.description_status import DescriptionStatus, status_after_failure
 from ty_pipeline.domain.progress import Progress
 from ty_pipeline.fetching.descriptions import fetch_description
@@ -110,10 +110,9 @@ def job_descriptions(
     db_client = deutsche_bank.get_client()
     sample = SampleSource(Path(job_sources.sample_dir), berlin_today())
 
-    def work(posting: PendingDescription) -> tuple[PendingDescription, DescriptionOutcome]:
+    def work(posting: PendingDescription) -> DescriptionOutcome:
         # Pacing lives in each client's limiter, shared by all workers: no pause per call here.
-        outcome = fetch_description(posting, jobsuche=aa_client, deutsche_bank=db_client, sample=sample)
-        return posting, outcome
+        return fetch_description(posting, jobsuche=aa_client, deutsche_bank=db_client, sample=sample)
 
     counts: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
@@ -128,15 +127,14 @@ def job_descriptions(
     # source at its cap, so extra threads only wait.
     workers = jobsuche.max_in_flight + deutsche_bank.max_in_flight
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="descriptions") as pool:
-            futures = {pool.submit(work, p): p for p in todo + rechecks}
-            for future in as_completed(futures):
-                try:
-                    posting, outcome = future.result()
-                except Exception as exc:  # noqa: BLE001 - a parser bug is this posting's failure, not the run's
-                    posting = futures[future]
+        with Bounded(work, todo + rechecks, workers=workers, name="descriptions") as run:
+            for done in run:
+                posting = done.item
+                if isinstance(done.error, Exception):  # a parser bug is this posting's failure, not the run's
                     outcome = DescriptionOutcome(status_after_failure(posting.attempts),
-                                                 error=f"{type(exc).__name__}: {exc}"[:500])
+                                                 error=f"{type(done.error).__name__}: {done.error}"[:500])
+                else:
+                    outcome = done.result()
                 if time.monotonic() - renewed > LEASE_TTL.total_seconds() / 6:
                     renew(engine, run_id=run_id, now=utcnow())
                     renewed = time.monotonic()
