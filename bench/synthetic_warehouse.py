@@ -135,10 +135,12 @@ def demand_floor(url: str, day: date, *, parallel: bool = True) -> int:
         return len(conn.execute(query).all())
 
 
-def timed(fn: Callable[[], object], runs: int) -> tuple[float, object]:
-    """Median seconds of `runs` calls, and the last call's result."""
+def timed(fn: Callable[[], object], runs: int, *, before: Callable[[], object] | None = None) -> tuple[float, object]:
+    """Median seconds of `runs` calls, and the last call's result; `before` runs untimed ahead of each call."""
     times, result = [], None
     for _ in range(runs):
+        if before is not None:
+            before()
         started = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - started)
@@ -146,17 +148,25 @@ def timed(fn: Callable[[], object], runs: int) -> tuple[float, object]:
 
 
 @contextmanager
-def pg_schema() -> Iterator[str]:
-    """A URL of a fresh schema on `TY_TEST_PG_URL`, dropped with everything in it afterwards."""
+def pg_schema(*, keep: bool = False, reuse: str | None = None) -> Iterator[str]:
+    """A URL of a fresh schema on `TY_TEST_PG_URL`, dropped with everything in it afterwards.
+
+    `keep` leaves it in place (to measure again without rebuilding); `reuse` names a schema kept that way,
+    which is then neither created nor dropped.
+    """
     admin = sa.create_engine(PG_URL)
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    schema = reuse or f"bench_{uuid.uuid4().hex[:10]}"
+    if reuse is None:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     url = f"{PG_URL}?options=-csearch_path%3D{schema}"
     try:
         yield url
     finally:
         dispose_engine(url)
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        if keep or reuse is not None:
+            print(f"schema {schema} kept (drop it with: DROP SCHEMA \"{schema}\" CASCADE)")
+        else:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()

@@ -24,9 +24,7 @@ from ty_pipeline.step_retries import retried_asset
 from ty_pipeline.warehouse.demand_store import (
     active_summary,
     distinct_stored_states,
-    load_counts,
-    load_snapshot,
-    write_snapshot,
+    store_snapshot,
 )
 
 SNAPSHOT_CHECK = "snapshot_sums_consistent"
@@ -74,20 +72,22 @@ def demand_snapshots(
     spellings = distinct_stored_states(engine)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demand-count") as pool:
         counting = pool.submit(active_summary, engine, day)
-        written = write_snapshot(
+        # The stored rows come back from the INSERT itself (RETURNING): no second read for the check.
+        stored = store_snapshot(
             engine, day, utcnow(), min_postings_per_profession=config.min_postings_per_profession,
             stored_states=spellings,
         )
         written_at = time.monotonic()
         summary = counting.result()
     counted_at = time.monotonic()
-    stored = load_counts(engine, day)
+    written = len(stored)
     problems = consistency_problems(stored, summary.mapped_by_state)
     for problem in problems[:20]:
         context.log.error(problem)
 
     domain_rows = [r for r in stored if r.berufenet_id is None]
     profession_rows = [r for r in stored if r.berufenet_id is not None]
+    strongest = strongest_demand_table(stored)
     metadata: dict[str, dg.RawMetadataValue] = {
         "rows_written": written,
         "domain_rows": len(domain_rows),
@@ -101,8 +101,8 @@ def demand_snapshots(
         "excluded_bad_kldb": summary.bad_kldb,
         "min_postings_per_profession": config.min_postings_per_profession,
         "seconds": round(time.monotonic() - started, 2),
-        # Where the time goes: the snapshot statement (the count runs beside it; `seconds_count_wait` is how
-        # long it outlasted the statement), then reading the rows back for the check.
+        # Where the time goes: the snapshot statements (the count runs beside them; `seconds_count_wait` is
+        # how long it outlasted them), then the check and the metadata.
         "seconds_statement": round(written_at - started, 3),
         "seconds_count_wait": round(counted_at - written_at, 3),
         "seconds_check": round(time.monotonic() - counted_at, 3),
@@ -111,7 +111,7 @@ def demand_snapshots(
         "total_postings": sum(r.total_postings for r in domain_rows),
         "fresh_7d_postings": sum(r.fresh_7d for r in domain_rows),
         "fresh_14d_postings": sum(r.fresh_14d for r in domain_rows),
-        "strongest_demand": dg.MetadataValue.md(strongest_demand_table(load_snapshot(engine, day))),
+        "strongest_demand": dg.MetadataValue.md(strongest),
     }
     context.log.info(
         f"{day}: {len(domain_rows)} domain rows, {len(profession_rows)} profession rows from "

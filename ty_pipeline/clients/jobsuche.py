@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ty_pipeline.clients.http_retry import KeyedJsonClient, SourceError, request_json
+from ty_pipeline.clients.http_retry import JsonApiClient, SourceError
 from ty_pipeline.domain.jobsuche_format import (
     DetailContent,
     SearchPage,
@@ -30,7 +30,7 @@ class DetailResult:
     content: DetailContent | None
 
 
-class JobsucheClient(KeyedJsonClient):
+class JobsucheClient(JsonApiClient):
     default_api_key = PUBLIC_API_KEY
     default_user_agent = USER_AGENT
     _search_path: str | None = None  # the first search path that answered (v6, else v4)
@@ -41,11 +41,7 @@ class JobsucheClient(KeyedJsonClient):
         last: SourceError | None = None
         for path in paths:
             try:
-                _, payload = request_json(
-                    self.session, "GET", f"{self.base_url}{path}", params=params,
-                    what=f"Jobsuche search {path} {params}", policy=self.policy, timeout=self.timeout,
-                    sleep=self.sleep, limiter=self.limiter,
-                )
+                _, payload = self.fetch_json("GET", path, params=params, what=f"Jobsuche search {path} {params}")
             except SourceError as exc:
                 if exc.status == 404 and self._search_path is None:
                     last = exc
@@ -60,10 +56,9 @@ class JobsucheClient(KeyedJsonClient):
 
     def details(self, refnr: str) -> DetailResult:
         """The posting's detail record; 404 (or a `messages`-only body) means the posting is gone."""
-        status, payload = request_json(
-            self.session, "GET", f"{self.base_url}/pc/v4/jobdetails/{encode_refnr(refnr)}",
-            what=f"Jobsuche details {refnr}", policy=self.policy, timeout=self.timeout, sleep=self.sleep,
-            ok_statuses=frozenset({200, 404}), limiter=self.limiter,
+        status, payload = self.fetch_json(
+            "GET", f"/pc/v4/jobdetails/{encode_refnr(refnr)}", what=f"Jobsuche details {refnr}",
+            ok_statuses=frozenset({200, 404}),
         )
         if status == 404:
             return DetailResult(status=404, content=DetailContent(None, None, not_found=True))

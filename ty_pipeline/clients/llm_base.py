@@ -237,13 +237,33 @@ def _schema_errors(exc: ValidationError, limit: int = 5) -> str:
 LlmRetryPolicy = BackoffRetry  # the LLM clients' name for the shared policy (30 s cap on a wait)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A decoded JSON answer with what it took: the attempts made and the wall time over all of them."""
+
+    payload: dict[str, Any]
+    attempts: int
+    wall_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One logical request as each of its attempts sees it."""
+
+    url: str
+    what: str  # how messages name it: "POST /api/chat (model qwen2.5:7b)"
+    failed_metrics: Callable[[int], list[CallMetrics]]  # attempts -> the cost of the failed call
+
+
 class PooledHttpClient:
     """What both LLM backends' clients share around their wire format: a pooled `requests.Session`
-    closed with the client (also as a context manager), the retry policy's waits, a redacted repr."""
+    closed with the client (also as a context manager), one logical request under the retry policy,
+    the retry policy's waits, a redacted repr."""
 
     session: requests.Session
     retry: BackoffRetry
     shown_url: str
+    words: ServerWords  # set by each backend: how its failures are worded
 
     def _connect(self, base_url: str, *, user_agent: str, connect_timeout_s: float, read_timeout_s: float,
                  max_retries: int, backoff_base_s: float, backoff_max_s: float, pool_size: int,
@@ -292,6 +312,40 @@ class PooledHttpClient:
                                 host=self.shown_url)]
 
         return metrics
+
+    def with_retries(
+        self,
+        method: str,
+        path: str,
+        attempt: Callable[[Request, int], dict[str, Any]],
+        *,
+        model: str | None = None,
+        max_retries: int | None = None,
+    ) -> Answer:
+        """One logical request: `attempt(request, n)` makes HTTP attempt n and returns the decoded JSON
+        object, raises `TransientFailure` to be retried, or a typed `LlmError` to stop at once.
+
+        Retries that all fail become the backend's typed error (`exhausted_error`). When `model` is
+        given, failures carry a `CallMetrics` for the call (attempts and wall time), so failed calls
+        are counted too.
+        """
+        started = time.monotonic()
+        request = Request(
+            url=f"{self.base_url}{path}",
+            what=f"{method} {path}" + (f" (model {model})" if model else ""),
+            failed_metrics=self.failure_metrics(model, path),
+        )
+        try:
+            payload, attempts = self.retry.run(
+                lambda number: attempt(request, number), what=f"{self.words.label} {request.what}",
+                max_retries=max_retries,
+            )
+        except RetriesExhausted as exhausted:
+            raise exhausted_error(
+                exhausted, words=self.words, shown_url=self.shown_url, what=request.what,
+                metrics=request.failed_metrics(exhausted.attempts),
+            ) from None
+        return Answer(payload, attempts, time.monotonic() - started)
 
 
 def send(

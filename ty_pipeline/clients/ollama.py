@@ -31,6 +31,7 @@ from ty_pipeline.clients.llm_base import (
     DEFAULT_CHAT_OPTIONS,
     MAX_ERROR_BODY_CHARS,
     MAX_RAW_IN_MESSAGE,
+    Answer,
     CallMetrics,
     Exchange,
     LlmConnectionReset,
@@ -41,14 +42,14 @@ from ty_pipeline.clients.llm_base import (
     LlmTransientError,
     LlmUnavailable,
     PooledHttpClient,
+    Request,
     ServerWords,
     chat_with_one_correction,
     corrective_message,
     error_body_text,
-    exhausted_error,
     send,
 )
-from ty_pipeline.clients.retry_policy import RetriesExhausted, TransientFailure
+from ty_pipeline.clients.retry_policy import TransientFailure
 from ty_pipeline.domain.urls import redact_secrets_of
 
 __all__ = [
@@ -111,18 +112,13 @@ OLLAMA_WORDS = ServerWords(
 )
 
 
-class _Answer:
-    __slots__ = ("attempts", "payload", "wall_s")
-
-    def __init__(self, payload: dict[str, Any], attempts: int, wall_s: float) -> None:
-        self.payload, self.attempts, self.wall_s = payload, attempts, wall_s
-
-
 # -- the client -------------------------------------------------------------------------------------------
 
 
 class OllamaClient(PooledHttpClient):
     """Thread-safe: share one instance between the workers of a run (the session pool is sized for it)."""
+
+    words = OLLAMA_WORDS
 
     def __init__(
         self,
@@ -167,19 +163,12 @@ class OllamaClient(PooledHttpClient):
         body: dict[str, Any] | None = None,
         model: str | None = None,
         max_retries: int | None = None,
-    ) -> _Answer:
-        """One logical request with the retry policy; returns the decoded JSON object.
+    ) -> Answer:
+        """One logical request with the retry policy (`PooledHttpClient.with_retries`); returns the
+        decoded JSON object. Raises typed errors only."""
 
-        Raises typed errors only. When `model` is given, the error carries a `CallMetrics` for this
-        call (attempts and wall time) so failed calls are counted too.
-        """
-        url = f"{self.base_url}{path}"
-        what = f"{method} {path}" + (f" (model {model})" if model else "")
-        started = time.monotonic()
-        failed_metrics = self.failure_metrics(model, path)
-
-        def attempt(number: int) -> dict[str, Any]:
-            resp = send(self.session, method, url, body=body, timeout=self.timeout, safe=self._safe)
+        def attempt(request: Request, number: int) -> dict[str, Any]:
+            resp = send(self.session, method, request.url, body=body, timeout=self.timeout, safe=self._safe)
             status = resp.status_code
             if status == 200:
                 try:
@@ -194,20 +183,13 @@ class OllamaClient(PooledHttpClient):
                 raise TransientFailure(f"HTTP {status}: {text}", status=status,
                                        retry_after=resp.headers.get("Retry-After"))
             if status == 404 and model is not None and "not found" in text.lower():
-                raise self._model_missing(model, text, failed_metrics(number))
+                raise self._model_missing(model, text, request.failed_metrics(number))
             raise LlmRequestError(
-                f"Ollama at {self.shown_url} rejected {what}: HTTP {status}: {text}",
-                status=status, error=text, metrics=failed_metrics(number),
+                f"Ollama at {self.shown_url} rejected {request.what}: HTTP {status}: {text}",
+                status=status, error=text, metrics=request.failed_metrics(number),
             )
 
-        try:
-            payload, attempts = self.retry.run(attempt, what=f"Ollama {what}", max_retries=max_retries)
-        except RetriesExhausted as exhausted:
-            raise exhausted_error(
-                exhausted, words=OLLAMA_WORDS, shown_url=self.shown_url, what=what,
-                metrics=failed_metrics(exhausted.attempts),
-            ) from None
-        return _Answer(payload, attempts, time.monotonic() - started)
+        return self.with_retries(method, path, attempt, model=model, max_retries=max_retries)
 
     # -- server information -----------------------------------------------------------------------------
 

@@ -37,21 +37,22 @@ from pydantic import BaseModel
 from ty_pipeline.clients.llm_base import (
     DEFAULT_CHAT_OPTIONS,
     MAX_RAW_IN_MESSAGE,
+    Answer,
     CallMetrics,
     Exchange,
     LlmInvalidAnswer,
     LlmModelMissing,
     LlmRequestError,
     PooledHttpClient,
+    Request,
     ServerWords,
     chat_with_one_correction,
     count,
     error_body_text,
     error_message_of,
-    exhausted_error,
     send,
 )
-from ty_pipeline.clients.retry_policy import RetriesExhausted, TransientFailure
+from ty_pipeline.clients.retry_policy import TransientFailure
 from ty_pipeline.domain.urls import redact_secrets_of
 
 log = logging.getLogger(__name__)
@@ -128,19 +129,14 @@ def _first_choice(payload: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-class _Answer:
-    __slots__ = ("attempts", "payload", "wall_s")
-
-    def __init__(self, payload: dict[str, Any], attempts: int, wall_s: float) -> None:
-        self.payload, self.attempts, self.wall_s = payload, attempts, wall_s
-
-
 class OpenAICompatClient(PooledHttpClient):
     """Thread-safe: share one instance between the workers of a run (the session pool is sized for it).
 
     `api_key` is sent as `Authorization: Bearer ...` when set; it is never part of a message, a log line
     or `repr`.
     """
+
+    words = OPENAI_WORDS
 
     def __init__(
         self,
@@ -206,16 +202,14 @@ class OpenAICompatClient(PooledHttpClient):
         model: str | None = None,
         max_retries: int | None = None,
         stream: bool = False,
-    ) -> _Answer:
-        """One logical request with the retry policy; returns the decoded JSON object (a streamed chat
-        completion assembled into the non-streamed shape). Raises typed errors only."""
-        url = f"{self.base_url}{path}"
-        what = f"{method} {path}" + (f" (model {model})" if model else "")
-        started = time.monotonic()
-        failed_metrics = self.failure_metrics(model, path)
+    ) -> Answer:
+        """One logical request with the retry policy (`PooledHttpClient.with_retries`); returns the
+        decoded JSON object (a streamed chat completion assembled into the non-streamed shape). Raises
+        typed errors only."""
 
-        def attempt(number: int) -> dict[str, Any]:
-            resp = send(self.session, method, url, body=body, timeout=self.timeout, safe=self._safe, stream=stream)
+        def attempt(request: Request, number: int) -> dict[str, Any]:
+            resp = send(self.session, method, request.url, body=body, timeout=self.timeout, safe=self._safe,
+                        stream=stream)
             try:
                 status = resp.status_code
                 if status == 200:
@@ -225,26 +219,19 @@ class OpenAICompatClient(PooledHttpClient):
                     raise TransientFailure(f"HTTP {status}: {text}", status=status,
                                            retry_after=resp.headers.get("Retry-After"))
                 if status in (401, 403):
-                    raise self._auth_error(status, what, text, failed_metrics(number))
+                    raise self._auth_error(status, request.what, text, request.failed_metrics(number))
                 if status == 404 and model is not None and ("model" in text.lower() or model in text):
-                    raise self._model_missing(model, text, failed_metrics(number))
+                    raise self._model_missing(model, text, request.failed_metrics(number))
                 hint = (" Is the URL the server's root or its /v1 (e.g. http://gpu-box:8000)?"
                         if status in (404, 405) else "")
                 raise LlmRequestError(
-                    f"{LABEL} at {self.shown_url} rejected {what}: HTTP {status}: {text}.{hint}",
-                    status=status, error=text, metrics=failed_metrics(number),
+                    f"{LABEL} at {self.shown_url} rejected {request.what}: HTTP {status}: {text}.{hint}",
+                    status=status, error=text, metrics=request.failed_metrics(number),
                 )
             finally:
                 resp.close()
 
-        try:
-            payload, attempts = self.retry.run(attempt, what=f"{LABEL} {what}", max_retries=max_retries)
-        except RetriesExhausted as exhausted:
-            raise exhausted_error(
-                exhausted, words=OPENAI_WORDS, shown_url=self.shown_url, what=what,
-                metrics=failed_metrics(exhausted.attempts),
-            ) from None
-        return _Answer(payload, attempts, time.monotonic() - started)
+        return self.with_retries(method, path, attempt, model=model, max_retries=max_retries)
 
     def _read_answer(self, resp: requests.Response) -> dict[str, Any]:
         """A 200's body: JSON, or server-sent events when the server streams (it may also ignore `stream`)."""

@@ -1,6 +1,6 @@
 """Demand snapshot rules: postings per state x KldB domain and per state x profession.
 
-The counting itself runs in the warehouse (ty_pipeline/warehouse/demand_store.py, one `INSERT ... SELECT`);
+The counting itself runs in the warehouse (ty_pipeline/warehouse/demand_store.py, `store_snapshot`);
 this module holds the rules it follows, the row type, and the Python side of the check.
 
 Differences from the replaced `compute_demand_snapshot.py` (docs/domain_rules.md §8.1), on purpose:
@@ -105,20 +105,8 @@ def summarize(tallies: Iterable[StateTally], states: Sequence[str] = STATES) -> 
     )
 
 
-@dataclass(frozen=True)
-class SnapshotCounts:
-    """The columns of a stored row the check reads (reading only these is several times faster)."""
-
-    state: str
-    domain_code: str
-    berufenet_id: str | None
-    total_postings: int
-    fresh_7d: int
-    fresh_14d: int
-
-
 def consistency_problems(
-    rows: Sequence[SnapshotRow | SnapshotCounts], mapped_active_by_state: dict[str, int]
+    rows: Sequence[SnapshotRow], mapped_active_by_state: dict[str, int]
 ) -> list[str]:
     """What the `snapshot_sums_consistent` check reports; empty when the stored rows add up.
 

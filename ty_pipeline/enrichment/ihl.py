@@ -13,11 +13,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from ty_pipeline.domain.ihl import AnalystOutput, HRExpertOutput, RedFlag, SkepticOutput, ihl_result
-from ty_pipeline.domain.llm_hashing import input_hash
 from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
-from ty_pipeline.enrichment.llm_call import ModelOptions, free_text_problems, retry_message
+from ty_pipeline.enrichment.llm_call import ModelOptions, PipelineIdentity, free_text_problems, retry_message
 from ty_pipeline.enrichment.runner import POSTING_ERRORS, Outcome, error_outcome
-from ty_pipeline.prompts import Prompt, combined_version, load_prompt, prompt_versions
+from ty_pipeline.prompts import Prompt, load_prompt
 
 DEFAULT_IHL_MODEL = "qwen2.5:7b-instruct"
 
@@ -56,7 +55,9 @@ class IhlSettings:
     options: ModelOptions = ModelOptions(num_predict=1024)
 
 
-class IhlPipeline:
+class IhlPipeline(PipelineIdentity):
+    family = "ihl"  # prompt_version `ihl/<analyst>.<skeptic>.<hr_expert>+p<posting context>`
+
     def __init__(self, client: Any, settings: IhlSettings) -> None:
         self.client = client
         self.settings = settings
@@ -69,29 +70,13 @@ class IhlPipeline:
         return [self.analyst_prompt, self.skeptic_prompt, self.expert_prompt]
 
     @property
-    def prompt_versions(self) -> list[str]:
-        return prompt_versions(self.prompts)
-
-    @property
-    def prompt_version(self) -> str:
-        """`ihl/<analyst>.<skeptic>.<hr_expert>+p<posting context>` for the VARCHAR(32) column."""
-        return combined_version("ihl", self.prompts)
-
-    @property
     def models(self) -> list[str]:
         s = self.settings
         return [s.analyst_model, s.skeptic_model, s.hr_expert_model]
 
-    @property
-    def distinct_models(self) -> list[str]:
-        return list(dict.fromkeys(self.models))
-
     def models_json(self) -> str:
         s = self.settings
         return json.dumps({"analyst": s.analyst_model, "skeptic": s.skeptic_model, "hr_expert": s.hr_expert_model})
-
-    def hash_for(self, text: str) -> str:
-        return input_hash(text, prompt_versions=self.prompt_versions, models=self.models)
 
     def base_values(self) -> dict[str, Any]:
         """Columns every row gets, skipped postings included."""

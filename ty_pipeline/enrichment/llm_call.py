@@ -1,15 +1,56 @@
-"""Shared pieces of the per-posting pipelines: model options and answer checks for free-text fields."""
+"""Shared pieces of the per-posting pipelines: what their results are keyed by, model options and answer
+checks for free-text fields."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ty_pipeline.domain.degenerate import detect_refusal, detect_repetition, detect_template_artifacts
+from ty_pipeline.domain.llm_hashing import input_hash
+from ty_pipeline.prompts import Prompt, combined_version, prompt_versions
 
 DEFAULT_TEMPERATURE = 0.0
 DEFAULT_SEED = 42
+
+
+class PipelineIdentity(ABC):
+    """What a per-posting pipeline's saved rows are keyed and labelled by: its prompts and its models.
+
+    The memo hash, the `prompt_version` column and the models a run checks before it starts are derived
+    from `family`, `prompts` and `models` in one way for every pipeline, so a saved result stays valid
+    exactly as long as none of them changed.
+    """
+
+    family: ClassVar[str]  # first part of the `prompt_version` column: `ihl/1.1.1+p1`
+
+    @property
+    @abstractmethod
+    def prompts(self) -> list[Prompt]:
+        """Every prompt a posting may meet, in a fixed order."""
+
+    @property
+    @abstractmethod
+    def models(self) -> list[str]:
+        """Every model a posting may meet, in a fixed order (part of the input hash)."""
+
+    @property
+    def prompt_versions(self) -> list[str]:
+        return prompt_versions(self.prompts)
+
+    @property
+    def prompt_version(self) -> str:
+        """`<family>/<each prompt's number>+p<posting context>` for the VARCHAR(32) column."""
+        return combined_version(self.family, self.prompts)
+
+    @property
+    def distinct_models(self) -> list[str]:
+        return list(dict.fromkeys(self.models))
+
+    def hash_for(self, text: str) -> str:
+        return input_hash(text, prompt_versions=self.prompt_versions, models=self.models)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from ty_pipeline.domain.degenerate import detect_template_artifacts, is_filler_value
-from ty_pipeline.domain.llm_hashing import input_hash
 from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.domain.skills import (
     IMPORTANCE_RANK,
@@ -25,9 +24,9 @@ from ty_pipeline.domain.skills import (
     normalize_skills,
     skills_json,
 )
-from ty_pipeline.enrichment.llm_call import ModelOptions
+from ty_pipeline.enrichment.llm_call import ModelOptions, PipelineIdentity
 from ty_pipeline.enrichment.runner import POSTING_ERRORS, Outcome, error_outcome
-from ty_pipeline.prompts import Prompt, combined_version, load_prompt, prompt_versions
+from ty_pipeline.prompts import Prompt, load_prompt
 
 DEFAULT_SKILLS_MODEL = "qwen2.5:7b-instruct"
 _UNRATED = "unrated"
@@ -84,26 +83,21 @@ class SkillSettings:
     options: ModelOptions = ModelOptions(num_predict=768)
 
 
-class SkillPipeline:
+class SkillPipeline(PipelineIdentity):
+    family = "skills_extract"
+
     def __init__(self, client: Any, settings: SkillSettings) -> None:
         self.client = client
         self.settings = settings
         self.prompt: Prompt = load_prompt("skills_extract")
 
     @property
-    def prompt_versions(self) -> list[str]:
-        return prompt_versions([self.prompt])
+    def prompts(self) -> list[Prompt]:
+        return [self.prompt]
 
     @property
-    def prompt_version(self) -> str:
-        return combined_version("skills_extract", [self.prompt])
-
-    @property
-    def distinct_models(self) -> list[str]:
+    def models(self) -> list[str]:
         return [self.settings.model]
-
-    def hash_for(self, text: str) -> str:
-        return input_hash(text, prompt_versions=self.prompt_versions, models=self.distinct_models)
 
     def base_values(self) -> dict[str, Any]:
         """Columns every row gets, skipped postings included."""

@@ -41,7 +41,7 @@ from ty_pipeline.warehouse.schema import (
     postings,
     profession_similarity,
 )
-from ty_pipeline.warehouse.upsert import chunks, dialect_insert, insert_new
+from ty_pipeline.warehouse.upsert import chunks, insert_new, upsert
 
 _IN_CHUNK = 500
 _WRITE_CHUNK = 1000
@@ -187,20 +187,10 @@ def save_learned(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetim
 
     def write(c: Connection) -> None:
         for part in chunks(values, _WRITE_CHUNK):
-            stmt = dialect_insert(engine, berufenet_learned_aliases).values(list(part))
-            c.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["title_key"],
-                    set_={
-                        "title": stmt.excluded.title,
-                        "profession_id": stmt.excluded.profession_id,
-                        "status": stmt.excluded.status,
-                        "score": stmt.excluded.score,
-                        "model": stmt.excluded.model,
-                        "updated_at": stmt.excluded.updated_at,
-                    },
-                )
-            )
+            c.execute(upsert(
+                engine, berufenet_learned_aliases, part, keys=["title_key"],
+                update=["title", "profession_id", "status", "score", "model", "updated_at"],
+            ))
 
     _within(engine, conn, write)
 
@@ -251,22 +241,11 @@ def upsert_failed_titles(engine: Engine, rows: Sequence[Mapping[str, Any]], now:
             for r in rows
         ]
         for row in values:  # one by one: keeps `seq` in the caller's order on both backends
-            stmt = dialect_insert(engine, berufenet_failed_titles).values(row)
-            c.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["title_key"],
-                    set_={
-                        "status": stmt.excluded.status,
-                        "score": stmt.excluded.score,
-                        "candidates_json": stmt.excluded.candidates_json,
-                        "fingerprint": stmt.excluded.fingerprint,
-                        "error": stmt.excluded.error,
-                        "resolved": False,
-                        "resolved_profession_id": None,
-                        "updated_at": stmt.excluded.updated_at,
-                    },
-                )
-            )
+            c.execute(upsert(
+                engine, berufenet_failed_titles, row, keys=["title_key"],
+                update=["status", "score", "candidates_json", "fingerprint", "error", "updated_at"],
+                extra_set={"resolved": False, "resolved_profession_id": None},
+            ))
 
     _within(engine, conn, write)
 
@@ -560,16 +539,11 @@ def save_mappings(engine: Engine, rows: Sequence[Mapping[str, Any]], conn: Conne
 
     def write(c: Connection) -> None:
         for part in chunks(list(rows), _WRITE_CHUNK):
-            stmt = dialect_insert(engine, berufenet_mappings).values(list(part))
-            c.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["posting_id"],
-                    set_={col: stmt.excluded[col] for col in (
-                        "title_key", "status", "berufenet_id", "berufenet_name", "kldb", "qualification_level",
-                        "score", "updated_at",
-                    )},
-                )
-            )
+            c.execute(upsert(
+                engine, berufenet_mappings, part, keys=["posting_id"],
+                update=["title_key", "status", "berufenet_id", "berufenet_name", "kldb", "qualification_level",
+                        "score", "updated_at"],
+            ))
 
     _within(engine, conn, write)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, case, func, or_, select
 
 from ty_pipeline.domain.description_status import MAX_DESCRIPTION_ATTEMPTS, DescriptionStatus
 from ty_pipeline.domain.invalidation import InvalidationReason
@@ -34,11 +35,7 @@ def pending_descriptions(engine: Engine, partition_date: date, limit: int | None
     """
     jd = job_descriptions
     query = (
-        select(
-            postings.c.posting_id, postings.c.source, postings.c.external_id, postings.c.origin,
-            postings.c.partner_url, jd.c.attempts,
-        )
-        .select_from(postings.outerjoin(jd, jd.c.posting_id == postings.c.posting_id))
+        pending_query()
         .where(
             postings.c.partition_date == partition_date,
             postings.c.invalidated.is_(False),
@@ -51,9 +48,25 @@ def pending_descriptions(engine: Engine, partition_date: date, limit: int | None
     )
     if limit:
         query = query.limit(limit)
+    return read_pending(engine, query)
+
+
+def pending_query() -> Select[Any]:
+    """Postings with their description row, if any: the columns a `PendingDescription` is read from.
+    Callers add which postings (`where`), their order and limit."""
+    jd = job_descriptions
+    return select(
+        postings.c.posting_id, postings.c.source, postings.c.external_id, postings.c.origin,
+        postings.c.partner_url, jd.c.attempts,
+    ).select_from(postings.outerjoin(jd, jd.c.posting_id == postings.c.posting_id))
+
+
+def read_pending(engine: Engine, query: Select[Any], *, recheck: bool = False) -> list[PendingDescription]:
+    """The rows of a `pending_query` as work items (no description row yet = 0 attempts)."""
     with engine.connect() as conn:
         return [
-            PendingDescription(r.posting_id, r.source, r.external_id, r.origin, r.partner_url, r.attempts or 0)
+            PendingDescription(r.posting_id, r.source, r.external_id, r.origin, r.partner_url, r.attempts or 0,
+                               recheck=recheck)
             for r in conn.execute(query)
         ]
 

@@ -23,7 +23,7 @@ from ty_pipeline.warehouse.schema import (
     posting_summaries,
     postings,
 )
-from ty_pipeline.warehouse.upsert import chunks, dialect_insert, insert_new
+from ty_pipeline.warehouse.upsert import chunks, insert_new, upsert
 
 _IN_CHUNK = 500
 _TEXT_STATUSES = (str(DescriptionStatus.OK), str(DescriptionStatus.TOO_SHORT))
@@ -159,13 +159,10 @@ def _link(conn: Connection, engine: Engine, links: Sequence[tuple[int, str]], mo
         {"posting_id": pid, "text_hash": h, "model": model, "is_current": True, "updated_at": now} for pid, h in links
     ]
     for part in chunks(rows, _IN_CHUNK):
-        stmt = dialect_insert(engine, posting_embeddings).values(list(part))
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["posting_id", "model", "text_hash"],
-                set_={"is_current": True, "updated_at": stmt.excluded.updated_at},
-            )
-        )
+        conn.execute(upsert(
+            engine, posting_embeddings, part, keys=["posting_id", "model", "text_hash"], update=["updated_at"],
+            extra_set={"is_current": True},
+        ))
 
 
 def link_postings(engine: Engine, links: Sequence[tuple[int, str]], model: str, now: datetime) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, or_, select, update
 
 from ty_pipeline.warehouse.schema import description_leases as leases
-from ty_pipeline.warehouse.upsert import dialect_insert
+from ty_pipeline.warehouse.upsert import upsert
 
 # Long enough for a slow batch between renewals; short enough that a killed run's postings come back
 # within the hour even when the instance cannot tell that the run died.
@@ -58,17 +58,11 @@ def claim(
     for start in range(0, len(ids), chunk_size):
         part = ids[start : start + chunk_size]
         rows = [{"posting_id": i, "run_id": run_id, "claimed_at": now, "expires_at": now + ttl} for i in part]
-        stmt = dialect_insert(engine, leases).values(rows)
         conditions = [leases.c.expires_at <= now, leases.c.run_id == run_id]
         if takeover_from:
             conditions.append(leases.c.run_id.in_(sorted(takeover_from)))
-        takeable = or_(*conditions)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["posting_id"],
-            set_={"run_id": stmt.excluded.run_id, "claimed_at": stmt.excluded.claimed_at,
-                  "expires_at": stmt.excluded.expires_at},
-            where=takeable,
-        )
+        stmt = upsert(engine, leases, rows, keys=["posting_id"], update=["run_id", "claimed_at", "expires_at"],
+                      where=or_(*conditions))
         with engine.begin() as conn:
             conn.execute(stmt)
             held.update(conn.execute(

@@ -321,26 +321,14 @@ def sweep_stale_arbeitsagentur(engine: Engine, *, now: datetime, rules: StaleRul
     fetched", and the guard keeps a long outage from invalidating everything older than 30 days.
     """
     first_before, last_before = aa_cutoffs(now, rules)
-    base = and_(
-        postings.c.source == str(Source.ARBEITSAGENTUR),
-        postings.c.origin == str(Origin.API),
-        postings.c.invalidated.is_(False),
+    return _guarded_sweep(
+        engine, Source.ARBEITSAGENTUR,
+        and_(postings.c.first_seen_at < first_before, postings.c.last_seen_at < last_before),
+        max_share=rules.aa_max_share,
+        refusal="{candidates} of {active} active Jobsuche postings look stale; "
+        "more than {share} suggests a fetch problem, so none were invalidated",
+        values={"invalidated": True, "invalidated_reason": str(InvalidationReason.STALE_UNSEEN), "invalidated_at": now},
     )
-    stale = and_(postings.c.first_seen_at < first_before, postings.c.last_seen_at < last_before)
-    with engine.begin() as conn:
-        active = conn.execute(select(func.count()).select_from(postings).where(base)).scalar_one()
-        candidates = conn.execute(select(func.count()).select_from(postings).where(base, stale)).scalar_one()
-        if not sweep_allowed(candidates, active, rules.aa_max_share):
-            return SweepResult(
-                skipped_reason=f"{candidates} of {active} active Jobsuche postings look stale; "
-                f"more than {rules.aa_max_share:.0%} suggests a fetch problem, so none were invalidated"
-            )
-        count = conn.execute(
-            update(postings)
-            .where(base, stale)
-            .values(invalidated=True, invalidated_reason=str(InvalidationReason.STALE_UNSEEN), invalidated_at=now)
-        ).rowcount
-    return SweepResult(invalidated=count)
 
 
 def sweep_stale_deutsche_bank(engine: Engine, *, now: datetime, rules: StaleRules) -> SweepResult:
@@ -349,31 +337,40 @@ def sweep_stale_deutsche_bank(engine: Engine, *, now: datetime, rules: StaleRule
     Call only after a complete listing of the Deutsche Bank API in this run: otherwise "unseen" means
     "not fetched", not "removed".
     """
-    cutoff = db_cutoff(now, rules)
-    base = and_(
-        postings.c.source == str(Source.DEUTSCHE_BANK),
+    return _guarded_sweep(
+        engine, Source.DEUTSCHE_BANK, postings.c.last_seen_at < db_cutoff(now, rules),
+        max_share=rules.db_max_share,
+        refusal="{candidates} of {active} active Deutsche Bank postings look removed; "
+        "more than {share} suggests an API problem, so none were invalidated",
+        values={
+            "invalidated": True, "invalidated_reason": str(InvalidationReason.REMOVED_FROM_SOURCE),
+            "invalidated_at": now,
+            # Listed again later, it is re-checked at once: the removal rests on absence, not on a 404.
+            "recheck_after": now,
+        },
+    )
+
+
+def _guarded_sweep(
+    engine: Engine, source: Source, stale: ColumnElement[bool], *, max_share: float, refusal: str,
+    values: dict[str, Any],
+) -> SweepResult:
+    """Invalidate the valid API postings of `source` matching `stale` with `values`, unless they are more
+    than `max_share` of the active ones (`sweep_allowed`): then nothing changes and `refusal` (with
+    {candidates}, {active} and {share}) says why. Counting and updating share one transaction."""
+    active_api = and_(
+        postings.c.source == str(source),
         postings.c.origin == str(Origin.API),
         postings.c.invalidated.is_(False),
     )
     with engine.begin() as conn:
-        active = conn.execute(select(func.count()).select_from(postings).where(base)).scalar_one()
-        candidates = conn.execute(
-            select(func.count()).select_from(postings).where(base, postings.c.last_seen_at < cutoff)
-        ).scalar_one()
-        if not sweep_allowed(candidates, active, rules.db_max_share):
+        active = conn.execute(select(func.count()).select_from(postings).where(active_api)).scalar_one()
+        candidates = conn.execute(select(func.count()).select_from(postings).where(active_api, stale)).scalar_one()
+        if not sweep_allowed(candidates, active, max_share):
             return SweepResult(
-                skipped_reason=f"{candidates} of {active} active Deutsche Bank postings look removed; "
-                f"more than {rules.db_max_share:.0%} suggests an API problem, so none were invalidated"
+                skipped_reason=refusal.format(candidates=candidates, active=active, share=f"{max_share:.0%}")
             )
-        count = conn.execute(
-            update(postings)
-            .where(base, postings.c.last_seen_at < cutoff)
-            .values(
-                invalidated=True, invalidated_reason=str(InvalidationReason.REMOVED_FROM_SOURCE), invalidated_at=now,
-                # Listed again later, it is re-checked at once: the removal rests on absence, not on a 404.
-                recheck_after=now,
-            )
-        ).rowcount
+        count = conn.execute(update(postings).where(active_api, stale).values(**values)).rowcount
     return SweepResult(invalidated=count)
 
 

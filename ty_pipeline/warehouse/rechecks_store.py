@@ -11,12 +11,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, or_, update
 
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.invalidation import HELD_UNTIL_RECHECK, RECHECK_RULES, RecheckRules, recheck_due_at
-from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription, save_description
-from ty_pipeline.warehouse.schema import job_descriptions, postings
+from ty_pipeline.warehouse.descriptions_store import (
+    DescriptionOutcome,
+    PendingDescription,
+    pending_query,
+    read_pending,
+    save_description,
+)
+from ty_pipeline.warehouse.schema import postings
 
 # A re-check that finds text, or the partner board the text lives on, proves the posting exists.
 REVIVING = {DescriptionStatus.OK, DescriptionStatus.TOO_SHORT, DescriptionStatus.EXTERNAL_PARTNER}
@@ -30,13 +36,8 @@ def due_rechecks(
     Any partition: the nightly run only materializes yesterday, so a posting of an older day would
     otherwise never be re-checked.
     """
-    jd = job_descriptions
     query = (
-        select(
-            postings.c.posting_id, postings.c.source, postings.c.external_id, postings.c.origin,
-            postings.c.partner_url, jd.c.attempts,
-        )
-        .select_from(postings.outerjoin(jd, jd.c.posting_id == postings.c.posting_id))
+        pending_query()
         .where(
             postings.c.invalidated.is_(True),
             postings.c.invalidated_reason.in_(sorted(str(r) for r in HELD_UNTIL_RECHECK)),
@@ -48,12 +49,7 @@ def due_rechecks(
         .order_by(postings.c.last_seen_at.desc(), postings.c.posting_id.desc())
         .limit(limit)
     )
-    with engine.connect() as conn:
-        return [
-            PendingDescription(r.posting_id, r.source, r.external_id, r.origin, r.partner_url, r.attempts or 0,
-                               recheck=True)
-            for r in conn.execute(query)
-        ]
+    return read_pending(engine, query, recheck=True)
 
 
 def save_recheck(

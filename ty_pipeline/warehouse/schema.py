@@ -8,6 +8,8 @@ surface as a fake value in the view.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -105,34 +107,37 @@ description_leases = Table(
 )
 Index("ix_description_leases_run", description_leases.c.run_id)
 
-posting_summaries = Table(
+
+def _llm_result_table(name: str, *columns: Column[Any]) -> Table:
+    """A per-posting LLM result table (summaries, skills, IHL): the posting and its status, the asset's
+    own columns, then the memo record every LLM asset keeps alike (`warehouse/llm_results_store.py`):
+    the prompt version and input hash that produced the row, attempts, the last error."""
+    return Table(
+        name,
+        metadata,
+        Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
+        Column("status", String(32), nullable=False),
+        *columns,
+        Column("prompt_version", String(32)),
+        Column("input_hash", String(64)),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("error", Text),
+        Column("updated_at", DateTime, nullable=False),
+    )
+
+
+posting_summaries = _llm_result_table(
     "posting_summaries",
-    metadata,
-    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
-    Column("status", String(32), nullable=False),
     Column("summary", Text),  # rendered text; NULL unless grading passed
     Column("fields_json", Text),
     Column("grades_json", Text),
     Column("models", Text),
-    Column("prompt_version", String(32)),
-    Column("input_hash", String(64)),
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("error", Text),
-    Column("updated_at", DateTime, nullable=False),
 )
 
-skill_keywords = Table(
+skill_keywords = _llm_result_table(
     "skill_keywords",
-    metadata,
-    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
-    Column("status", String(32), nullable=False),
     Column("skills_json", Text),  # JSON array of distinct skill names; NULL unless status ok
     Column("model", String(128)),
-    Column("prompt_version", String(32)),
-    Column("input_hash", String(64)),
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("error", Text),
-    Column("updated_at", DateTime, nullable=False),
 )
 
 # One row per skill of a posting's stored list (`skill_keywords` asset), replaced with that list.
@@ -147,11 +152,8 @@ skill_keyword_items = Table(
 )
 Index("ix_skill_keyword_items_skill", skill_keyword_items.c.skill)
 
-ihl_scores = Table(
+ihl_scores = _llm_result_table(
     "ihl_scores",
-    metadata,
-    Column("posting_id", Integer, ForeignKey("postings.posting_id", ondelete="CASCADE"), primary_key=True),
-    Column("status", String(32), nullable=False),
     Column("ihl_score", Integer),  # 0-10; NULL unless status ok
     Column("ihl_category", String(32)),
     Column("details_json", Text),  # the three role outputs (analyst, skeptic, hr_expert) and the result
@@ -163,11 +165,6 @@ ihl_scores = Table(
     Column("candidate_pool_estimate", String(32)),
     Column("red_flags_json", Text),
     Column("models", Text),
-    Column("prompt_version", String(32)),
-    Column("input_hash", String(64)),
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("error", Text),
-    Column("updated_at", DateTime, nullable=False),
 )
 
 berufenet_mappings = Table(

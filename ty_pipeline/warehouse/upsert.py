@@ -39,17 +39,19 @@ def upsert(
     *,
     keys: Sequence[str],
     update: Sequence[str] | None = None,
+    extra_set: Mapping[str, Any] | None = None,
     where: Any = None,
 ) -> Any:
     """An `INSERT ... ON CONFLICT (keys) DO UPDATE` statement: `update` columns (default: every
-    non-key column of the first row) take the new values; `where` limits which conflicting rows
-    change (it may use `stmt.excluded` through `table`'s columns)."""
+    non-key column of the first row) take the new values; `extra_set` sets further columns to fixed
+    values or SQL expressions; `where` limits which conflicting rows change (it may use `stmt.excluded`
+    through `table`'s columns)."""
     stmt = dialect_insert(bind, table).values(rows if isinstance(rows, Mapping) else list(rows))
     first = rows if isinstance(rows, Mapping) else rows[0]
     columns = list(update) if update is not None else [k for k in first if k not in keys]
-    return stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={k: getattr(stmt.excluded, k) for k in columns}, where=where
-    )
+    set_: dict[str, Any] = {k: getattr(stmt.excluded, k) for k in columns}
+    set_.update(extra_set or {})
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)
 
 
 def bulk_upsert(
