@@ -276,3 +276,23 @@ def test_rematerializing_a_date_replaces_only_that_date(warehouse_url: str, engi
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(snapshots_table)).scalar_one()
     assert total == len(earlier) + len(now_rows)
+
+
+def test_the_check_counts_every_spelling_of_a_land_and_leaves_out_codes_without_a_domain(
+    warehouse_url: str, engine: sa.Engine
+) -> None:
+    """Postings stored under an API's enum spelling are counted in their Land's domain rows, so the check's
+    independent count must fold them too; a KldB code that yields no domain is reported in
+    `excluded_bad_kldb`, not as a mismatch of the Land's sum."""
+    populate(engine)
+    add(engine, "v6", state="BAYERN", published=days_ago(1), kldb="43414", prof=SW)
+    add(engine, "v6b", state="BADEN_WUERTTEMBERG", published=days_ago(1), kldb="81302", prof=PF)
+    add(engine, "bad", state="Bayern", published=days_ago(1), kldb="B 434", prof=SW)
+    result = run(warehouse_url)
+    rows = stored(engine, D)
+    assert rows[("Bayern", "43", None)][0] == 4
+    assert rows[("Baden-Württemberg", "81", None)][0] == 1
+    m = meta(result)
+    assert (m["mapped_active_postings"], m["excluded_bad_kldb"]) == (7, 1)
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed, evaluation.metadata

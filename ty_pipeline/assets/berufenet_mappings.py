@@ -2,7 +2,6 @@
 
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -10,28 +9,18 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from ty_pipeline.assets.check_report import explained, posting_examples
-from ty_pipeline.clients.llm_hosts import LlmClient
-from ty_pipeline.domain.berufenet_status import RESOLVED, BerufenetStatus
+from ty_pipeline.domain.berufenet_status import BerufenetStatus
 from ty_pipeline.domain.check_report import MAX_EXAMPLES, examples_table
 from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.failed_titles import OPEN_TITLES_SHOWN, open_titles_rows
 from ty_pipeline.partitions import daily_partitions, partition_date
-from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, VERIFY_PROMPT, LlmChooser
-from ty_pipeline.professions.partition_run import CatalogMissing, MappingOptions, map_partition
-from ty_pipeline.professions.pipeline import MappingSettings, Verifier
-from ty_pipeline.professions.thresholds import thresholds_for
-from ty_pipeline.prompts import load_prompt
+from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL
+from ty_pipeline.professions.partition_run import CatalogMissing, DayMapping, DaySettings, map_day
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
-from ty_pipeline.warehouse.berufenet_store import (
-    open_failed_titles,
-    partition_keys_of,
-    partition_mapping_coverage,
-    unmapped_posting_ids,
-    unmapped_postings,
-)
+from ty_pipeline.warehouse.berufenet_store import open_failed_titles
 
 MAPPED_CHECK = "every_posting_mapped"
 VERIFIED_CHECK = "uncertain_band_verified"
@@ -97,121 +86,96 @@ def berufenet_mappings(
     day = partition_date(context)
     started = time.monotonic()
     engine = warehouse.get_engine()
-    model_id = configured_model_id(embedder)
-    thresholds, calibrated = thresholds_for(
-        model_id, accept=config.accept_threshold, verify=config.verify_threshold
-    )
-    if not calibrated:
-        context.log.warning(
-            f"No calibrated thresholds for {model_id}: using accept={thresholds.accept}, verify={thresholds.verify}. "
-            "Run bench/bench_berufenet.py with this model and add it to professions/thresholds.py."
-        )
-    settings = MappingSettings(
-        thresholds=thresholds, top_k=config.top_k, llm_verify=config.llm_verify,
-        encode_batch=config.encode_batch, llm_workers=config.llm_workers,
-    )
-    clients: list[LlmClient] = []
-    verifier: Callable[[], Verifier] | None = None
-    problem: str | None = None
-    if not config.llm_model:
-        problem = "no LLM is configured for verification (llm_model is empty)"
-    else:
-        def make_verifier() -> Verifier:
-            client = ollama.get_client()
-            clients.append(client)
-            client.preflight([config.llm_model])  # fails fast with the client's message
-            return LlmChooser(client, config.llm_model)
-
-        verifier = make_verifier
-
     try:
-        run = map_partition(
+        mapped = map_day(
             engine, day,
-            MappingOptions(settings=settings, reprocess=config.reprocess, embed_model_id=model_id,
-                           llm_model=config.llm_model, prompt_version=load_prompt(VERIFY_PROMPT).version),
-            open_encoder=embedder.encoder_opener(ollama), verifier=verifier, verifier_problem=problem, now=utcnow,
-            log=context.log.info,
+            DaySettings(accept_threshold=config.accept_threshold, verify_threshold=config.verify_threshold,
+                        top_k=config.top_k, llm_verify=config.llm_verify, llm_model=config.llm_model,
+                        llm_workers=config.llm_workers, encode_batch=config.encode_batch, reprocess=config.reprocess),
+            embed_model_id=configured_model_id(embedder),
+            open_encoder=embedder.encoder_opener(ollama), open_llm_client=ollama.get_client, now=utcnow,
+            log=context.log.info, warn=context.log.warning,
         )
     except CatalogMissing as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    finally:
-        for client in clients:
-            client.close()
-
-    report = run.report
-    titles = report.titles_by_status()
-    by_postings = report.postings_by_status()
-    resolved_postings = sum(n for s, n in by_postings.items() if s in RESOLVED)
-    unavailable = titles.get(str(BerufenetStatus.LLM_UNAVAILABLE), 0)
-    errors = titles.get(str(BerufenetStatus.ERROR), 0)
+    run, report = mapped.run, mapped.run.report
     if report.llm_problem:
         context.log.error(f"uncertain band not verified: {report.llm_problem}")
     for r in [r for r in report.results if r.status == BerufenetStatus.ERROR][:10]:
         context.log.warning(f"title '{r.group.title}': {r.error}")
+    metadata = mapping_metadata(mapped, config.llm_model if config.llm_verify else "", time.monotonic() - started)
+    metadata.update(open_titles_metadata(engine))
+    if report.llm_problem:
+        metadata["llm_problem"] = report.llm_problem
+    context.log.info(
+        f"{day}: {run.processed} postings / {run.titles} titles mapped, {mapped.resolved_postings} postings "
+        f"resolved; titles by status {dict(mapped.titles_by_status)}"
+    )
+    return dg.MaterializeResult(metadata=metadata, check_results=mapping_checks(engine, mapped))
+
+
+def mapping_metadata(mapped: DayMapping, llm_model: str, seconds: float) -> dict[str, Any]:
+    """The run's figures and the partition's coverage; `llm_model` is the verifying model, empty when off."""
+    run, report = mapped.run, mapped.run.report
+    titles = mapped.titles_by_status
     metrics = report.llm_metrics
     metadata: dict[str, dg.RawMetadataValue] = {
         "postings": run.postings,
         "processed": run.processed,
         "up_to_date": run.up_to_date,
         "distinct_titles": run.titles,
-        "resolved_postings": resolved_postings,
-        "resolved_share": round(resolved_postings / run.processed, 4) if run.processed else 1.0,
+        "resolved_postings": mapped.resolved_postings,
+        "resolved_share": round(mapped.resolved_postings / run.processed, 4) if run.processed else 1.0,
         "learned_new": run.learned,
         "failed_titles": run.failed_titles,
         "titles_by_status": dg.MetadataValue.json(dict(sorted(titles.items()))),
-        "postings_by_status": dg.MetadataValue.json(dict(sorted(by_postings.items()))),
+        "postings_by_status": dg.MetadataValue.json(dict(sorted(mapped.postings_by_status.items()))),
         "catalog_entries": run.catalog_size,
         "catalog_version": run.catalog_version,
-        "embedding_model": run.encoder_model or model_id,
-        "accept_threshold": thresholds.accept,
-        "verify_threshold": thresholds.verify,
-        "thresholds_calibrated": calibrated,
+        "embedding_model": run.encoder_model or mapped.embed_model_id,
+        "accept_threshold": mapped.thresholds.accept,
+        "verify_threshold": mapped.thresholds.verify,
+        "thresholds_calibrated": mapped.calibrated,
         "encoded_titles": report.encoded_titles,
         "encode_calls": report.encode_calls,
         "new_catalog_vectors": run.name_vectors.new if run.name_vectors else 0,
-        "llm_model": config.llm_model if config.llm_verify else "",
+        "llm_model": llm_model,
         "llm_calls": report.llm_calls,
         "llm_prompt_tokens": sum(m.prompt_eval_count for m in metrics),
         "llm_output_tokens": sum(m.eval_count for m in metrics),
         "llm_seconds": round(sum(m.wall_s for m in metrics), 2),
-        "seconds": round(time.monotonic() - started, 2),
+        "seconds": round(seconds, 2),
         **{f"seconds_{stage}": round(s, 3) for stage, s in sorted(report.seconds.items())},
     }
     for status in BerufenetStatus:
         metadata[f"titles_{status}"] = titles.get(str(status), 0)
     # The partition as a whole (not only this run's postings), so the plot over partitions is comparable.
-    coverage = partition_mapping_coverage(engine, day)
-    metadata["partition_postings"] = coverage.postings
-    metadata["partition_postings_resolved"] = coverage.resolved
-    metadata["mapping_coverage"] = dg.MetadataValue.float(coverage.share)
-    metadata.update(open_titles_metadata(engine))
-    if report.llm_problem:
-        metadata["llm_problem"] = report.llm_problem
-    context.log.info(
-        f"{day}: {run.processed} postings / {run.titles} titles mapped, {resolved_postings} postings resolved; "
-        f"titles by status {dict(titles)}"
-    )
-    missing = unmapped_postings(engine, day)
-    unverified = sorted(
-        (r for r in report.results if r.status in (BerufenetStatus.LLM_UNAVAILABLE, BerufenetStatus.ERROR)),
-        key=lambda r: -len(r.group.posting_ids),  # the titles that leave most postings unmapped first
-    )
-    keys = partition_keys_of(engine, [r.group.key for r in unverified[:MAX_EXAMPLES] if r.group.key])
-    checks = [
+    metadata["partition_postings"] = mapped.coverage.postings
+    metadata["partition_postings_resolved"] = mapped.coverage.resolved
+    metadata["mapping_coverage"] = dg.MetadataValue.float(mapped.coverage.share)
+    return metadata
+
+
+def mapping_checks(engine: Engine, mapped: DayMapping) -> list[dg.AssetCheckResult]:
+    """Every valid posting has a mapping row; no uncertain-band title was left unverified."""
+    day, report = mapped.day, mapped.run.report
+    missing, unverified, keys = mapped.unmapped, mapped.unverified, mapped.unverified_partition_keys
+    return [
         explained(
             check_name=MAPPED_CHECK, passed=missing == 0, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"postings_without_mapping": missing},
             reason=f"{missing} valid postings of {day} have no mapping row after the run (expected 0); "
             "re-materialize the partition",
-            examples=posting_examples(engine, [(pid, "no mapping row") for pid in unmapped_posting_ids(engine, day)])
+            examples=posting_examples(engine, [(pid, "no mapping row") for pid in mapped.unmapped_ids])
             if missing else [],
             total_examples=missing,
         ),
         explained(
-            check_name=VERIFIED_CHECK, passed=unavailable == 0 and errors == 0, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"llm_unavailable_titles": unavailable, "error_titles": errors},
-            reason=_unverified_reason(unavailable, errors, sum(len(r.group.posting_ids) for r in unverified),
-                                      report.llm_problem),
+            check_name=VERIFIED_CHECK, passed=mapped.llm_unavailable_titles == 0 and mapped.error_titles == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"llm_unavailable_titles": mapped.llm_unavailable_titles, "error_titles": mapped.error_titles},
+            reason=_unverified_reason(mapped.llm_unavailable_titles, mapped.error_titles,
+                                      sum(len(r.group.posting_ids) for r in unverified), report.llm_problem),
             examples=[
                 {"partition_key": keys.get(r.group.key, ""), "title": r.group.title,
                  "postings": len(r.group.posting_ids), "status": str(r.status),
@@ -221,7 +185,6 @@ def berufenet_mappings(
             total_examples=len(unverified),
         ),
     ]
-    return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
 def open_titles_metadata(engine: Engine) -> dict[str, Any]:

@@ -63,7 +63,9 @@ class ActiveSummary:
     counted: int  # postings in the domain rows
     without_state: int  # mapped, but no state or not one of the 16 Länder
     bad_kldb: int  # mapped to a Land, but the KldB code yields no domain
-    mapped_by_state: dict[str, int]  # mapped, stored under a Land's exact name: the check's independent count
+    # Per Land (every stored spelling folded), the mapped postings whose KldB code yields a domain: what its
+    # domain rows must sum to, counted apart from the snapshot statement (the check's independent count).
+    mapped_by_state: dict[str, int]
     stored_states: tuple[str | None, ...]  # the distinct `state` values of the active postings
 
 
@@ -88,19 +90,19 @@ def state_spellings(stored: Iterable[str | None], states: Sequence[str] = STATES
 def summarize(tallies: Iterable[StateTally], states: Sequence[str] = STATES) -> ActiveSummary:
     tallies = list(tallies)
     spellings = state_spellings((t.state for t in tallies), states)
-    known = set(states)
     counted = without_state = bad_kldb = 0
-    mapped_by_state: dict[str, int] = {}
+    mapped_by_state: Counter[str] = Counter()
     for t in tallies:
         if t.state is None or t.state not in spellings:
             without_state += t.mapped
             continue
         counted += t.valid_domain
         bad_kldb += t.mapped - t.valid_domain
-        if t.state in known and t.mapped:
-            mapped_by_state[t.state] = t.mapped
+        if t.valid_domain:
+            # Under any spelling: `BAYERN` (Jobsuche v6) is counted in Bayern's domain rows too.
+            mapped_by_state[spellings[t.state]] += t.valid_domain
     return ActiveSummary(
-        sum(t.active for t in tallies), counted, without_state, bad_kldb, mapped_by_state,
+        sum(t.active for t in tallies), counted, without_state, bad_kldb, dict(mapped_by_state),
         tuple(t.state for t in tallies),
     )
 

@@ -1,12 +1,17 @@
 """One daily partition of `berufenet_mappings`, against the warehouse: which postings need work, the
 pipeline over their distinct titles, and the writes (per-posting rows, learned aliases, failed titles).
 
+`map_day` is the service the asset calls (`ty_pipeline/assets/berufenet_mappings.py` is its Dagster glue):
+it resolves the run's settings (calibrated thresholds, the LLM verifier and its clients), runs
+`map_partition`, and reads back what the asset's checks report on.
+
 Results are written as each stage settles them, one transaction per batch, so a crash or a kill during
 the embedding or LLM stage keeps every title already decided, and the next run starts after them.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -15,9 +20,12 @@ from datetime import date, datetime
 from sqlalchemy import Engine
 
 from ty_pipeline.clients.embedder import TextEncoder
-from ty_pipeline.domain.berufenet_status import RESOLVED, RETRY_NEXT_RUN, UNRESOLVED
+from ty_pipeline.clients.llm_hosts import LlmClient
+from ty_pipeline.domain.berufenet_status import RESOLVED, RETRY_NEXT_RUN, UNRESOLVED, BerufenetStatus
+from ty_pipeline.domain.check_report import MAX_EXAMPLES
 from ty_pipeline.domain.profession_records import KnownFailure, LearnedAlias, PostingTitle
 from ty_pipeline.professions.catalog import settings_fingerprint
+from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, VERIFY_PROMPT, LlmChooser
 from ty_pipeline.professions.pipeline import (
     EmbeddingBackend,
     MappingReport,
@@ -28,7 +36,9 @@ from ty_pipeline.professions.pipeline import (
     Verifier,
     group_by_title,
 )
+from ty_pipeline.professions.thresholds import MatchThresholds, thresholds_for
 from ty_pipeline.professions.vectors import NameVectorStats, build_matrix, ensure_name_vectors
+from ty_pipeline.prompts import load_prompt
 from ty_pipeline.warehouse import berufenet_store as store
 
 
@@ -230,3 +240,125 @@ class _LazyEmbedding:
     def __exit__(self, *exc: object) -> None:
         if self._cm is not None:
             self._cm.__exit__(None, None, None)
+
+
+@dataclass(frozen=True)
+class DaySettings:
+    """The asset's run config as plain values (see `BerufenetMappingConfig` for each one's meaning)."""
+
+    accept_threshold: float | None = None  # None: calibrated for the embedding model
+    verify_threshold: float | None = None
+    top_k: int = 5
+    llm_verify: bool = True
+    llm_model: str = DEFAULT_BERUFENET_MODEL  # empty: no LLM configured
+    llm_workers: int = 2
+    encode_batch: int = 256
+    reprocess: bool = False
+
+
+@dataclass
+class DayMapping:
+    """One `map_day`: the partition run, the settings it resolved, and the warehouse after it."""
+
+    day: date
+    run: PartitionRun
+    embed_model_id: str  # the configured encoder (`run.encoder_model` is set only when it was opened)
+    thresholds: MatchThresholds
+    calibrated: bool
+    coverage: store.MappingCoverage  # the whole partition, not only this run's postings
+    unmapped: int  # valid postings of the partition without a mapping row
+    unmapped_ids: list[int]  # the first of them (a failing check's examples)
+    # Uncertain-band titles left unverified (LLM unavailable or an error), most postings first.
+    unverified: list[TitleResult] = field(default_factory=list)
+    unverified_partition_keys: dict[str, str] = field(default_factory=dict)  # title_key -> failed-title key
+
+    @property
+    def titles_by_status(self) -> Counter[str]:
+        return self.run.report.titles_by_status()
+
+    @property
+    def postings_by_status(self) -> Counter[str]:
+        return self.run.report.postings_by_status()
+
+    @property
+    def resolved_postings(self) -> int:
+        return sum(n for s, n in self.postings_by_status.items() if s in RESOLVED)
+
+    @property
+    def llm_unavailable_titles(self) -> int:
+        return self.titles_by_status.get(str(BerufenetStatus.LLM_UNAVAILABLE), 0)
+
+    @property
+    def error_titles(self) -> int:
+        return self.titles_by_status.get(str(BerufenetStatus.ERROR), 0)
+
+
+def map_day(
+    engine: Engine,
+    day: date,
+    settings: DaySettings,
+    *,
+    embed_model_id: str,
+    open_encoder: Callable[[], AbstractContextManager[TextEncoder]],
+    open_llm_client: Callable[[], LlmClient],
+    now: Callable[[], datetime],
+    log: Callable[[str], None] = lambda _m: None,
+    warn: Callable[[str], None] = lambda _m: None,
+) -> DayMapping:
+    """Map the partition's postings with `settings`, then read what the checks need from the warehouse.
+
+    The LLM client is opened and preflighted only when a title reaches the uncertain band (a failing
+    preflight leaves the band `llm_unavailable`, with the reason in `report.llm_problem`), and closed at
+    the end. Raises `CatalogMissing` before any write when the catalog is empty.
+    """
+    thresholds, calibrated = thresholds_for(
+        embed_model_id, accept=settings.accept_threshold, verify=settings.verify_threshold
+    )
+    if not calibrated:
+        warn(
+            f"No calibrated thresholds for {embed_model_id}: using accept={thresholds.accept}, "
+            f"verify={thresholds.verify}. Run bench/bench_berufenet.py with this model and add it to "
+            "professions/thresholds.py."
+        )
+    mapping = MappingSettings(
+        thresholds=thresholds, top_k=settings.top_k, llm_verify=settings.llm_verify,
+        encode_batch=settings.encode_batch, llm_workers=settings.llm_workers,
+    )
+    clients: list[LlmClient] = []
+    verifier: Callable[[], Verifier] | None = None
+    problem: str | None = None
+    if not settings.llm_model:
+        problem = "no LLM is configured for verification (llm_model is empty)"
+    else:
+        def make_verifier() -> Verifier:
+            client = open_llm_client()
+            clients.append(client)
+            client.preflight([settings.llm_model])  # fails fast with the client's message
+            return LlmChooser(client, settings.llm_model)
+
+        verifier = make_verifier
+    try:
+        run = map_partition(
+            engine, day,
+            MappingOptions(settings=mapping, reprocess=settings.reprocess, embed_model_id=embed_model_id,
+                           llm_model=settings.llm_model, prompt_version=load_prompt(VERIFY_PROMPT).version),
+            open_encoder=open_encoder, verifier=verifier, verifier_problem=problem, now=now, log=log,
+        )
+    finally:
+        for client in clients:
+            client.close()
+
+    unmapped = store.unmapped_postings(engine, day)
+    unverified = sorted(
+        (r for r in run.report.results if r.status in (BerufenetStatus.LLM_UNAVAILABLE, BerufenetStatus.ERROR)),
+        key=lambda r: -len(r.group.posting_ids),  # the titles that leave most postings unmapped first
+    )
+    return DayMapping(
+        day=day, run=run, embed_model_id=embed_model_id, thresholds=thresholds, calibrated=calibrated,
+        coverage=store.partition_mapping_coverage(engine, day),
+        unmapped=unmapped, unmapped_ids=store.unmapped_posting_ids(engine, day) if unmapped else [],
+        unverified=unverified,
+        unverified_partition_keys=store.partition_keys_of(
+            engine, [r.group.key for r in unverified[:MAX_EXAMPLES] if r.group.key]
+        ),
+    )
