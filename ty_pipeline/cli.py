@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -33,7 +32,8 @@ from ty_pipeline.cli_pools import (
     run_free_slots,
 )
 from ty_pipeline.domain.clock import berlin_today, utcnow_aware  # partitions are Berlin days
-from ty_pipeline.domain.setting_values import SettingError, check_warehouse_url
+from ty_pipeline.domain.llm_scope import LLM_SOURCES_ENV, default_llm_sources
+from ty_pipeline.domain.setting_values import WAREHOUSE_URL, SettingError, check_warehouse_url
 from ty_pipeline.domain.status_registry import ASSETS, Tally, llm_sources
 from ty_pipeline.domain.urls import redact_url
 from ty_pipeline.settings_check import check_environment
@@ -128,16 +128,18 @@ def main_with(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
 
 
 def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    url = args.warehouse_url or os.environ.get("TY_WAREHOUSE_URL") or DEFAULT_WAREHOUSE_URL
     try:
-        check_warehouse_url(url, "--warehouse-url" if args.warehouse_url else "TY_WAREHOUSE_URL")
+        url = warehouse_url(args)
     except SettingError as exc:
         err.write(f"ty-pipeline status: {exc}\n")
         return 2
-    for problem in check_environment():
+    problems = check_environment()
+    for problem in problems:
         # The status does not read these, but the pipeline does (its code location will not load):
         # one line each, so the operator sees the cause here as well.
         err.write(f"ty-pipeline status: warning: {problem}\n")
+    # A bad TY_LLM_SOURCES was reported just above; the status then counts the default scope.
+    sources = default_llm_sources() if any(p.name == LLM_SOURCES_ENV for p in problems) else llm_sources()
     shown_url = redact_url(url)  # scheme://host:port only: the URL may carry a password
     now_utc = utcnow_aware()  # looked up here, so tests can pin the command's clock
     today = berlin_today(now_utc)
@@ -151,7 +153,7 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             days=[today - timedelta(days=i) for i in range(args.days)],
             now=now_utc.replace(tzinfo=None),
             window_hours=args.window_hours,
-            llm_sources=llm_sources(),
+            llm_sources=sources,
             assets=[
                 AssetStatus(spec=ASSETS[name], built=False, missing_tables=list(ASSETS[name].tables))
                 for name in args.asset or ASSETS
@@ -165,7 +167,7 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 days=args.days,
                 now=now_utc.replace(tzinfo=None),
                 window_hours=args.window_hours,
-                llm_sources=llm_sources(),
+                llm_sources=sources,
                 assets=args.asset,
             )
         except SQLAlchemyError as exc:
@@ -189,9 +191,8 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def run_migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    url = args.warehouse_url or os.environ.get("TY_WAREHOUSE_URL") or DEFAULT_WAREHOUSE_URL
     try:
-        check_warehouse_url(url, "--warehouse-url" if args.warehouse_url else "TY_WAREHOUSE_URL")
+        url = warehouse_url(args)
     except SettingError as exc:
         err.write(f"ty-pipeline migrate: {exc}\n")
         return 2
@@ -210,6 +211,13 @@ def run_migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         out.write(f"Warehouse {shown_url}: schema revision {result.after}, already the newest\n")
     return 0
+
+
+def warehouse_url(args: argparse.Namespace) -> str:
+    """`--warehouse-url`, else `TY_WAREHOUSE_URL`, else the default; a bad one is a `SettingError`."""
+    if args.warehouse_url:
+        return check_warehouse_url(args.warehouse_url, "--warehouse-url")
+    return WAREHOUSE_URL.environ_value() or DEFAULT_WAREHOUSE_URL
 
 
 def _missing_sqlite_file(url: str) -> Path | None:

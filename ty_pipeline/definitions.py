@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import dagster as dg
 
 from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
@@ -23,16 +26,14 @@ from ty_pipeline.clients.deutsche_bank import DEFAULT_DB_BASE_URL
 from ty_pipeline.clients.embedder import DEFAULT_EMBED_BACKEND, DEFAULT_EMBED_MODEL
 from ty_pipeline.clients.jobsuche import DEFAULT_AA_BASE_URL
 from ty_pipeline.clients.ollama import DEFAULT_OLLAMA_HOST
-from ty_pipeline.domain.source_names import DEFAULT_SOURCES
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.job_sources import JobSourcesResource
 from ty_pipeline.resources.jobsuche import JobsucheResource
-from ty_pipeline.resources.llm_scope import build_llm_scope_resource
+from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
-from ty_pipeline.settings import env_or
 from ty_pipeline.settings_check import SettingsInvalid, check_environment
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL
 
@@ -49,6 +50,13 @@ DAILY_ASSETS = [
 OTHER_ASSETS = [berufenet_catalog, profession_similarity, berufenet_title_retry]
 
 
+def env_or(name: str, default: Any) -> Any:
+    """`dg.EnvVar(name)` when the variable is set, else `default`: Dagster resolves the variable at launch and
+    the UI shows its name, never its value. (The resources also resolve an empty field from the environment
+    when used, `Setting.resolve`, since run config that sets another field drops these values.)"""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     # A wrong setting stops the code location from loading, with one line per variable, instead of
     # failing runs later with a library traceback that does not name it.
@@ -59,15 +67,15 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(url=env_or("TY_WAREHOUSE_URL", DEFAULT_WAREHOUSE_URL)),
         "jobsuche": JobsucheResource(base_url=env_or("TY_AA_BASE_URL", DEFAULT_AA_BASE_URL)),
         "deutsche_bank": DeutscheBankResource(base_url=env_or("TY_DB_BASE_URL", DEFAULT_DB_BASE_URL)),
-        "job_sources": JobSourcesResource(enabled=env_or("TY_SOURCES", DEFAULT_SOURCES)),
+        "job_sources": JobSourcesResource(enabled=env_or("TY_SOURCES", "")),
         "embedder": EmbedderResource(
             backend=env_or("TY_EMBED_BACKEND", DEFAULT_EMBED_BACKEND),
             model=env_or("TY_EMBED_MODEL", DEFAULT_EMBED_MODEL),
         ),
-        # Endpoints given here are also resolved from the environment at use (settings.from_env): run
+        # Endpoints given here are also resolved from the environment at use (Setting.resolve): run
         # config that sets only a tuning knob replaces this configuration but never the endpoint.
         "ollama": OllamaResource(host=env_or("OLLAMA_HOST", DEFAULT_OLLAMA_HOST)),
-        "llm_scope": build_llm_scope_resource(),
+        "llm_scope": LlmScopeResource(),  # every field resolved from the environment when used
         "profession_catalog": ProfessionCatalogResource(
             kldb_csv=env_or("TY_KLDB_CSV", None), berufenet_api_url=env_or("TY_BERUFENET_API_URL", None)
         ),

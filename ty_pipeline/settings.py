@@ -1,29 +1,59 @@
-"""Environment-variable wiring for resources.
+"""Every setting the code location reads from the environment, each bound to the one function that
+parses it (`domain.setting_values.Setting`).
 
-Every setting is optional (docs/contract.md). A variable that is set is passed as `dg.EnvVar`, so Dagster
-resolves it at launch and never shows its value in the UI; an unset one falls back to the default.
+The resources check a value given by run config with the same parser (their pydantic field validators,
+`resources/setting_fields.py`) and resolve an empty field from the environment through it when used;
+`settings_check` runs every parser over the environment when the definitions load. So a wrong value
+fails with the same one line wherever it was set. Dagster-free: `ty-pipeline status` checks settings too.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import dagster as dg
+from ty_pipeline.clients.embedder import BACKENDS as EMBED_BACKENDS
+from ty_pipeline.clients.llm_factory import normalize_backend
+from ty_pipeline.domain import llm_scope
+from ty_pipeline.domain.llm_hosts import LLM_HOSTS, OLLAMA_HOST
+from ty_pipeline.domain.setting_values import (
+    STEP_MAX_RETRIES,
+    STEP_RETRY_DELAY,
+    WAREHOUSE_URL,
+    Setting,
+    http_url,
+    parse_choice,
+    text,
+)
+from ty_pipeline.domain.source_names import SOURCES
 
+AA_BASE_URL = http_url("TY_AA_BASE_URL")
+DB_BASE_URL = http_url("TY_DB_BASE_URL")
+BERUFENET_API_URL = http_url("TY_BERUFENET_API_URL")
+KLDB_CSV = Setting("TY_KLDB_CSV", text)  # a path, a URL or `seed`: checked when the catalog is read
+EMBED_BACKEND = Setting("TY_EMBED_BACKEND", lambda value: parse_choice("TY_EMBED_BACKEND", value, EMBED_BACKENDS))
+EMBED_MODEL = Setting("TY_EMBED_MODEL", text)
+LLM_BACKEND = Setting("TY_LLM_BACKEND", normalize_backend)
+LLM_API_KEY = Setting("TY_LLM_API_KEY", text)  # a secret: no parser that could quote it
+LLM_SOURCES = llm_scope.SOURCES
+LLM_MAX_POSTINGS = llm_scope.MAX_POSTINGS
+LLM_MIN_COMPLETE = llm_scope.MIN_COMPLETE
 
-def env_or(name: str, default: Any) -> Any:
-    return dg.EnvVar(name) if os.environ.get(name) else default
-
-
-def from_env(value: str | None, name: str, default: str | None) -> str | None:
-    """An endpoint or model setting of a resource, resolved when it is used, not when it is built.
-
-    Dagster replaces a resource's whole configuration with the run config's `resources.<name>.config`:
-    values given to the constructor (including `EnvVar`s) are dropped when a run sets any other field,
-    such as a timeout. So endpoint fields default to empty and an empty field
-    falls back to the environment variable here, then to the default.
-    """
-    if value:
-        return value
-    return os.environ.get(name) or default
+ENVIRONMENT: tuple[Setting[Any], ...] = (
+    WAREHOUSE_URL,
+    SOURCES,
+    AA_BASE_URL,
+    DB_BASE_URL,
+    BERUFENET_API_URL,
+    KLDB_CSV,
+    EMBED_BACKEND,
+    EMBED_MODEL,
+    OLLAMA_HOST,
+    LLM_BACKEND,
+    LLM_HOSTS,
+    LLM_API_KEY,
+    LLM_SOURCES,
+    LLM_MAX_POSTINGS,
+    LLM_MIN_COMPLETE,
+    STEP_RETRY_DELAY,
+    STEP_MAX_RETRIES,
+)

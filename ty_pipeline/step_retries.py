@@ -15,7 +15,6 @@ pauses grow exponentially with jitter) and `TY_STEP_MAX_RETRIES` (default 3; 0 t
 from __future__ import annotations
 
 import functools
-import os
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
@@ -27,9 +26,8 @@ from sqlalchemy import exc as sa_exc
 from ty_pipeline.domain.setting_values import (
     DEFAULT_STEP_MAX_RETRIES,
     DEFAULT_STEP_RETRY_DELAY_S,
-    DELAY_ENV,
-    MAX_RETRIES_ENV,
-    parse_non_negative,
+    STEP_MAX_RETRIES,
+    STEP_RETRY_DELAY,
 )
 from ty_pipeline.domain.urls import redact_urls_in
 
@@ -82,10 +80,10 @@ def is_transient(exc: BaseException) -> bool:
 
 def step_retry_policy(environ: dict[str, str] | None = None) -> dg.RetryPolicy | None:
     """The policy from the environment; None when `TY_STEP_MAX_RETRIES=0`."""
-    env = os.environ if environ is None else environ
-    delay = parse_non_negative(DELAY_ENV, env.get(DELAY_ENV), DEFAULT_STEP_RETRY_DELAY_S, "seconds")
-    retries = int(parse_non_negative(MAX_RETRIES_ENV, env.get(MAX_RETRIES_ENV), DEFAULT_STEP_MAX_RETRIES,
-                                     "a whole number of retries", whole=True))
+    delay = STEP_RETRY_DELAY.environ_value(environ)
+    retries = STEP_MAX_RETRIES.environ_value(environ)
+    delay = DEFAULT_STEP_RETRY_DELAY_S if delay is None else delay
+    retries = DEFAULT_STEP_MAX_RETRIES if retries is None else retries
     if retries == 0:
         return None
     return dg.RetryPolicy(max_retries=retries, delay=delay, backoff=dg.Backoff.EXPONENTIAL,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import dagster as dg
+
 from ty_pipeline.professions.catalog import SEED
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.job_sources import JobSourcesResource
@@ -11,6 +13,7 @@ from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
+from ty_pipeline.resources.setting_fields import InvalidSetting
 from ty_pipeline.resources.warehouse import WarehouseResource
 
 UNUSED_URL = "http://127.0.0.1:9"  # discard port: any call here fails fast with "connection refused"
@@ -59,3 +62,20 @@ def table_rows(warehouse_url: str, *tables: str) -> dict[str, list[dict[str, Any
                 sa.select(metadata.tables[name]).order_by(*metadata.tables[name].primary_key.columns))]
             for name in tables
         }
+
+
+def setting_failure(result: dg.ExecuteInProcessResult) -> str:
+    """The one-line setting error a run failed with when Dagster built a resource from its run config
+    (`resources/setting_fields.InvalidSetting`, the cause of the resource-initialisation failure); such a
+    failure is never retried."""
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    lines = set()
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None:
+            if error.cls_name == InvalidSetting.__name__:
+                lines.add(error.message.strip().removeprefix(f"{InvalidSetting.__module__}.{InvalidSetting.__name__}: "))
+            error = error.cause
+    (line,) = lines
+    return line

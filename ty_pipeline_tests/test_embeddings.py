@@ -31,8 +31,10 @@ from ty_pipeline.domain.embedding_text import (
 )
 from ty_pipeline.domain.invalidation import InvalidationReason
 from ty_pipeline.domain.posting_record import PostingRecord, Source
+from ty_pipeline.domain.setting_values import SettingError
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
+from ty_pipeline.resources.setting_fields import InvalidSetting
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription, save_description
 from ty_pipeline.warehouse.embeddings_store import vector_from_bytes
@@ -393,9 +395,13 @@ def test_encode_texts_batches_chunks_and_pools_in_input_order() -> None:
         assert vector is not None and abs(np.linalg.norm(vector) - 1) < 1e-5
 
 
-def test_unknown_backend_fails_clearly() -> None:
-    with pytest.raises(dg.Failure, match="Unknown embedding backend 'openai'"):
-        EmbedderResource(backend="openai").build_encoder()
+def test_unknown_backend_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = r"^TY_EMBED_BACKEND='openai' is not valid: expected one of sentence-transformers, onnx, ollama$"
+    with pytest.raises(InvalidSetting, match=expected):  # given to the resource (run config)
+        EmbedderResource(backend="openai")
+    monkeypatch.setenv("TY_EMBED_BACKEND", "openai")  # read from the environment when the encoder is built
+    with pytest.raises(SettingError, match=expected):
+        EmbedderResource().build_encoder()
 
 
 class StubOllamaClient:
@@ -492,9 +498,11 @@ def test_the_ollama_backend_sends_64_texts_per_request_by_default() -> None:
 
 
 def test_the_onnx_backend_is_an_allowed_setting() -> None:
-    from ty_pipeline.settings_check import environment_checks
+    from ty_pipeline.settings import EMBED_BACKEND
+    from ty_pipeline.settings_check import check_environment
 
-    assert environment_checks()["TY_EMBED_BACKEND"]("onnx") == "onnx"
+    assert EMBED_BACKEND.check("onnx") == "onnx" and check_environment({"TY_EMBED_BACKEND": "onnx"}) == []
+    assert EmbedderResource(backend="ONNX").backend_name() == "onnx"
 
 
 def test_the_server_path_reaches_an_openai_compatible_embeddings_endpoint(

@@ -30,7 +30,7 @@ from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.ihl import category_for_score
 from ty_pipeline.domain.posting_record import PostingRecord, Source
 from ty_pipeline.domain.summary_layout import SummaryFields, render_summary
-from ty_pipeline.resources.llm_scope import LlmScopeResource, build_llm_scope_resource
+from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription, save_description
@@ -696,7 +696,7 @@ def test_scope_covers_configured_sources_newest_first_and_leaves_the_rest_pendin
     monkeypatch.setenv("TY_LLM_MAX_POSTINGS", "2")
     monkeypatch.delenv("TY_LLM_SOURCES", raising=False)
     with_checks = [skill_keywords, *build_llm_output_checks()]
-    first = run(with_checks, warehouse_url, fake.base_url, scope=build_llm_scope_resource())
+    first = run(with_checks, warehouse_url, fake.base_url, scope=LlmScopeResource())
     assert set(rows(engine, "skill_keywords")) == {newest, middle}
     m = meta(first, "skill_keywords")
     assert (m["processed"], m["pending"], m["sources"]) == (2, 1, "deutsche_bank")
@@ -713,13 +713,13 @@ def test_scope_covers_configured_sources_newest_first_and_leaves_the_rest_pendin
     table = complete.metadata["examples"].value
     assert f"| {older} | deutsche_bank:" in table and table.rstrip().endswith("| pending |")
 
-    second = run(with_checks, warehouse_url, fake.base_url, scope=build_llm_scope_resource())
+    second = run(with_checks, warehouse_url, fake.base_url, scope=LlmScopeResource())
     assert set(rows(engine, "skill_keywords")) == {newest, middle, older}
     assert (meta(second, "skill_keywords")["processed"], meta(second, "skill_keywords")["pending"]) == (1, 0)
     assert checks(second, "skill_keywords")["skill_keywords_complete"] is True
 
     monkeypatch.setenv("TY_LLM_SOURCES", "deutsche_bank,arbeitsagentur")
-    run([skill_keywords], warehouse_url, fake.base_url, scope=build_llm_scope_resource(),
+    run([skill_keywords], warehouse_url, fake.base_url, scope=LlmScopeResource(),
         config={"skill_keywords": {"max_postings": 0}})
     assert rows(engine, "skill_keywords")[aa]["status"] == "ok"
     assert len(fake.chat_calls()) == 4
@@ -798,7 +798,7 @@ def test_the_assets_load_with_the_output_checks_and_their_resources() -> None:
     defs = dg.Definitions(
         assets=[llm_enrichment],
         asset_checks=build_llm_output_checks(),
-        resources={"warehouse": WarehouseResource(), "ollama": OllamaResource(), "llm_scope": build_llm_scope_resource()},
+        resources={"warehouse": WarehouseResource(), "ollama": OllamaResource(), "llm_scope": LlmScopeResource()},
     )
     dg.Definitions.validate_loadable(defs)
     assert llm_enrichment.node_def.pool == "ollama" and llm_enrichment.can_subset

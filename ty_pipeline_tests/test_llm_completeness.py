@@ -2,7 +2,7 @@
 
 import pytest
 
-from ty_pipeline.domain.llm_scope import DEFAULT_MIN_COMPLETE_SHARE, parse_share
+from ty_pipeline.domain.llm_scope import DEFAULT_MIN_COMPLETE_SHARE, min_complete_share
 from ty_pipeline.domain.llm_selection import Candidate
 from ty_pipeline.enrichment.completeness import completeness
 
@@ -42,10 +42,11 @@ def test_threshold_is_inclusive_and_an_empty_scope_is_complete() -> None:
 @pytest.mark.parametrize(("value", "share"), [(None, DEFAULT_MIN_COMPLETE_SHARE), ("", DEFAULT_MIN_COMPLETE_SHARE),
                                               ("0.8", 0.8), ("90%", 0.9), (" 1 ", 1.0), ("0", 0.0)])
 def test_threshold_setting_parses_shares_and_percentages(value: str | None, share: float) -> None:
-    assert parse_share(value) == pytest.approx(share)
+    assert min_complete_share(value, {}) == pytest.approx(share)
+    assert min_complete_share(None, {"TY_LLM_MIN_COMPLETE": value or ""}) == pytest.approx(share)
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "abc", "120%"])
 def test_a_bad_threshold_is_refused_with_the_variable_named(value: str) -> None:
     with pytest.raises(ValueError, match="TY_LLM_MIN_COMPLETE"):
-        parse_share(value)
+        min_complete_share(value, {})

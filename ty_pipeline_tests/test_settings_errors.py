@@ -3,6 +3,7 @@ what is expected, in the CLI (subprocess, as an operator runs it) and when Dagst
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -71,10 +72,23 @@ def test_every_checked_setting_names_itself() -> None:
         "TY_LLM_SOURCES": "everything", "TY_LLM_MAX_POSTINGS": "many", "TY_LLM_MIN_COMPLETE": "2",
         "TY_EMBED_BACKEND": "openai", "TY_AA_BASE_URL": "rest.arbeitsagentur.de", "TY_DB_BASE_URL": "ftp://x",
         "TY_BERUFENET_API_URL": "https://", "TY_STEP_RETRY_DELAY_S": "-1", "TY_STEP_MAX_RETRIES": "1.5",
-        "TY_LLM_HOSTS": "http://gpu1:8000=zero",
+        "TY_LLM_HOSTS": "http://gpu1:8000=zero", "OLLAMA_HOST": "ftp://gpu1", "TY_LLM_BACKEND": "vllm",
+        "TY_SOURCES": "jobboerse", "TY_WAREHOUSE_URL": "mysql://db/x",
     }
     problems = check_environment(bad)
     assert sorted(p.name for p in problems) == sorted(bad)
     assert all(str(p).startswith(f"{p.name}=") and "\n" not in str(p) for p in problems)
     assert check_environment({"TY_SOURCES": "sample", "TY_WAREHOUSE_URL": "postgresql://u:p@h/db",
                               "TY_LLM_MIN_COMPLETE": "90%", "TY_STEP_MAX_RETRIES": "0"}) == []
+
+
+def test_cli_reports_with_the_default_llm_scope_when_ty_llm_sources_is_bad(tmp_path: Path) -> None:
+    """The status reads `TY_LLM_SOURCES` with the pipeline's own parser; a bad value is one warning line,
+    and the report counts the default scope instead of failing."""
+    url = f"sqlite:///{tmp_path / 'none.sqlite'}"
+    done = run([sys.executable, "-m", "ty_pipeline.cli", "status", "--json"], tmp_path, TY_WAREHOUSE_URL=url,
+               TY_LLM_SOURCES="deutsche_bank,stepstone")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[0] == ("ty-pipeline status: warning: TY_LLM_SOURCES='deutsche_bank,stepstone' is "
+                                           "not valid: expected a comma list of arbeitsagentur, deutsche_bank")
+    assert json.loads(done.stdout)["llm_sources"] == ["deutsche_bank"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -29,16 +30,16 @@ from ty_pipeline.warehouse.engine import dispose_engine, get_engine
 from ty_pipeline.warehouse.schema import berufenet_catalog as catalog_table
 from ty_pipeline_tests.berufenet_fakes import fake_embedder
 from ty_pipeline_tests.fakes.tcp_proxy import DroppingTcpProxy
-from ty_pipeline_tests.helpers import resources_for
+from ty_pipeline_tests.helpers import resources_for, setting_failure
 
 
-def build_catalog(warehouse_url: str) -> dg.ExecuteInProcessResult:
+def build_catalog(warehouse_url: str, run_config: dict[str, Any] | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [berufenet_catalog],
         resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": fake_embedder(),
                    "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED),
                    "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
-        raise_on_error=False,
+        raise_on_error=False, run_config=run_config,
     )
 
 
@@ -85,22 +86,25 @@ def test_an_unreachable_warehouse_fails_after_the_retries_in_one_redacted_line()
 
 
 @pytest.mark.parametrize(("url", "shown"), [("garbage", "garbage"), ("mysql://root:pw@db/x", "mysql://db")])
-def test_a_garbage_warehouse_url_fails_once_naming_the_variable(url: str, shown: str) -> None:
-    result = build_catalog(url)
+def test_a_garbage_warehouse_url_fails_once_naming_the_variable(url: str, shown: str, tmp_path: Path) -> None:
+    # Given by run config (the launchpad): refused when Dagster builds the resource, before the step runs.
+    result = build_catalog(f"sqlite:///{tmp_path / 'warehouse.sqlite'}",
+                           run_config={"resources": {"warehouse": {"config": {"url": url}}}})
     assert not result.success and retries(result) == 0
-    message = failure_description(result)
+    message = setting_failure(result)
     assert message.startswith(f"TY_WAREHOUSE_URL='{shown}' is not valid: expected an SQLAlchemy URL")
-    assert "\n" not in message and "pw@" not in message
+    assert "\n" not in message and "pw@" not in str([e.message for e in result.all_events])
 
 
 def test_an_unknown_posting_source_fails_once_naming_ty_sources(tmp_path: Path) -> None:
     warehouse_url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
     result = dg.materialize([postings], partition_key="2026-01-05", raise_on_error=False,
-                            resources=resources_for(warehouse_url, sources="arbeitsagentur,jobboerse"))
+                            resources=resources_for(warehouse_url),
+                            run_config={"resources": {"job_sources": {"config": {"enabled": "arbeitsagentur,jobboerse"}}}})
     assert not result.success and retries(result) == 0
-    message = failure_description(result)
-    assert "TY_SOURCES='arbeitsagentur,jobboerse' is not valid: expected a comma list of arbeitsagentur" in message
-    assert "not retried" in message and "\n" not in message
+    message = setting_failure(result)
+    assert message == ("TY_SOURCES='arbeitsagentur,jobboerse' is not valid: expected a comma list of arbeitsagentur, "
+                       "deutsche_bank, sample")
     dispose_engine(warehouse_url)
 
 

@@ -12,7 +12,7 @@ import dagster as dg
 from sqlalchemy import Engine
 
 from ty_pipeline.assets.check_report import explained, posting_examples
-from ty_pipeline.domain.llm_selection import SUCCESS_STATUSES, LlmStatus
+from ty_pipeline.domain.llm_selection import LLM_MAX_ATTEMPTS, SUCCESS_STATUSES, LlmStatus
 from ty_pipeline.enrichment.partition_run import LlmPipeline, PartitionRun, RunSettings
 from ty_pipeline.partitions import daily_partitions
 from ty_pipeline.resources.llm_scope import LlmScopeResource
@@ -26,7 +26,7 @@ class LlmRunConfig(dg.Config):
     # Tasks (one posting of one asset) in flight; 0 = twice the hosts' total slots. The client holds
     # every call until its host has a free slot, so this only has to keep a call waiting per slot.
     workers: int = 0
-    max_attempts: int = 3  # runs that may try one input before its llm_error is final
+    max_attempts: int = LLM_MAX_ATTEMPTS  # runs that may try one input before its llm_error is final
     max_postings: int | None = None  # overrides llm_scope.max_postings (TY_LLM_MAX_POSTINGS) for this run
     num_ctx: int = 8192  # context window sent with every call (the server default depends on VRAM)
     max_description_chars: int = 12000  # longer descriptions are cut so the prompt fits num_ctx

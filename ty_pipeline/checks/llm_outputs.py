@@ -100,7 +100,7 @@ def _completeness_check(asset: str, name: str) -> dg.AssetChecksDefinition:
         day = date.fromisoformat(context.partition_key)
         engine = warehouse.get_engine()
         candidates = load_candidates(engine, RESULT_TABLES[asset], day, llm_scope.source_list())
-        return _completeness_result(completeness(candidates, llm_scope.min_complete_share), engine, day)
+        return _completeness_result(completeness(candidates, llm_scope.completeness_threshold()), engine, day)
 
     return _fn
 

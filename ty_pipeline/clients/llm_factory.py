@@ -8,6 +8,7 @@ from typing import Any
 
 from ty_pipeline.clients.ollama import OllamaClient
 from ty_pipeline.clients.openai_compat import OpenAICompatClient
+from ty_pipeline.domain.setting_values import is_unset, parse_choice
 
 BACKENDS = ("ollama", "openai")
 DEFAULT_BACKEND = "ollama"
@@ -17,11 +18,10 @@ LlmClient = OllamaClient | OpenAICompatClient
 
 def normalize_backend(backend: str | None) -> str:
     """`ollama` or `openai` (case and spaces ignored; empty means the default); anything else is a
-    configuration error that names the variable and the choices."""
-    value = (backend or "").strip().lower() or DEFAULT_BACKEND
-    if value not in BACKENDS:
-        raise ValueError(f"TY_LLM_BACKEND={backend!r} is not a known LLM backend; choose ollama or openai")
-    return value
+    `SettingError` that names the variable and the choices."""
+    if is_unset(backend):
+        return DEFAULT_BACKEND
+    return parse_choice("TY_LLM_BACKEND", str(backend), BACKENDS)
 
 
 def make_llm_client(backend: str, base_url: str, *, api_key: str | None = None, **settings: Any) -> LlmClient:

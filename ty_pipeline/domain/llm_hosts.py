@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ty_pipeline.domain.setting_values import SettingError
+from ty_pipeline.domain.setting_values import Setting, SettingError
 from ty_pipeline.domain.urls import redact_url
 
 ENV_NAME = "TY_LLM_HOSTS"
@@ -136,3 +136,18 @@ def parse_llm_hosts(value: str | None, default_host: str) -> list[HostSpec]:
     if not specs:
         raise LlmHostsError(value, "the list names no host.")
     return specs
+
+
+def check_endpoint(name: str, value: str) -> str:
+    """A server setting (`OLLAMA_HOST`) an HTTP client can reach, as given: each backend normalises it
+    its own way (Ollama's port, the OpenAI-compatible `/v1`)."""
+    try:
+        normalize_endpoint(value)
+    except ValueError:
+        raise SettingError(name, value, "an http:// or https:// URL, or host:port") from None
+    return value.strip()
+
+
+OLLAMA_HOST = Setting("OLLAMA_HOST", lambda value: check_endpoint("OLLAMA_HOST", value))
+# A blank value never reaches `parse` (it means "the default host"), so the fallback here is never used.
+LLM_HOSTS = Setting(ENV_NAME, lambda value: parse_llm_hosts(value, f"localhost:{DEFAULT_PORT}"))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from ty_pipeline.domain.setting_values import Setting, parse_fraction, parse_name_list, parse_whole
+
 LLM_SOURCES = ("arbeitsagentur", "deutsche_bank")
 SINGLE_HOST_SOURCES = ("deutsche_bank",)
 LLM_SOURCES_ENV = "TY_LLM_SOURCES"
@@ -27,33 +29,24 @@ def default_llm_sources(environ: Mapping[str, str] | None = None) -> tuple[str, 
 
 
 def parse_llm_sources(value: str | list[str]) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else value
-    names = list(dict.fromkeys(s.strip().lower() for s in items if s and s.strip()))
-    unknown = sorted(set(names) - set(LLM_SOURCES))
-    if unknown:
-        raise ValueError(f"unknown LLM source(s) {unknown} (TY_LLM_SOURCES); choose from {', '.join(LLM_SOURCES)}")
-    if not names:
-        raise ValueError(f"no LLM source configured (TY_LLM_SOURCES); choose from {', '.join(LLM_SOURCES)}")
-    return names
+    """`TY_LLM_SOURCES` (or `llm_scope.sources`): a comma list of the LLM sources."""
+    return parse_name_list(LLM_SOURCES_ENV, value if isinstance(value, str) else ",".join(value), LLM_SOURCES)
+
+
+SOURCES = Setting(LLM_SOURCES_ENV, parse_llm_sources)
+MAX_POSTINGS = Setting(
+    "TY_LLM_MAX_POSTINGS", lambda value: parse_whole("TY_LLM_MAX_POSTINGS", value, "postings; 0 = no cap")
+)
+MIN_COMPLETE = Setting("TY_LLM_MIN_COMPLETE", lambda value: parse_fraction("TY_LLM_MIN_COMPLETE", value))
 
 
 def llm_sources(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """`TY_LLM_SOURCES` when set (names as given, lower-cased), else the default above."""
-    env = os.environ if environ is None else environ
-    raw = env.get(LLM_SOURCES_ENV, "")
-    sources = tuple(dict.fromkeys(s.strip().lower() for s in raw.split(",") if s.strip()))
-    return sources or default_llm_sources(env)
+    """`TY_LLM_SOURCES` when set, else the default above."""
+    sources = SOURCES.environ_value(environ)
+    return tuple(sources) if sources else default_llm_sources(environ)
 
 
-def parse_share(value: str | None) -> float:
-    """`TY_LLM_MIN_COMPLETE`: a share 0..1 (or a percentage like `90%`); unset means the default."""
-    if not value or not value.strip():
-        return DEFAULT_MIN_COMPLETE_SHARE
-    text = value.strip()
-    try:
-        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise ValueError(f"TY_LLM_MIN_COMPLETE={value!r} is not a share between 0 and 1 (e.g. 0.95 or 95%)") from None
-    if not 0 <= share <= 1:
-        raise ValueError(f"TY_LLM_MIN_COMPLETE={value!r} is not a share between 0 and 1 (e.g. 0.95 or 95%)")
-    return share
+def min_complete_share(configured: object = None, environ: Mapping[str, str] | None = None) -> float:
+    """The completeness threshold: the configured share, else `TY_LLM_MIN_COMPLETE`, else the default."""
+    share = MIN_COMPLETE.resolve(configured, environ)
+    return DEFAULT_MIN_COMPLETE_SHARE if share is None else share

@@ -26,6 +26,10 @@ class LlmStatus(StrEnum):
     SKIPPED_NO_DESCRIPTION = "skipped_no_description"
 
 
+LLM_MAX_ATTEMPTS = 3
+"""Runs that may try one posting before its `llm_error` is final: the LLM run config's default, and what
+`ty-pipeline status` counts as out of attempts (one constant, so the two cannot disagree)."""
+
 SUCCESS_STATUSES = frozenset({LlmStatus.PASSED, LlmStatus.PASSED_AFTER_IMPROVE, LlmStatus.OK})
 TERMINAL_STATUSES = frozenset(
     {LlmStatus.PASSED, LlmStatus.PASSED_AFTER_IMPROVE, LlmStatus.FAILED_GRADING, LlmStatus.OK,

@@ -17,10 +17,7 @@ from enum import StrEnum
 from ty_pipeline.domain.berufenet_status import RESOLVED, RETRY_NEXT_RUN, SETTLED_FAILURES, BerufenetStatus
 from ty_pipeline.domain.description_status import MAX_DESCRIPTION_ATTEMPTS, DescriptionStatus
 from ty_pipeline.domain.llm_scope import llm_sources as scope_sources
-from ty_pipeline.domain.llm_selection import LlmStatus
-
-LLM_MAX_ATTEMPTS = 3
-"""Runs that may try one posting before its `llm_error` is final (the LLM assets' default)."""
+from ty_pipeline.domain.llm_selection import LLM_MAX_ATTEMPTS, LlmStatus
 
 
 def llm_sources(environ: dict[str, str] | None = None) -> tuple[str, ...]:

@@ -19,7 +19,14 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, Table
 
 from ty_pipeline.domain.clock import utcnow
-from ty_pipeline.domain.llm_selection import SUCCESS_STATUSES, LlmStatus, Plan, WorkItem, plan_work
+from ty_pipeline.domain.llm_selection import (
+    LLM_MAX_ATTEMPTS,
+    SUCCESS_STATUSES,
+    LlmStatus,
+    Plan,
+    WorkItem,
+    plan_work,
+)
 from ty_pipeline.enrichment.metrics import CallStats
 from ty_pipeline.enrichment.runner import Outcome, RunReport, Task, interleave, run_pool
 from ty_pipeline.warehouse.llm_results_store import load_candidates, save_result
@@ -47,7 +54,7 @@ class LlmPipeline(Protocol):
 @dataclass(frozen=True)
 class RunSettings:
     workers: int = 0  # tasks in flight; 0 = twice the client's slots (see `tasks_in_flight`)
-    max_attempts: int = 3
+    max_attempts: int = LLM_MAX_ATTEMPTS
     max_postings: int | None = 300  # None = no cap
     max_description_chars: int = 12000
     abort_after_consecutive_transport_errors: int = 3

@@ -10,7 +10,8 @@ from ty_pipeline.clients.deutsche_bank import DEFAULT_DB_BASE_URL, USER_AGENT, D
 from ty_pipeline.clients.http_retry import RetryPolicy
 from ty_pipeline.clients.rate_limit import RateLimit, RateLimiter
 from ty_pipeline.domain.deutsche_bank_format import GERMANY_COUNTRY_ID
-from ty_pipeline.settings import from_env
+from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.settings import DB_BASE_URL
 
 
 class DeutscheBankResource(dg.ConfigurableResource):
@@ -35,8 +36,10 @@ class DeutscheBankResource(dg.ConfigurableResource):
     )
     max_items: int = Field(default=5000, description="safety cap on items paged per run")
 
+    _check_base_url = checked_by(DB_BASE_URL, "base_url")
+
     def endpoint(self) -> str:
-        return from_env(self.base_url, "TY_DB_BASE_URL", DEFAULT_DB_BASE_URL) or DEFAULT_DB_BASE_URL
+        return DB_BASE_URL.resolve(self.base_url) or DEFAULT_DB_BASE_URL
 
     def rate_limit(self) -> RateLimit:
         return RateLimit(self.requests_per_s, self.burst, self.max_in_flight)

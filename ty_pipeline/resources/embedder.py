@@ -14,7 +14,6 @@ import dagster as dg
 from pydantic import Field
 
 from ty_pipeline.clients.embedder import (
-    BACKENDS,
     DEFAULT_EMBED_BACKEND,
     DEFAULT_EMBED_MODEL,
     OLLAMA_DEFAULT_WINDOW,
@@ -25,7 +24,8 @@ from ty_pipeline.clients.embedder import (
     resolve_model_path,
 )
 from ty_pipeline.resources.ollama import OllamaResource
-from ty_pipeline.settings import from_env
+from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.settings import EMBED_BACKEND, EMBED_MODEL
 
 CPU_BATCH = 32  # chunks per forward pass on a CPU: larger batches pad more and gain nothing measurable
 OLLAMA_BATCH = 64  # texts per /api/embed request: fewer round trips, still a small request body
@@ -68,11 +68,13 @@ class EmbedderResource(dg.ConfigurableResource):
     )
     threads: int = Field(default=0, description="CPU threads for the onnx backend; 0 = one per core")
 
+    _check_backend = checked_by(EMBED_BACKEND, "backend")
+
     def backend_name(self) -> str:
-        return from_env(self.backend, "TY_EMBED_BACKEND", DEFAULT_EMBED_BACKEND) or DEFAULT_EMBED_BACKEND
+        return EMBED_BACKEND.resolve(self.backend) or DEFAULT_EMBED_BACKEND
 
     def model_name(self) -> str:
-        return from_env(self.model, "TY_EMBED_MODEL", DEFAULT_EMBED_MODEL) or DEFAULT_EMBED_MODEL
+        return EMBED_MODEL.resolve(self.model) or DEFAULT_EMBED_MODEL
 
     def configured_model_id(self) -> str:
         """The encoder's `model_id` as configured, known before the (slow) model load."""
@@ -112,10 +114,7 @@ class EmbedderResource(dg.ConfigurableResource):
             # Without the asset's resource (scripts, benchmarks): the same defaults and OLLAMA_HOST.
             resource = ollama if ollama is not None else OllamaResource()
             return OllamaEncoder(resource.get_client(), model, window_tokens=self.window_tokens or OLLAMA_DEFAULT_WINDOW)
-        raise dg.Failure(
-            description=f"Unknown embedding backend {backend!r} (TY_EMBED_BACKEND): use one of {', '.join(BACKENDS)}",
-            allow_retries=False,
-        )
+        raise AssertionError(backend)  # backend_name() parses the setting: only the three backends get here
 
     @contextmanager
     def open_encoder(self, ollama: OllamaResource | None = None) -> Iterator[TextEncoder]:

@@ -8,35 +8,28 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from ty_pipeline.domain.setting_values import SettingError
-from ty_pipeline.domain.source_names import DEFAULT_SOURCES, KNOWN_SOURCES
+from ty_pipeline.domain.source_names import DEFAULT_SOURCES, SOURCES, parse_sources
 from ty_pipeline.fetching.sample import DEFAULT_SAMPLE_DIR
 from ty_pipeline.fetching.source_access import SourceAccess
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.jobsuche import JobsucheResource
+from ty_pipeline.resources.setting_fields import checked_by
 
-
-def parse_sources(value: str | list[str]) -> list[str]:
-    """`arbeitsagentur,deutsche_bank` -> list; unknown names are an error, not silently ignored."""
-    items = value.split(",") if isinstance(value, str) else value
-    names = [s.strip().lower() for s in items if s and s.strip()]
-    unknown = sorted(set(names) - set(KNOWN_SOURCES))
-    if unknown:
-        raise ValueError(f"unknown posting source(s) {unknown}; choose from {', '.join(KNOWN_SOURCES)}")
-    if not names:
-        raise ValueError(f"no posting source configured; choose from {', '.join(KNOWN_SOURCES)}")
-    return list(dict.fromkeys(names))
+__all__ = ["JobSourcesResource", "parse_sources"]  # parse_sources: the postings asset's run config uses it
 
 
 class JobSourcesResource(dg.ConfigurableResource):
-    enabled: str = Field(default=DEFAULT_SOURCES, description="comma list: arbeitsagentur, deutsche_bank, sample")
+    enabled: str = Field(
+        default="",
+        description="comma list: arbeitsagentur, deutsche_bank, sample; empty: `TY_SOURCES`, else "
+        "arbeitsagentur,deutsche_bank (resolved at use, so run config that sets only sample_dir keeps it)",
+    )
     sample_dir: str = Field(default=str(DEFAULT_SAMPLE_DIR), description="directory of the sample source files")
 
+    _check_enabled = checked_by(SOURCES, "enabled")
+
     def sources(self) -> list[str]:
-        try:
-            return parse_sources(self.enabled)
-        except ValueError:  # the value comes from TY_SOURCES: say so, in one line
-            raise SettingError("TY_SOURCES", self.enabled, f"a comma list of {', '.join(KNOWN_SOURCES)}") from None
+        return SOURCES.resolve(self.enabled) or parse_sources(DEFAULT_SOURCES)
 
 
 def source_access(

@@ -9,7 +9,8 @@ from pydantic import Field
 from ty_pipeline.clients.http_retry import RetryPolicy
 from ty_pipeline.clients.jobsuche import DEFAULT_AA_BASE_URL, PUBLIC_API_KEY, USER_AGENT, JobsucheClient
 from ty_pipeline.clients.rate_limit import RateLimit, RateLimiter
-from ty_pipeline.settings import from_env
+from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.settings import AA_BASE_URL
 
 
 class JobsucheResource(dg.ConfigurableResource):
@@ -31,8 +32,10 @@ class JobsucheResource(dg.ConfigurableResource):
     max_in_flight: int = Field(default=6, description="requests open at once (also the detail workers)")
     page_size: int = Field(default=100, description="results per search page (API maximum 100)")
 
+    _check_base_url = checked_by(AA_BASE_URL, "base_url")
+
     def endpoint(self) -> str:
-        return from_env(self.base_url, "TY_AA_BASE_URL", DEFAULT_AA_BASE_URL) or DEFAULT_AA_BASE_URL
+        return AA_BASE_URL.resolve(self.base_url) or DEFAULT_AA_BASE_URL
 
     def rate_limit(self) -> RateLimit:
         return RateLimit(self.requests_per_s, self.burst, self.max_in_flight)

@@ -9,58 +9,66 @@ in the materialization metadata) and is picked up by the next run of that partit
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 from pydantic import Field
 
 from ty_pipeline.domain.llm_scope import (
-    DEFAULT_MIN_COMPLETE_SHARE,
+    MAX_POSTINGS,
+    MIN_COMPLETE,
+    SOURCES,
     default_llm_sources,
-    parse_llm_sources,
-    parse_share,
+    min_complete_share,
 )
+from ty_pipeline.resources.setting_fields import checked_by
 
 
 class LlmScopeResource(dg.ConfigurableResource):
-    """`TY_LLM_SOURCES` and `TY_LLM_MAX_POSTINGS`, shared by the three LLM assets."""
+    """`TY_LLM_SOURCES`, `TY_LLM_MAX_POSTINGS` and `TY_LLM_MIN_COMPLETE`, shared by the three LLM assets.
+
+    Every field left empty is resolved from its variable when used, so run config that sets one of
+    them (say `max_postings` for one night) keeps the environment's value of the others.
+    """
 
     sources: str = Field(
         default="",
-        description="comma list: arbeitsagentur, deutsche_bank; empty: every source when TY_LLM_HOSTS lists "
-        "hosts, else deutsche_bank",
+        description="comma list: arbeitsagentur, deutsche_bank; empty: `TY_LLM_SOURCES`, else every source when "
+        "TY_LLM_HOSTS lists hosts, else deutsche_bank",
     )
     max_postings: int | None = Field(
         default=None,
-        description="cap on postings one LLM run sends to the model (newest first); 0 = no cap; unset: what "
-        "the measured postings/hour of recent runs finish before 06:00 Berlin (300 before any measured run)",
+        description="cap on postings one LLM run sends to the model (newest first); 0 = no cap; unset: "
+        "`TY_LLM_MAX_POSTINGS`, else what the measured postings/hour of recent runs finish before 06:00 Berlin "
+        "(300 before any measured run)",
     )
-    min_complete_share: float = Field(
-        default=DEFAULT_MIN_COMPLETE_SHARE,
+    min_complete_share: float | None = Field(
+        default=None,
         description="share of in-scope postings (with a description) that must have a saved result for an "
-        "LLM asset's completeness check to pass (TY_LLM_MIN_COMPLETE)",
+        "LLM asset's completeness check to pass; unset: `TY_LLM_MIN_COMPLETE`, else 0.95",
     )
 
+    _check_sources = checked_by(SOURCES, "sources")
+    _check_max_postings = checked_by(MAX_POSTINGS, "max_postings")
+    _check_min_complete_share = checked_by(MIN_COMPLETE, "min_complete_share")
+
     def source_list(self) -> list[str]:
-        return parse_llm_sources(self.sources) if self.sources.strip() else list(default_llm_sources())
+        return SOURCES.resolve(self.sources) or list(default_llm_sources())
+
+    def configured_cap(self) -> int | None:
+        """`max_postings`, else `TY_LLM_MAX_POSTINGS`; None when neither is set (the cap is measured)."""
+        return MAX_POSTINGS.resolve(self.max_postings)
 
     def cap(self, override: int | None = None, *, measured: int | None = None) -> int | None:
         """The run's cap: a run-config override wins, then the configured cap, then the `measured` one
         (from throughput); None means unlimited."""
-        value = self.max_postings if override is None else override
+        value = self.configured_cap() if override is None else override
         if value is None:
             return measured
         return value if value > 0 else None
 
     @property
     def cap_is_measured(self) -> bool:
-        return self.max_postings is None
+        return self.configured_cap() is None
 
+    def completeness_threshold(self) -> float:
+        return min_complete_share(self.min_complete_share)
 
-def build_llm_scope_resource() -> LlmScopeResource:
-    """For `definitions.build_resources`: env vars as `EnvVar` when set, else the defaults."""
-    sources = dg.EnvVar("TY_LLM_SOURCES") if os.environ.get("TY_LLM_SOURCES") else ""
-    max_postings = dg.EnvVar.int("TY_LLM_MAX_POSTINGS") if os.environ.get("TY_LLM_MAX_POSTINGS") else None
-    return LlmScopeResource(
-        sources=sources, max_postings=max_postings, min_complete_share=parse_share(os.environ.get("TY_LLM_MIN_COMPLETE"))
-    )

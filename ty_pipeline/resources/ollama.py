@@ -10,12 +10,13 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from ty_pipeline.clients.llm_factory import DEFAULT_BACKEND, LlmClient, make_llm_client, normalize_backend
+from ty_pipeline.clients.llm_factory import DEFAULT_BACKEND, LlmClient, make_llm_client
 from ty_pipeline.clients.llm_hosts import HostPool
 from ty_pipeline.clients.ollama import DEFAULT_OLLAMA_HOST, normalize_host
 from ty_pipeline.clients.openai_compat import normalize_base_url
-from ty_pipeline.domain.llm_hosts import HostSpec, parse_llm_hosts
-from ty_pipeline.settings import from_env
+from ty_pipeline.domain.llm_hosts import LLM_HOSTS, OLLAMA_HOST, HostSpec, parse_llm_hosts
+from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.settings import LLM_API_KEY, LLM_BACKEND
 
 MULTI_HOST_RETRIES = 1
 
@@ -62,25 +63,29 @@ class OllamaResource(dg.ConfigurableResource):
         "generation's connection busy through proxies"
     )
 
+    _check_host = checked_by(OLLAMA_HOST, "host")
+    _check_backend = checked_by(LLM_BACKEND, "backend")
+    _check_hosts = checked_by(LLM_HOSTS, "hosts")
+
     def backend_name(self) -> str:
         """`ollama` or `openai`: the configured backend, else `TY_LLM_BACKEND`, else ollama."""
-        return normalize_backend(from_env(self.backend, "TY_LLM_BACKEND", DEFAULT_BACKEND))
+        return LLM_BACKEND.resolve(self.backend) or DEFAULT_BACKEND
 
     def endpoint(self) -> str:
         """The server this resource talks to: the configured host, else `OLLAMA_HOST`, else the default."""
-        host = from_env(self.host, "OLLAMA_HOST", DEFAULT_OLLAMA_HOST) or DEFAULT_OLLAMA_HOST
+        host = OLLAMA_HOST.resolve(self.host) or DEFAULT_OLLAMA_HOST
         return normalize_base_url(host) if self.backend_name() == "openai" else normalize_host(host)
 
     def host_specs(self) -> list[HostSpec]:
         """The hosts and their slots: `hosts`, else `TY_LLM_HOSTS`, else `endpoint()` with 4 slots."""
-        return parse_llm_hosts(from_env(self.hosts, "TY_LLM_HOSTS", ""), self.endpoint())
+        return LLM_HOSTS.resolve(self.hosts) or parse_llm_hosts("", self.endpoint())
 
     def client_for(self, url: str, slots: int, *, max_retries: int | None = None) -> LlmClient:
         """One host's client for the configured backend: its HTTP connection pool holds a connection per slot."""
         return make_llm_client(
             self.backend_name(),
             url,
-            api_key=from_env(self.api_key, "TY_LLM_API_KEY", None),
+            api_key=LLM_API_KEY.resolve(self.api_key),
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
             max_retries=self.max_retries if max_retries is None else max_retries,

@@ -23,7 +23,8 @@ from ty_pipeline.professions.catalog import (
     load_catalog_file,
     with_berufenet,
 )
-from ty_pipeline.settings import from_env
+from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.settings import BERUFENET_API_URL, KLDB_CSV
 
 
 class ProfessionCatalogResource(dg.ConfigurableResource):
@@ -56,11 +57,13 @@ class ProfessionCatalogResource(dg.ConfigurableResource):
         description="share of BERUFENET detail calls that may fail (left out, counted) before the build fails",
     )
 
+    _check_berufenet_api_url = checked_by(BERUFENET_API_URL, "berufenet_api_url")
+
     def kldb_csv_path(self) -> str | None:
-        return from_env(self.kldb_csv, "TY_KLDB_CSV", None)
+        return KLDB_CSV.resolve(self.kldb_csv)
 
     def berufenet_url(self) -> str | None:
-        return from_env(self.berufenet_api_url, "TY_BERUFENET_API_URL", None)
+        return BERUFENET_API_URL.resolve(self.berufenet_api_url)
 
     def load(self, log: Callable[[str], None] | None = None) -> LoadedCatalog:
         """The catalog file, plus the BERUFENET professions when the API is configured."""

@@ -7,8 +7,9 @@ from pydantic import Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ty_pipeline.domain.setting_values import SettingError, check_warehouse_url
+from ty_pipeline.domain.setting_values import WAREHOUSE_URL
 from ty_pipeline.domain.urls import redact_url
+from ty_pipeline.resources.setting_fields import checked_by
 from ty_pipeline.step_retries import redacted_failure
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, ensure_schema, get_engine
 from ty_pipeline.warehouse.errors import describe_db_error
@@ -19,16 +20,15 @@ class WarehouseResource(dg.ConfigurableResource):
 
     url: str = Field(default=DEFAULT_WAREHOUSE_URL, description="SQLAlchemy URL, e.g. postgresql://user@host/db")
 
+    _check_url = checked_by(WAREHOUSE_URL, "url")
+
     def get_engine(self) -> Engine:
         """The engine, or a one-line `dg.Failure` naming TY_WAREHOUSE_URL (redacted) and what went wrong.
 
-        A URL that does not parse fails for good; a server that cannot be reached (or drops the connection
-        while the schema is checked) fails retryably, so the step's RetryPolicy tries again.
+        The URL was parsed when the resource was built (`_check_url`); a server that cannot be reached (or
+        drops the connection while the schema is checked) fails retryably, so the step's RetryPolicy tries
+        again.
         """
-        try:
-            check_warehouse_url(self.url)
-        except SettingError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
         engine = get_engine(self.url)
         try:
             ensure_schema(engine)
