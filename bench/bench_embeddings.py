@@ -130,6 +130,7 @@ def run_one(url: str, backend: str, page_size: int, batch_size: int) -> dict:
     cpu = os.times()
     return {
         "backend": backend, "model": run.model, "texts": run.new, "chunks": run.chunks,
+        "duplicate_chunks": run.duplicate_chunks,
         "load_s": load_s, "encode_s": run.encode_seconds, "cpu_s": cpu.user + cpu.system,
         "rss_start_mib": started_rss / 1024, "rss_after_load_mib": after_load_rss / 1024,
         "rss_mib": {q: samples[q] / 1024 for q in sorted(samples)}, "peak_mib": rss_kib("VmHWM") / 1024,
@@ -227,9 +228,10 @@ def main() -> None:
         results.append(r)
         quarters = " ".join(f"{q}%={v:.0f}" for q, v in r["rss_mib"].items())
         print(
-            f"{backend:22s} {r['texts']} texts, {r['chunks']} chunks in {r['encode_s']:.1f} s: "
+            f"{backend:22s} {r['texts']} texts, {r['chunks']} chunks ({r['duplicate_chunks']} repeats encoded once) "
+            f"in {r['encode_s']:.1f} s: "
             f"{r['texts'] / r['encode_s']:.1f} texts/s, {r['chunks'] / r['encode_s']:.1f} chunks/s; "
-            f"CPU {r['cpu_s']:.0f} s; load {r['load_s']:.1f} s; RSS MiB start {r['rss_start_mib']:.0f}, "
+            f"CPU {r['cpu_s']:.0f} s ({r['chunks'] / r['cpu_s']:.1f} chunks per CPU-s); load {r['load_s']:.1f} s; RSS MiB start {r['rss_start_mib']:.0f}, "
             f"after load {r['rss_after_load_mib']:.0f}, {quarters}, peak {r['peak_mib']:.0f}"
         )
     by = {r["backend"]: r for r in results}

@@ -9,18 +9,32 @@ process, and measures time, rows/s, CPU and peak RSS (the step process and every
 
 * `postings` and `job_descriptions` of the new day, `demand_snapshots` of it, and optionally
   `posting_embeddings` (`--with-embeddings`): `python -m dagster asset materialize -m ty_pipeline.definitions`;
+* with `--all-steps`, the rest of the night in the nightly job's order (`DAILY_ASSETS` of
+  ty_pipeline/definitions.py): `llm_enrichment` (posting_summaries, skill_keywords, ihl_scores) after
+  `job_descriptions`, then `berufenet_mappings`, against two loopback fake Ollama hosts of 32 slots each
+  with no modelled latency, answering with bench_llm_throughput.py's scripted answers (the mapper's
+  verify calls pick the first candidate); and before the night, as an installation has them, the
+  `berufenet_catalog` (the shipped KldB directory, or `--catalog`, plus `--berufenet-professions` from the
+  loopback BERUFENET fake) and `profession_similarity`;
 * `ty-pipeline status`, cold (`python -m ty_pipeline.cli status`: interpreter, imports and the queries).
+
+The day's titles are catalog professions dressed up as posting titles (bench_berufenet.py's gender
+markers, places, employers, salaries ...), about 6,900 distinct titles in 16,000 postings, a few
+colloquial and generic ones; half of the postings carry their profession as the Jobsuche `beruf` label
+(a full day: 5,771 distinct cleaned titles; most resolve by label or exact name, few reach the encoder).
 
 Each step is set against a plain-SQL floor measured in the same run: COPY of the rows the step wrote into
 an empty copy of their table with its indexes (postings, job_descriptions, posting_embeddings), the
 GROUP BY state, domain of demand (serial, as an `INSERT ... SELECT` runs), a `count(*)` of postings for
-status. The `postings` step also reports its own storing cost per 1,000 rows (metadata
+status, the COPY of what the other steps wrote (the LLM results, the mappings, the catalog with its
+aliases and name vectors, the similarity pairs). The `postings` step also reports its own storing cost per 1,000 rows (metadata
 `store_ms_per_1000`, `store_cpu_ms_per_1000`), which is printed next to the COPY floor per 1,000 rows.
 
 The request pacing of the `jobsuche` resource is lifted by run config (the fake needs no politeness;
 `--polite` keeps the resource defaults, 30 requests/s), so the time is the pipeline's own.
 
-Usage: `python bench/bench_scale.py [--postings 400000] [--day 16000] [--with-embeddings] [--polite]`.
+Usage: `python bench/bench_scale.py [--postings 400000] [--day 16000] [--all-steps] [--with-embeddings]
+[--polite] [--catalog seed] [--berufenet-professions 3000]`.
 `TY_TEST_PG_URL` (default postgresql://postgres@127.0.0.1:5432/test) names the PostgreSQL server.
 """
 
@@ -35,9 +49,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -45,24 +62,36 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_berufenet import COLLOQUIAL, NEGATIVES, dress  # noqa: E402
+from bench.bench_llm_throughput import MODELS, bench_postings  # noqa: E402
+from bench.bench_llm_throughput import responder as scripted_answer  # noqa: E402
 from bench.synthetic_warehouse import STATE_WEIGHTS, build_postings_warehouse, demand_floor, pg_schema  # noqa: E402
 from ty_pipeline.domain.clock import berlin_today  # noqa: E402
+from ty_pipeline.domain.kldb_catalog import NamedProfession  # noqa: E402
 from ty_pipeline.domain.states import STATES  # noqa: E402
+from ty_pipeline.domain.titles import clean_job_title  # noqa: E402
+from ty_pipeline.professions.catalog import load_catalog_file  # noqa: E402
+from ty_pipeline.professions.llm import CandidateChoice  # noqa: E402
 from ty_pipeline.resources.jobsuche import JobsucheResource  # noqa: E402
+from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource  # noqa: E402
 from ty_pipeline.warehouse.engine import get_engine  # noqa: E402
-from ty_pipeline_tests.fakes.jobsuche_server import FakeJobsuche, make_v6_item  # noqa: E402
+from ty_pipeline_tests.fakes.berufenet_server import FakeBerufenet, numbered_professions  # noqa: E402
+from ty_pipeline_tests.fakes.jobsuche_server import FakeJobsuche, make_detail, make_v6_item  # noqa: E402
+from ty_pipeline_tests.fakes.ollama_server import FakeOllama  # noqa: E402
+from ty_pipeline_tests.fakes.openai_server import request_schema  # noqa: E402
 
-TITLES = ["Pflegefachkraft (m/w/d)", "Softwareentwickler/in Python", "Lagerhelfer (m/w/d) Vollzeit",
-          "Kaufmann/-frau für Büromanagement", "Elektroniker/in Energie- und Gebäudetechnik",
-          "Berufskraftfahrer CE (m/w/d)", "Erzieher/in Kita", "Vertriebsmitarbeiter Innendienst (m/w/d)",
-          "IT-Administrator (m/w/d)", "Koch/Köchin", "Produktionshelfer (m/w/d) Schichtarbeit",
-          "Steuerfachangestellte/r", "Mechatroniker/in Instandhaltung", "Reinigungskraft (m/w/d) Teilzeit"]
 FIRMS = ["Nordlicht Dienstleistungen GmbH", "Muster & Söhne KG", "Klinikum Beispielstadt gGmbH",
          "Personalservice Adecco-Beispiel GmbH", "Stadtwerke Musterhausen", "Bäckerei Krume e.K."]
 # The jobsuche resource's pacing is politeness towards the real API; against the fake it would only
 # measure the configured rate. Unlimited here: a rate no step reaches, the default 6 requests in flight.
 # Only knobs the resource has are set, so the bench survives a change in how pacing is configured.
 NO_PAUSES = {"requests_per_s": 100_000.0, "burst": 1000, "page_delay_s": 0.0, "detail_delay_s": 0.0}
+# The same for the BERUFENET walk of the catalog build (0.1 s after each call per worker by default).
+NO_CATALOG_PAUSES = {"berufenet_delay_s": 0.0}
+# The LLM fleet of bench_llm_throughput.py's memory arm: 2 hosts x 32 slots, no modelled latency.
+LLM_HOSTS, LLM_SLOTS = 2, 32
+DISTINCT_TITLE_SHARE = 0.5  # a pool of day/2 titles: ~0.43 x day distinct titles are drawn from it
+LABELLED_SHARE = 0.5  # postings that carry their profession as the Jobsuche `beruf` label
 
 
 @dataclass
@@ -77,21 +106,56 @@ class Step:
     ok: bool
 
 
-def serve_day(fake: FakeJobsuche, day: date, n: int, seed: int = 16) -> None:
+def title_pool(professions: Sequence[NamedProfession], n: int, seed: int = 16) -> list[tuple[str, str | None]]:
+    """`n` (posting title, `beruf` label) pairs: catalog professions dressed up as posting titles the way
+    bench_berufenet.py dresses them, plus its colloquial and generic titles, which have no label."""
     rng = random.Random(seed)
-    for i in range(n):
+    named = [p for p in professions if not p.is_occupation]
+    pool: list[tuple[str, str | None]] = []
+    for prof in rng.choices(named, k=max(1, n - len(COLLOQUIAL) - len(NEGATIVES))):
+        pool.append((dress(clean_job_title(prof.name) or prof.name, rng, rng.randint(1, 3)), prof.name))
+    pool += [(title, None) for title, _domain in COLLOQUIAL] + [(title, None) for title in NEGATIVES]
+    return pool
+
+
+def serve_day(fake: FakeJobsuche, day: date, n: int, titles: Sequence[tuple[str, str | None]], seed: int = 16) -> None:
+    """`n` postings of `day`, each with its own description: bench_llm_throughput.py's (the 21 Deutsche Bank
+    fixtures, 1.7-12 kB, median 6.6 kB) after a first sentence naming the posting, so no two postings share
+    a scripted summary (a blocking check fails a partition where many do), and the prompts have the length
+    of real postings."""
+    rng = random.Random(seed)
+    for i, text in zip(range(n), bench_postings(n), strict=True):
         state = rng.choices(STATES, STATE_WEIGHTS)[0]
-        title = rng.choice(TITLES)
+        title, label = rng.choice(titles)
         item = make_v6_item(
             f"{20000 + i % 900}-{1200000000 + i}-S", title, published=day, state=state,
             city=state.split("-")[0], plz=f"{rng.randint(1067, 99998):05d}", firma=rng.choice(FIRMS),
-            hauptberuf=title.split(" (")[0], externe_url=f"https://partner.example/job/{i}" if rng.random() < 0.1 else None,
+            hauptberuf=label if rng.random() < LABELLED_SHARE else None,
+            externe_url=f"https://partner.example/job/{i}" if rng.random() < 0.1 else None,
         )
-        fake.add(item, state=state)
+        own = f"Diese Stellenausschreibung hat die Referenznummer {item['referenznummer']}.\n"
+        fake.add(item, state=state, detail=make_detail(item, own + text.description))
+
+
+def night_answer(model: str, body: dict[str, Any]) -> Any:
+    """bench_llm_throughput.py's scripted answers; the mapper's verify call takes the first candidate."""
+    schema = request_schema(body) or {}
+    if schema.get("title") == CandidateChoice.__name__:
+        return {"choice": 1}
+    return scripted_answer(model, body)
+
+
+@contextmanager
+def llm_fleet() -> Iterator[str]:
+    """`TY_LLM_HOSTS` of `LLM_HOSTS` loopback fake Ollama servers with `LLM_SLOTS` slots each."""
+    with ExitStack() as stack:
+        fakes = [stack.enter_context(FakeOllama(models=MODELS, responder=night_answer)) for _ in range(LLM_HOSTS)]
+        yield ",".join(f"{fake.base_url}={LLM_SLOTS}" for fake in fakes)
 
 
 def run_step(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, float, float, bool]:
-    """(wall s, CPU s, peak RSS MiB, success) of one child process, the processes it waited for included.
+    """(wall s, CPU s, peak RSS MiB, success) of one child process, the processes it waited for included;
+    its output goes to `log`.
 
     Through `/usr/bin/time`: a child forked straight from this (large) process would report this
     process's RSS as its own peak, since Linux carries the high-water mark across fork and exec."""
@@ -103,9 +167,12 @@ def run_step(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, fl
     return float(wall), float(user) + float(system), int(max_kib) / 1024, code == 0
 
 
-def materialize(asset: str, day: date, config: Path, env: dict[str, str], log: Path) -> tuple[float, float, float, bool]:
+def materialize(asset: str, day: date | None, config: Path, env: dict[str, str], logs: Path,
+                name: str | None = None) -> tuple[float, float, float, bool]:
+    """`dagster asset materialize` of `asset` (comma list) in its own process; output to `logs`/NAME.log."""
+    partition = ["--partition", day.isoformat()] if day is not None else []
     return run_step([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ty_pipeline.definitions",
-                     "--select", asset, "--partition", day.isoformat(), "-c", str(config)], env, log)
+                     "--select", asset, *partition, "-c", str(config)], env, logs / f"{name or asset}.log")
 
 
 def copy_floor(url: str, table: str, where: str, params: dict) -> tuple[float, int]:
@@ -128,6 +195,16 @@ def copy_floor(url: str, table: str, where: str, params: dict) -> tuple[float, i
         raw.commit()
     finally:
         raw.close()
+    return seconds, rows
+
+
+def copy_floors(url: str, tables: Sequence[str], where: str, params: dict) -> tuple[float, dict[str, int]]:
+    """`copy_floor` of several tables one after the other: total seconds, rows per table."""
+    seconds, rows = 0.0, {}
+    for table in tables:
+        s, n = copy_floor(url, table, where, params)
+        seconds += s
+        rows[table] = n
     return seconds, rows
 
 
@@ -154,40 +231,101 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postings", type=int, default=400_000, help="postings in the warehouse before the day")
     parser.add_argument("--day", type=int, default=16_000, help="postings served for the new day")
+    parser.add_argument("--all-steps", action="store_true",
+                        help="also the catalog, similarity, LLM enrichment and mapping steps (the whole night "
+                        "but posting_embeddings, which --with-embeddings adds)")
     parser.add_argument("--with-embeddings", action="store_true", help="also time posting_embeddings (slow on CPU)")
     parser.add_argument("--polite", action="store_true", help="keep the resource's pauses between requests")
+    parser.add_argument("--catalog", default=None,
+                        help="TY_KLDB_CSV for the catalog step and the day's titles (default: the shipped KldB "
+                        "directory; 'seed': the small seed catalog, for a quick try)")
+    parser.add_argument("--logs", default=None, help="keep each step's output in this directory (default: dropped)")
+    parser.add_argument("--berufenet-professions", type=int, default=3000,
+                        help="professions the BERUFENET fake lists for the catalog step (0: no BERUFENET API)")
     args = parser.parse_args()
     today = berlin_today()
     day = today - timedelta(days=1)
     steps: list[Step] = []
-    with tempfile.TemporaryDirectory() as tmp, pg_schema() as url, FakeJobsuche(today=today) as fake:
-        home, log, config = Path(tmp) / "dagster_home", Path(tmp) / "steps.log", Path(tmp) / "run_config.yaml"
+    professions = load_catalog_file(args.catalog).professions
+    with ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        url = stack.enter_context(pg_schema())
+        fake = stack.enter_context(FakeJobsuche(today=today))
+        home, config = Path(tmp) / "dagster_home", Path(tmp) / "run_config.yaml"
+        log = Path(args.logs) if args.logs else Path(tmp) / "logs"
         home.mkdir()
+        log.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         build_postings_warehouse(url, args.postings, today=day - timedelta(days=1),
                                  now=datetime.combine(day, datetime.min.time()) + timedelta(hours=2))
         size = scalar(url, "SELECT pg_total_relation_size('postings')") / 2**20
         print(f"built {args.postings:,} postings (postings table {size:.0f} MiB) in {time.perf_counter() - started:.0f} s")
         started = time.perf_counter()
-        serve_day(fake, day, args.day)
+        titles = title_pool(professions, max(1, int(args.day * DISTINCT_TITLE_SHARE)))
+        serve_day(fake, day, args.day, titles)
         print(f"serving {args.day:,} postings for {day} from the fake Jobsuche ({time.perf_counter() - started:.1f} s)")
 
+        resources: dict[str, Any] = {}
         knobs = {} if args.polite else {k: v for k, v in NO_PAUSES.items() if k in JobsucheResource.model_fields}
-        config.write_text(json.dumps({"resources": {"jobsuche": {"config": knobs}}} if knobs else {}))
+        if knobs:
+            resources["jobsuche"] = {"config": knobs}
         env = {**os.environ, "PYTHONPATH": str(ROOT), "DAGSTER_HOME": str(home), "TY_WAREHOUSE_URL": url,
                "TY_AA_BASE_URL": fake.base_url, "TY_SOURCES": "arbeitsagentur", "HF_HUB_OFFLINE": "1",
                "TY_STEP_MAX_RETRIES": "0"}
+        if args.all_steps:
+            # Every Jobsuche posting goes to the model, uncapped (the default scope is Deutsche Bank only on
+            # one server, capped by the measured throughput).
+            env.update({"TY_LLM_HOSTS": stack.enter_context(llm_fleet()), "TY_LLM_SOURCES": "arbeitsagentur",
+                        "TY_LLM_MAX_POSTINGS": "0"})
+            env.pop("TY_LLM_BACKEND", None)
+            if args.catalog:
+                env["TY_KLDB_CSV"] = args.catalog
+            if args.berufenet_professions:
+                berufenet = stack.enter_context(FakeBerufenet(numbered_professions(args.berufenet_professions)))
+                env["TY_BERUFENET_API_URL"] = berufenet.base_url
+                if not args.polite:
+                    resources["profession_catalog"] = {"config": {
+                        k: v for k, v in NO_CATALOG_PAUSES.items() if k in ProfessionCatalogResource.model_fields}}
+        config.write_text(json.dumps({"resources": resources} if resources else {}))
         on_day = {"day": day}
         of_day = "posting_id IN (SELECT posting_id FROM postings WHERE partition_date = %(day)s)"
 
+        if args.all_steps:
+            # Not in the nightly job: built when missing and after each catalog build. The night's
+            # `berufenet_mappings` needs the catalog, so an installation has both before its first night.
+            wall, cpu, rss, ok = materialize("berufenet_catalog", None, config, env, log)
+            floor, counts = copy_floors(url, ["berufenet_catalog", "berufenet_aliases", "embeddings"], "TRUE", {})
+            steps.append(Step("berufenet_catalog", counts["berufenet_catalog"], wall, cpu, rss, floor,
+                              "COPY of the catalog, aliases, name vectors", ok))
+            wall, cpu, rss, ok = materialize("profession_similarity", None, config, env, log)
+            floor, counts = copy_floors(url, ["profession_similarity"], "TRUE", {})
+            steps.append(Step("profession_similarity", counts["profession_similarity"], wall, cpu, rss, floor,
+                              "COPY of the pairs", ok))
+
+        # The nightly job's order (`DAILY_ASSETS`): postings, job_descriptions, llm_enrichment,
+        # berufenet_mappings, posting_embeddings, demand_snapshots.
         wall, cpu, rss, ok = materialize("postings", day, config, env, log)
         floor, rows = copy_floor(url, "postings", "partition_date = %(day)s", on_day)
         steps.append(Step("postings", rows, wall, cpu, rss, floor, "COPY of the day's rows", ok))
         meta = latest_metadata(home, "postings")
+        fake.requests.clear()  # the fake's request log is this process's memory, not the steps'
 
         wall, cpu, rss, ok = materialize("job_descriptions", day, config, env, log)
         floor, rows = copy_floor(url, "job_descriptions", of_day, on_day)
         steps.append(Step("job_descriptions", rows, wall, cpu, rss, floor, "COPY of the day's rows", ok))
+        fake.requests.clear()
+
+        if args.all_steps:
+            wall, cpu, rss, ok = materialize("posting_summaries,skill_keywords,ihl_scores", day, config, env, log,
+                                             name="llm_enrichment")
+            llm_tables = ["posting_summaries", "skill_keywords", "skill_keyword_items", "ihl_scores"]
+            floor, counts = copy_floors(url, llm_tables, of_day, on_day)
+            steps.append(Step("llm_enrichment", counts["posting_summaries"], wall, cpu, rss, floor,
+                              "COPY of the day's results (3 lanes, skill items)", ok))
+
+            wall, cpu, rss, ok = materialize("berufenet_mappings", day, config, env, log)
+            floor, rows = copy_floor(url, "berufenet_mappings", of_day, on_day)
+            steps.append(Step("berufenet_mappings", rows, wall, cpu, rss, floor, "COPY of the day's rows", ok))
 
         if args.with_embeddings:
             wall, cpu, rss, ok = materialize("posting_embeddings", day, config, env, log)
@@ -202,28 +340,54 @@ def main() -> None:
                           "GROUP BY state, domain (serial)", ok))
 
         wall, cpu, rss, ok = run_step([sys.executable, "-m", "ty_pipeline.cli", "status", "--warehouse-url", url],
-                                      env, log)
+                                      env, log / "status.log")
         floor, rows = count_floor(url)
         steps.append(Step("status (cold CLI)", rows, wall, cpu, rss, floor, "count(*) of postings", ok))
 
-        print(f"\n{'step':<20} {'rows':>8} {'time s':>8} {'rows/s':>8} {'CPU s':>7} {'peak RSS':>9} "
+        print(f"\n{'step':<22} {'rows':>8} {'time s':>8} {'rows/s':>8} {'CPU s':>7} {'peak RSS':>9} "
               f"{'floor s':>8} {'x floor':>8}  floor")
         for s in steps:
             flag = "" if s.ok else "  FAILED (see the log)"
-            print(f"{s.name:<20} {s.rows:>8,} {s.wall_s:>8.1f} {s.rows / s.wall_s:>8,.0f} {s.cpu_s:>7.1f} "
+            print(f"{s.name:<22} {s.rows:>8,} {s.wall_s:>8.1f} {s.rows / s.wall_s:>8,.0f} {s.cpu_s:>7.1f} "
                   f"{s.peak_rss_mib:>6.0f} MiB {s.floor_s:>8.3f} {s.wall_s / s.floor_s:>8.0f}  {s.floor_label}{flag}")
+        print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         if meta.get("store_ms_per_1000") is not None:
-            postings_floor = steps[0].floor_s * 1000 * 1000 / max(steps[0].rows, 1)
+            postings_step = next(s for s in steps if s.name == "postings")
+            postings_floor = postings_step.floor_s * 1000 * 1000 / max(postings_step.rows, 1)
             print(f"\npostings: storing {meta.get('store_seconds')} s for the day = {meta['store_ms_per_1000']} ms "
                   f"per 1,000 rows ({meta.get('store_cpu_ms_per_1000')} ms CPU); COPY floor {postings_floor:.1f} ms "
                   f"per 1,000 rows -> {meta['store_ms_per_1000'] / postings_floor:.1f} x floor")
         for asset, figures in (("postings", meta), ("job_descriptions", latest_metadata(home, "job_descriptions"))):
             if figures.get("requests_arbeitsagentur"):
                 print(f"{asset}: Jobsuche requests {json.dumps(figures['requests_arbeitsagentur'])}")
-        if not all(s.ok for s in steps):
-            print(f"\nstep output: {log}")
-            print(log.read_text()[-5000:])
+        if args.all_steps:
+            print_night_metadata(home)
+        failed = [s.name for s in steps if not s.ok]
+        for name in failed:
+            step_log = log / f"{'status' if name.startswith('status') else name}.log"
+            print(f"\n{name} failed; the end of its output ({step_log}):\n{step_log.read_text()[-5000:]}")
+        if failed:
             sys.exit("a step failed")
+
+
+# What the added steps report about themselves (their materialization metadata), next to the table.
+NIGHT_METADATA = {
+    "berufenet_catalog": ("entries", "distinct_names", "new_embeddings", "berufenet_listed", "seconds"),
+    "profession_similarity": ("professions", "pairs", "new_vectors", "seconds"),
+    "posting_summaries": ("processed", "failed", "pending", "server_errors", "llm_calls", "seconds"),
+    "ihl_scores": ("processed", "failed", "pending", "server_errors", "llm_calls", "seconds"),
+    "berufenet_mappings": ("processed", "distinct_titles", "resolved_share", "encoded_titles", "llm_calls",
+                           "titles_by_status", "seconds"),
+}
+
+
+def print_night_metadata(home: Path) -> None:
+    print()
+    for asset, keys in NIGHT_METADATA.items():
+        figures = latest_metadata(home, asset)
+        shown = {k: figures[k] for k in keys if k in figures}
+        stages = {k: v for k, v in figures.items() if k.startswith("seconds_")}
+        print(f"{asset}: {json.dumps(shown, default=str)}" + (f" stages {json.dumps(stages)}" if stages else ""))
 
 
 if __name__ == "__main__":

@@ -283,10 +283,12 @@ def test_a_text_longer_than_the_window_is_chunked_and_pooled_not_skipped(warehou
     text = normalize_text(german_text(1500, 3))
     set_description(engine, pid, text)
     result = run(warehouse_url, embedder=FakeEmbedder(max_chars_per_chunk=200))
-    chunks = encoded_texts()
+    sent = encoded_texts()
+    chunks = chunk_text(text, 200)
     assert len(chunks) >= 8 and all(len(c) <= 200 for c in chunks)
-    assert sorted(chunks) == sorted(chunk_text(text, 200))  # every chunk of the text went to the encoder
+    assert sorted(sent) == sorted(set(chunks))  # every chunk of the text went to the encoder, repeats once
     assert Counter(" ".join(chunks).split()) == Counter(text.split())  # and no word was dropped
+    # Pooled over every chunk, repeats included: the vector does not depend on what was encoded once.
     expected = pool_chunks(np.stack([fake_vector(c) for c in chunks]), [len(c) for c in chunks])
     stored = stored_vectors(engine)[content_hash(text)][1]
     np.testing.assert_allclose(stored, expected, atol=1e-6)
@@ -393,6 +395,60 @@ def test_encode_texts_batches_chunks_and_pools_in_input_order() -> None:
     np.testing.assert_allclose(encoded.vectors[1], fake_vector(texts[1]), atol=1e-6)
     for vector in encoded.vectors:
         assert vector is not None and abs(np.linalg.norm(vector) - 1) < 1e-5
+
+
+BOILERPLATE = ("Wir bieten eine tarifliche Vergütung, 30 Tage Urlaub, ein Jobticket und eine betriebliche "
+               "Altersvorsorge. Bewerben Sie sich jetzt über unser Karriereportal.")
+
+
+def test_a_chunk_repeated_across_texts_is_encoded_once_and_pooled_as_if_encoded_each_time() -> None:
+    texts = [f"{german_text(150, seed)} {BOILERPLATE}" for seed in (1, 2, 3)]
+    max_chars = 170
+    encoded = encode_texts(FakeEncoder(), texts, max_chars=max_chars, batch_size=4)
+    every_chunk = [c for t in texts for c in chunk_text(t, max_chars)]
+    assert every_chunk.count(BOILERPLATE) == 3  # the premise: one chunk is the same in all three texts
+    assert encoded_texts().count(BOILERPLATE) == 1 and sorted(encoded_texts()) == sorted(set(every_chunk))
+    assert encoded.chunks == len(every_chunk) and encoded.duplicate_chunks == 2
+    for text, vector in zip(texts, encoded.vectors, strict=True):
+        chunks = chunk_text(text, max_chars)
+        expected = pool_chunks(np.stack([fake_vector(c) for c in chunks]), [len(c) for c in chunks])
+        np.testing.assert_array_equal(vector, expected)
+
+
+def test_the_asset_encodes_an_employer_paragraph_shared_by_postings_once_and_stores_full_vectors(
+    warehouse_url: str, engine: sa.Engine
+) -> None:
+    texts = [normalize_text(f"{german_text(150, seed)} {BOILERPLATE}") for seed in (4, 5)]
+    for i, text in enumerate(texts):
+        set_description(engine, add_posting(engine, f"boilerplate-{i}"), text)
+    result = run(warehouse_url, embedder=FakeEmbedder(max_chars_per_chunk=170))
+    assert encoded_texts().count(BOILERPLATE) == 1 and meta(result)["duplicate_chunks"] == 1
+    stored = stored_vectors(engine)
+    for text in texts:
+        chunks = chunk_text(text, 170)
+        assert BOILERPLATE in chunks
+        expected = pool_chunks(np.stack([fake_vector(c) for c in chunks]), [len(c) for c in chunks])
+        np.testing.assert_array_equal(stored[content_hash(text)][1], expected)
+
+
+class TokenCountingEncoder(FakeEncoder):
+    """Counts one token per word: a text of few long words sorts before one of many short ones."""
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
+
+
+def test_chunks_are_batched_by_token_count_when_the_encoder_can_count_tokens() -> None:
+    few_long = ["Donaudampfschifffahrtsgesellschaftskapitän " * 4 + str(i) for i in range(2)]
+    many_short = ["ab " * 40 + str(i) for i in range(2)]  # shorter in characters, more tokens
+    assert all(len(a) > len(b) for a in few_long for b in many_short)
+    encode_texts(TokenCountingEncoder(), [many_short[0], few_long[0], many_short[1], few_long[1]],
+                 max_chars=500, batch_size=2)
+    assert [sorted(call) for call in CALLS] == [sorted(few_long), sorted(many_short)]
+    CALLS.clear()
+    encode_texts(FakeEncoder(), [many_short[0], few_long[0], many_short[1], few_long[1]], max_chars=500,
+                 batch_size=2)
+    assert [sorted(call) for call in CALLS] == [sorted(many_short), sorted(few_long)]  # characters otherwise
 
 
 def test_unknown_backend_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:

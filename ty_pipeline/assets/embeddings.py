@@ -101,6 +101,7 @@ def posting_embeddings(
         "failed": run.failed,
         "chunked_texts": run.chunked_texts,
         "chunks_encoded": run.chunks,
+        "duplicate_chunks": run.duplicate_chunks,
         "encode_calls": run.encode_calls,
         "seconds": round(seconds, 2),
         "encode_seconds": round(run.encode_seconds, 2),

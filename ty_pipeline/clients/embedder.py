@@ -105,6 +105,11 @@ class SentenceTransformerEncoder:
         dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dim = int(dim_of())
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text as the model reads it (special tokens included, truncated to the window)."""
+        ids = self._model.tokenizer(list(texts), truncation=True, max_length=int(self._model.max_seq_length))["input_ids"]
+        return [len(row) for row in ids]
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -155,6 +160,15 @@ class EncodedTexts:
     chunks: int = 0
     chunked_texts: int = 0
     encode_calls: int = 0
+    duplicate_chunks: int = 0  # chunks not sent to the encoder: the same chunk text was encoded once for them
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """An encoder that can count its tokens cheaply (it holds the tokenizer), so `encode_texts` batches by
+    token count instead of characters: less padding per batch."""
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]: ...
 
 
 def chunk_chars_for(window_tokens: int, override: int = 0) -> int:
@@ -189,8 +203,11 @@ _malloc_trim: Any = None
 def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, max_chars: int, batch_size: int) -> EncodedTexts:
     """Embed whole texts: long ones are chunked, chunk vectors mean-pooled and re-normalised.
 
-    All chunks of the given texts are sorted by length before batching, so each backend call pads
-    little (on a CPU that is most of the speed).
+    A chunk text that occurs more than once among the given texts (employer boilerplate: the same
+    "Wir bieten ..." paragraph in every posting of a company) is encoded once and its vector reused;
+    the encoder is deterministic per input, so the result is the same as encoding every copy.
+    The distinct chunks are sorted by length (tokens where the encoder can count them cheaply, else
+    characters) before batching, so each backend call pads little (on a CPU that is most of the speed).
     """
     pieces: list[tuple[int, str]] = []
     result = EncodedTexts()
@@ -199,18 +216,22 @@ def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, max_chars: int, 
         if len(chunks) > 1:
             result.chunked_texts += 1
         pieces.extend((index, chunk) for chunk in chunks)
-    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][1]))
-    chunk_vectors: dict[int, np.ndarray] = {}
+    distinct = list(dict.fromkeys(chunk for _index, chunk in pieces))
+    result.duplicate_chunks = len(pieces) - len(distinct)
+    sizes = encoder.token_counts(distinct) if isinstance(encoder, TokenCounter) else [len(c) for c in distinct]
+    order = sorted(range(len(distinct)), key=lambda i: sizes[i])
+    distinct_vectors: dict[str, np.ndarray] = {}
     for start in range(0, len(order), max(1, batch_size)):
-        batch = order[start : start + batch_size]
-        out = np.asarray(encoder.encode([pieces[i][1] for i in batch]), dtype=np.float32)
+        batch = [distinct[i] for i in order[start : start + batch_size]]
+        out = np.asarray(encoder.encode(batch), dtype=np.float32)
         result.encode_calls += 1
         if out.ndim != 2 or out.shape[0] != len(batch):
             raise ValueError(f"{encoder.model_id} returned shape {out.shape} for {len(batch)} inputs")
-        for row, i in enumerate(batch):
-            chunk_vectors[i] = out[row]
+        for row, chunk in enumerate(batch):
+            distinct_vectors[chunk] = out[row]
         release_freed_memory()
     result.chunks = len(pieces)
+    chunk_vectors = [distinct_vectors[chunk] for _index, chunk in pieces]
 
     per_text: dict[int, list[int]] = {}
     for i, (index, _chunk) in enumerate(pieces):

@@ -47,6 +47,7 @@ class EmbedRun:
     failed_postings: int = 0  # postings left without a vector because of them
     failed_examples: list[str] = field(default_factory=list)
     chunks: int = 0
+    duplicate_chunks: int = 0  # chunks reused from an identical chunk of the same page instead of encoded
     chunked_texts: int = 0
     encode_calls: int = 0
     encode_seconds: float = 0.0
@@ -103,6 +104,7 @@ def embed_partition(
                                    batch_size=batch_size)
             run.encode_seconds += time.monotonic() - t0
             run.chunks += encoded.chunks
+            run.duplicate_chunks += encoded.duplicate_chunks
             run.chunked_texts += encoded.chunked_texts
             run.encode_calls += encoded.encode_calls
             vectors: list[NewVector] = []

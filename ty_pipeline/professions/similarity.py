@@ -17,6 +17,12 @@ KLDB_WEIGHT = 0.4
 COSINE_WEIGHT = 0.6
 MIN_SCORE = 0.15
 DEFAULT_TOP_N = 10
+# Cells (rows x professions) of one block. A block holds about ten temporaries of that shape (KldB
+# scores, cosines, the combined score and its negation in float64, argpartition's int64 indices,
+# masks): ~46 bytes a cell at its peak, so 2M cells stay near 100 MB whatever the catalog size. A fixed
+# 1,024 rows against the full KldB catalog (23,000 professions) took 1.1 GB on top of the loaded encoder
+# (1.8 GiB RSS in bench/bench_scale.py).
+MAX_BLOCK_CELLS = 1 << 21
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +53,18 @@ def similar_professions(
     top_n: int = DEFAULT_TOP_N,
     min_score: float = MIN_SCORE,
     block: int = 1024,
+    max_block_cells: int = MAX_BLOCK_CELLS,
 ) -> list[SimilarPair]:
     """Top-N most similar other professions per profession.
 
     `vectors` (N, d) are unit-length name vectors; rows with `has_vector` False are ignored for the
-    cosine and those pairs are scored by KldB proximity alone.
+    cosine and those pairs are scored by KldB proximity alone. Rows are scored `block` at a time, fewer
+    when a block would exceed `max_block_cells` (the memory of a block grows with the catalog).
     """
     n = len(ids)
     if n < 2 or top_n <= 0:
         return []
+    block = max(1, min(block, max_block_cells // n))
     codes = np.array([int(c) for c in kldb_codes], dtype=np.int64)
     vecs = np.where(has_vector[:, None], vectors, 0.0).astype(np.float32)
     out: list[SimilarPair] = []
