@@ -9,8 +9,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from ty_pipeline.assets.check_report import explained, posting_examples
-from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.check_report import MAX_EXAMPLES
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, SkipReason
 from ty_pipeline.enrichment.embeddings import Certification, EmbedRun, certify_partition, embed_partition
 from ty_pipeline.partitions import daily_partitions, partition_date
