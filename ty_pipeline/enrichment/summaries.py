@@ -18,9 +18,9 @@ from ty_pipeline.domain.concurrency import run_all
 from ty_pipeline.domain.llm_hashing import input_hash
 from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.domain.summary_layout import SummaryFields, render_summary, validate_summary_fields
-from ty_pipeline.enrichment.llm_call import ModelOptions, free_text_problems, retry_message
+from ty_pipeline.enrichment.llm_call import ModelOptions, PipelineIdentity, free_text_problems, retry_message
 from ty_pipeline.enrichment.runner import POSTING_ERRORS, Outcome, error_metrics, error_outcome
-from ty_pipeline.prompts import Prompt, combined_version, load_prompt, prompt_versions
+from ty_pipeline.prompts import Prompt, load_prompt
 
 DEFAULT_EXTRACT_MODEL = "qwen2.5:7b-instruct"
 DEFAULT_GRADER_MODELS = ("qwen2.5:7b-instruct", "llama3.1:8b")
@@ -96,8 +96,10 @@ class SummarySettings:
 M = TypeVar("M", bound=BaseModel)
 
 
-class SummaryPipeline:
+class SummaryPipeline(PipelineIdentity):
     """Stateless per posting; one instance is shared by the worker threads of a run."""
+
+    family = "summary"  # prompt_version `summary/<extract>.<grade>.<improve>+p<posting context>`
 
     def __init__(self, client: Any, settings: SummarySettings) -> None:
         if not settings.grader_models:
@@ -115,23 +117,9 @@ class SummaryPipeline:
         return [self.extract_prompt, self.grade_prompt, self.improve_prompt]
 
     @property
-    def prompt_versions(self) -> list[str]:
-        return prompt_versions(self.prompts)
-
-    @property
-    def prompt_version(self) -> str:
-        """`summary/<extract>.<grade>.<improve>+p<posting context>` for the VARCHAR(32) column."""
-        return combined_version("summary", self.prompts)
-
-    @property
     def models(self) -> list[str]:
-        """Every model a posting may meet, in a fixed order (part of the input hash)."""
         s = self.settings
         return [s.extract_model, *s.grader_models, s.improve_model]
-
-    @property
-    def distinct_models(self) -> list[str]:
-        return list(dict.fromkeys(self.models))
 
     def models_json(self) -> str:
         s = self.settings
@@ -141,6 +129,7 @@ class SummaryPipeline:
         )
 
     def hash_for(self, text: str) -> str:
+        # The shared hash plus the output language: a German and an English summary are different results.
         return input_hash(
             text, prompt_versions=self.prompt_versions, models=self.models, language=self.settings.language
         )
