@@ -111,6 +111,7 @@ def rss_kib(field: str = "VmRSS") -> int:
 
 def run_one(url: str, backend: str, page_size: int, batch_size: int) -> dict:
     """In a fresh process: embed the partition with one backend; print one JSON line of figures."""
+    from ty_pipeline.domain.clock import utcnow
     from ty_pipeline.enrichment.embeddings import embed_partition
     from ty_pipeline.resources.embedder import EmbedderResource
     from ty_pipeline.warehouse.engine import get_engine
@@ -132,7 +133,7 @@ def run_one(url: str, backend: str, page_size: int, batch_size: int) -> dict:
         after_load_rss = rss_kib()
         cpu_before_encode = time.process_time()
         run = embed_partition(engine, DAY, encoder, max_chars=embedder.chunk_chars(encoder),
-                              batch_size=embedder.encode_batch_size(), page_size=page_size, now=datetime.now,
+                              batch_size=embedder.encode_batch_size(), page_size=page_size, now=utcnow,
                               on_page=on_page)
         encode_cpu_s = time.process_time() - cpu_before_encode
     cpu = os.times()
@@ -147,6 +148,7 @@ def run_one(url: str, backend: str, page_size: int, batch_size: int) -> dict:
 
 def run_catalog(url: str, backend: str) -> dict:
     """In a fresh process: build the full KldB profession catalog (about 20,000 names) with one backend."""
+    from ty_pipeline.domain.clock import utcnow
     from ty_pipeline.professions.catalog_build import build_catalog
     from ty_pipeline.resources.embedder import EmbedderResource
     from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
@@ -157,7 +159,7 @@ def run_catalog(url: str, backend: str) -> dict:
     loaded = ProfessionCatalogResource().load()
     t0 = time.monotonic()
     result = build_catalog(engine, loaded, open_encoder=EmbedderResource(backend=backend).encoder_opener(None),
-                           now=datetime.now, batch_size=64, min_share_of_stored=0)
+                           now=utcnow, batch_size=64, min_share_of_stored=0)
     seconds = time.monotonic() - t0
     cpu = os.times()
     return {"backend": backend, "names": result.distinct_names, "new": result.vectors.new, "seconds": seconds,

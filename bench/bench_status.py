@@ -29,9 +29,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.synthetic_warehouse import pg_schema as fresh_pg_schema  # noqa: E402
 from ty_pipeline import cli  # noqa: E402
+from ty_pipeline.domain.clock import berlin_today, utcnow  # noqa: E402
 from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine  # noqa: E402
 from ty_pipeline.warehouse.schema import (  # noqa: E402
     berufenet_mappings,
@@ -245,7 +245,7 @@ def one_asset_pass(url: str, since: date) -> None:
 
 
 def measure(label: str, url: str, args: argparse.Namespace, today: date) -> None:
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utcnow()
     started = time.perf_counter()
     counts = build(url, args.postings, args.days_back, today, now)
     built = time.perf_counter() - started
@@ -296,7 +296,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the SQLite warehouse in this directory")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    today = datetime.now(ZoneInfo("Europe/Berlin")).date()
+    today = berlin_today()
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.keep or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)

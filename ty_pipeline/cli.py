@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,7 +31,7 @@ from ty_pipeline.cli_pools import (
     render_pool_slots,
     run_free_slots,
 )
-from ty_pipeline.domain.clock import BERLIN  # partitions are Berlin days
+from ty_pipeline.domain.clock import berlin_today, utcnow_aware  # partitions are Berlin days
 from ty_pipeline.domain.llm_scope import LLM_SOURCES_ENV, default_llm_sources
 from ty_pipeline.domain.setting_values import WAREHOUSE_URL, SettingError, check_warehouse_url
 from ty_pipeline.domain.status_registry import ASSETS, Tally, llm_sources
@@ -127,11 +127,6 @@ def main_with(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     return 2  # argparse rejects unknown commands before this
 
 
-def utc_now() -> datetime:
-    """The command's clock (aware UTC); one function so tests can pin it."""
-    return datetime.now(UTC)
-
-
 def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         url = warehouse_url(args)
@@ -146,8 +141,8 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # A bad TY_LLM_SOURCES was reported just above; the status then counts the default scope.
     sources = default_llm_sources() if any(p.name == LLM_SOURCES_ENV for p in problems) else llm_sources()
     shown_url = redact_url(url)  # scheme://host:port only: the URL may carry a password
-    now_utc = utc_now()
-    today = now_utc.astimezone(BERLIN).date()
+    now_utc = utcnow_aware()  # looked up here, so tests can pin the command's clock
+    today = berlin_today(now_utc)
     missing_file = _missing_sqlite_file(url)
     if missing_file is not None:
         # Connecting would create an empty file, and a status command must not change anything: report

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from ty_pipeline import defs
 from ty_pipeline.automation.jobs import ENRICHMENT_JOB_NAME, NIGHTLY_JOB_NAME
-
-BERLIN = ZoneInfo("Europe/Berlin")
+from ty_pipeline.domain.clock import BERLIN
 
 
 def test_nightly_schedule_targets_the_day_that_is_ending() -> None:

@@ -4,7 +4,7 @@ loopback job APIs, a real SQLite warehouse, no Dagster run (the assets' own test
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from ty_pipeline.clients.deutsche_bank import DeutscheBankClient
 from ty_pipeline.clients.http_retry import RetryPolicy
 from ty_pipeline.clients.jobsuche import JobsucheClient
 from ty_pipeline.clients.rate_limit import RateLimit, RateLimiter
-from ty_pipeline.domain.clock import berlin_today
+from ty_pipeline.domain.clock import berlin_today, utcnow
 from ty_pipeline.domain.deutsche_bank_format import GERMANY_COUNTRY_ID
 from ty_pipeline.fetching.descriptions_run import ALL_FAILED_MIN, fetch_descriptions
 from ty_pipeline.fetching.postings_run import Sweep, ingest_postings
@@ -31,10 +31,6 @@ DAY = TODAY - timedelta(days=2)
 NOW = datetime(2026, 11, 20, 22, 0)
 STATES = ("Bayern", "Hessen", "Sachsen")
 TEXT = "**Ihre Aufgaben**\n- Planung und Steuerung von Projekten im Team\n- Abstimmung mit Kunden und Partnern"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @pytest.fixture

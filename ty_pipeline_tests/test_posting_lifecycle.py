@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.descriptions import job_descriptions
-from ty_pipeline.assets.postings import postings, utcnow
+from ty_pipeline.assets.postings import postings
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.warehouse.check_queries import description_coverage
 from ty_pipeline.warehouse.engine import get_engine
 from ty_pipeline.warehouse.schema import metadata

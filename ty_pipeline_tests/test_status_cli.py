@@ -168,7 +168,7 @@ def seed(url: str) -> None:
 
 
 def run_json(url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
-    monkeypatch.setattr(cli, "utc_now", lambda: NOW_AWARE)
+    monkeypatch.setattr(cli, "utcnow_aware", lambda: NOW_AWARE)
     assert cli.main(["status", "--json", "--warehouse-url", url, *extra]) == 0
     return json.loads(capsys.readouterr().out)
 
@@ -320,7 +320,7 @@ def test_demand_snapshots_are_one_unit_per_date(seeded: str, monkeypatch, capsys
 
 
 def test_asset_filter_and_text_output(seeded: str, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(cli, "utc_now", lambda: NOW_AWARE)
+    monkeypatch.setattr(cli, "utcnow_aware", lambda: NOW_AWARE)
     assert cli.main(["status", "--warehouse-url", seeded, "--asset", "job_descriptions", "--asset", "ihl_scores"]) == 0
     text = capsys.readouterr().out
     assert "posting_summaries" not in text and "demand_snapshots" not in text
@@ -358,7 +358,7 @@ def test_no_eta_for_work_no_job_will_do(warehouse_url: str, monkeypatch, capsys)
         conn.execute(demand_snapshots.insert().values(
             snapshot_date=D10, state="Bayern", domain_code="81", total_postings=1, fresh_7d=1, fresh_14d=1,
             computed_at=RECENT))
-    monkeypatch.setattr(cli, "utc_now", lambda: NOW_AWARE)
+    monkeypatch.setattr(cli, "utcnow_aware", lambda: NOW_AWARE)
     assert cli.main(["status", "--warehouse-url", warehouse_url,
                      "--asset", "berufenet_mappings", "--asset", "demand_snapshots"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -416,7 +416,7 @@ def test_warehouse_url_defaults_to_the_environment(tmp_path: Path, monkeypatch, 
     with engine.begin() as conn:
         conn.execute(postings.insert(), [_posting(1, AA, D0)])
     monkeypatch.setenv("TY_WAREHOUSE_URL", f"sqlite:///{path}")
-    monkeypatch.setattr(cli, "utc_now", lambda: NOW_AWARE)
+    monkeypatch.setattr(cli, "utcnow_aware", lambda: NOW_AWARE)
     assert cli.main(["status", "--json", "--asset", "postings"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["warehouse"] == f"sqlite:///{path}"
@@ -495,7 +495,7 @@ def test_llm_hosts_show_their_measured_rate_and_the_pending_work_against_six_in_
     pending = capacity["pending_postings"]
     assert pending > 0 and capacity["before_deadline"] is True  # a few postings, 8 h until 06:00 Berlin
     assert capacity["hours_left"] == 8.0
-    monkeypatch.setattr(cli, "utc_now", lambda: NOW_AWARE)
+    monkeypatch.setattr(cli, "utcnow_aware", lambda: NOW_AWARE)
     assert cli.main(["status", "--warehouse-url", seeded]) == 0
     text = capsys.readouterr().out
     assert "LLM hosts (last 1 of up to 7 enrichment runs)" in text

@@ -6,8 +6,8 @@ import time
 import dagster as dg
 
 from ty_pipeline.assets.check_report import explained
-from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.catalog_guard import DEFAULT_MIN_SHARE_OF_STORED, CatalogRejected
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.kldb_catalog import QUALIFICATION_LEVELS
 from ty_pipeline.domain.urls import redact_url, redact_urls_in
 from ty_pipeline.professions.catalog_build import build_catalog

@@ -9,9 +9,9 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from ty_pipeline.assets.check_report import explained, posting_examples
-from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.berufenet_status import BerufenetStatus
 from ty_pipeline.domain.check_report import MAX_EXAMPLES, examples_table
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.failed_titles import OPEN_TITLES_SHOWN, open_titles_rows
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL

@@ -14,10 +14,10 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from ty_pipeline.assets.check_report import explained
-from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.clients.llm_hosts import LlmClient
 from ty_pipeline.clients.ollama import OllamaError
 from ty_pipeline.domain.berufenet_status import UNRESOLVED
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.failed_titles import PARTITIONS_NAME
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, DESCRIPTION_CHARS, LlmChooser
 from ty_pipeline.professions.partition_run import CatalogMissing

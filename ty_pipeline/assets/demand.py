@@ -8,8 +8,8 @@ from datetime import date
 import dagster as dg
 
 from ty_pipeline.assets.check_report import explained
-from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.check_report import examples_table
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.demand import (
     MIN_POSTINGS_PER_PROFESSION,
     STRONGEST_MAX_ROWS,
@@ -66,7 +66,9 @@ def demand_snapshots(
     engine = warehouse.get_engine()
     started = time.monotonic()
     # The count the check compares with is taken apart from the snapshot statement, and at the same time:
-    # on PostgreSQL each runs on its own core (an INSERT ... SELECT never gets parallel workers).
+    # on PostgreSQL each runs on its own core (an INSERT ... SELECT never gets parallel workers). One call
+    # beside this thread, not a fan-out over items, so a plain future rather than domain/concurrency.py:
+    # the statement stays on this thread and its own duration is measured (`seconds_statement`).
     spellings = distinct_stored_states(engine)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demand-count") as pool:
         counting = pool.submit(active_summary, engine, day)

@@ -6,8 +6,7 @@ from typing import Any
 import dagster as dg
 
 from ty_pipeline.assets.check_report import explained, posting_examples
-from ty_pipeline.assets.postings import utcnow
-from ty_pipeline.domain.clock import berlin_today
+from ty_pipeline.domain.clock import berlin_today, utcnow
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.fetching.descriptions_run import DescriptionsRun, fetch_descriptions
 from ty_pipeline.partitions import daily_partitions, partition_date

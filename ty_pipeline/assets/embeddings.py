@@ -2,20 +2,22 @@
 
 
 import time
+from dataclasses import dataclass
+from datetime import date
 
 import dagster as dg
+import sqlalchemy as sa
 
 from ty_pipeline.assets.check_report import explained, posting_examples
-from ty_pipeline.assets.postings import utcnow
 from ty_pipeline.domain.check_report import MAX_EXAMPLES
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, SkipReason
-from ty_pipeline.enrichment.embeddings import count_missing, embed_partition
+from ty_pipeline.enrichment.embeddings import Certification, EmbedRun, certify_partition, embed_partition
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.step_retries import retried_asset
-from ty_pipeline.warehouse.embeddings_store import audit_vectors, postings_linked_to
 
 EMBEDDING_CHECK = "embedding_certified"
 # The text is the passed summary when there is one, else the description; both must be current first.
@@ -63,30 +65,46 @@ def posting_embeddings(
     engine = warehouse.get_engine()
     started = time.monotonic()
     with embedder.open_encoder(ollama) as encoder:
-        model = encoder.model_id
-        max_chars = embedder.chunk_chars(encoder)
-        batch_size = embedder.encode_batch_size()
+        shape = EncodeShape(encoder.model_id, encoder.window_tokens, embedder.chunk_chars(encoder),
+                            embedder.encode_batch_size())
         context.log.info(
-            f"{day}: embedding with {model} in pages of {config.commit_every} postings, {batch_size} chunks per "
-            f"call, chunks of at most {max_chars} chars"
+            f"{day}: embedding with {shape.model} in pages of {config.commit_every} postings, {shape.batch_size} "
+            f"chunks per call, chunks of at most {shape.max_chars} chars"
         )
-        run = embed_partition(engine, day, encoder, max_chars=max_chars, batch_size=batch_size,
+        run = embed_partition(engine, day, encoder, max_chars=shape.max_chars, batch_size=shape.batch_size,
                               page_size=config.commit_every, now=utcnow, log=context.log.info)
-
-    audit = audit_vectors(engine, day=day)
-    # Certify from what is stored now, with the same planner: anything still pending is missing.
-    missing, missing_ids = count_missing(engine, day, model, examples=MAX_EXAMPLES)
+    cert = certify_partition(engine, day, shape.model, examples=MAX_EXAMPLES)
     for h in run.failed_examples:
         context.log.warning(f"unusable vector (NaN or zero) for text {h[:12]}…; left without embedding")
-    for example in audit.examples:
+    for example in cert.audit.examples:
         context.log.error(example)
+    context.log.info(
+        f"{day}: {run.new} new vectors, {run.cached} cached, {run.up_to_date} up to date, "
+        f"{sum(run.skipped.values())} skipped, {run.failed} failed; missing {cert.missing}, "
+        f"corrupt {cert.audit.corrupt_hashes}"
+    )
+    return dg.MaterializeResult(
+        metadata=run_metadata(run, cert, shape, time.monotonic() - started),
+        check_results=[certified_check(engine, day, cert)],
+    )
 
-    seconds = time.monotonic() - started
+
+@dataclass(frozen=True)
+class EncodeShape:
+    """How the run encoded: the model, its window, and the chunk and batch sizes the resource chose."""
+
+    model: str
+    window_tokens: int
+    max_chars: int
+    batch_size: int
+
+
+def run_metadata(run: EmbedRun, cert: Certification, shape: EncodeShape, seconds: float) -> "dict[str, dg.RawMetadataValue]":
     metadata: dict[str, dg.RawMetadataValue] = {
-        "model": model,
-        "window_tokens": encoder.window_tokens,
-        "max_chars_per_chunk": max_chars,
-        "batch_size": batch_size,
+        "model": shape.model,
+        "window_tokens": shape.window_tokens,
+        "max_chars_per_chunk": shape.max_chars,
+        "batch_size": shape.batch_size,
         "pages": run.pages,
         "processed": run.processed,
         "eligible": run.eligible,
@@ -107,37 +125,33 @@ def posting_embeddings(
         "encode_seconds": round(run.encode_seconds, 2),
         "texts_per_s": round(run.new / run.encode_seconds, 2) if run.encode_seconds > 0 else 0.0,
         "chunks_per_s": round(run.chunks / run.encode_seconds, 2) if run.encode_seconds > 0 else 0.0,
-        "eligible_without_current_embedding": missing,
+        "eligible_without_current_embedding": cert.missing,
         # Share 0..1 of the day's eligible postings with a current vector: the number the UI plots.
-        "embedding_coverage": round((run.eligible - missing) / run.eligible, 4) if run.eligible else 1.0,
-        "corrupt_hashes": audit.corrupt_hashes,
-        "invalid_vectors": audit.invalid_vectors,
-        "vectors_audited": audit.checked,
+        "embedding_coverage": round((run.eligible - cert.missing) / run.eligible, 4) if run.eligible else 1.0,
+        "corrupt_hashes": cert.audit.corrupt_hashes,
+        "invalid_vectors": cert.audit.invalid_vectors,
+        "vectors_audited": cert.audit.checked,
     }
     if run.dim:
         metadata["dim"] = run.dim
-    context.log.info(
-        f"{day}: {run.new} new vectors, {run.cached} cached, {run.up_to_date} up to date, "
-        f"{sum(run.skipped.values())} skipped, {run.failed} failed; missing {missing}, corrupt {audit.corrupt_hashes}"
-    )
-    passed = missing == 0 and audit.corrupt_hashes == 0 and audit.invalid_vectors == 0
-    offenders = [(pid, "no current embedding (unusable vector or encoding failed)") for pid in missing_ids]
-    if not passed:
-        offenders += [(pid, audit.bad_hashes[h]) for pid, h in postings_linked_to(engine, audit.bad_hashes, day)]
-    check = explained(
+    return metadata
+
+
+def certified_check(engine: sa.Engine, day: date, cert: Certification) -> dg.AssetCheckResult:
+    audit = cert.audit
+    return explained(
         check_name=EMBEDDING_CHECK,
-        passed=passed,
-        reason=f"{missing} eligible postings of {day} have no current embedding, {audit.corrupt_hashes} stored vectors "
-        f"have a hash that does not match their text and {audit.invalid_vectors} are not unit vectors (expected 0 "
-        "each); the next run embeds the missing ones",
-        examples=[] if passed else posting_examples(engine, offenders),
-        total_examples=missing + audit.corrupt_hashes + audit.invalid_vectors,
+        passed=cert.passed,
+        reason=f"{cert.missing} eligible postings of {day} have no current embedding, {audit.corrupt_hashes} stored "
+        f"vectors have a hash that does not match their text and {audit.invalid_vectors} are not unit vectors "
+        "(expected 0 each); the next run embeds the missing ones",
+        examples=[] if cert.passed else posting_examples(engine, cert.offenders),
+        total_examples=cert.missing + audit.corrupt_hashes + audit.invalid_vectors,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "eligible_without_current_embedding": missing,
+            "eligible_without_current_embedding": cert.missing,
             "corrupt_hashes": audit.corrupt_hashes,
             "invalid_vectors": audit.invalid_vectors,
             "examples": dg.MetadataValue.md("\n".join(f"- {e}" for e in audit.examples) or "none"),
         },
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])

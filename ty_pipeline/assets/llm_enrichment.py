@@ -9,7 +9,7 @@ of them (UI, job, `--select skill_keywords`) runs only that lane (`can_subset`).
 """
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -32,6 +32,7 @@ from ty_pipeline.assets.summaries import ASSET as SUMMARIES
 from ty_pipeline.assets.summaries import DESCRIPTION as SUMMARIES_DESCRIPTION
 from ty_pipeline.assets.summaries import SummariesConfig, summary_metadata, summary_pipeline
 from ty_pipeline.clients.ollama import OllamaError, OllamaModelMissing, OllamaUnavailable
+from ty_pipeline.domain.clock import utcnow_aware
 from ty_pipeline.domain.llm_capacity import (
     FALLBACK_CAP,
     RunThroughput,
@@ -160,7 +161,7 @@ def llm_enrichment(
     except ValueError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     engine = warehouse.get_engine()
-    now = datetime.now(UTC)
+    now = utcnow_aware()
     recent = recent_runs(engine)
     rate = total_rate(recent)
     cap_source = cap_origin(config, llm_scope, rate, now)

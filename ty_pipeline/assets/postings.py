@@ -1,13 +1,12 @@
 """The `postings` asset: one day's postings from Jobsuche and Deutsche Bank, upserted into the warehouse."""
 
 
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
 from ty_pipeline.assets.check_report import explained
-from ty_pipeline.domain.clock import berlin_today
+from ty_pipeline.domain.clock import berlin_today, utcnow
 from ty_pipeline.fetching.postings_run import PostingsRun, ingest_postings
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
@@ -19,11 +18,6 @@ from ty_pipeline.step_retries import retried_asset
 
 class PostingsConfig(dg.Config):
     sources: list[str] | None = None  # overrides TY_SOURCES for this run, e.g. ["deutsche_bank"]
-
-
-def utcnow() -> datetime:
-    """Naive UTC: stored the same way in SQLite and PostgreSQL, so comparisons work on both."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 FETCH_COMPLETE_CHECK = "fetch_complete"

@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from ty_pipeline.assets.check_report import explained
-from ty_pipeline.assets.postings import utcnow
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.professions.partition_run import CatalogMissing
 from ty_pipeline.professions.similarity import DEFAULT_TOP_N, MIN_SCORE, SimilarityAudit, audit_similarity
 from ty_pipeline.professions.similarity_build import build_similarity

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 import requests
 
 from ty_pipeline.clients.http_retry import KeyedJsonClient, RetryPolicy, SourceError, request_json
+from ty_pipeline.domain.concurrency import Bounded, Finished
 from ty_pipeline.domain.kldb_catalog import (
     BERUFENET_ID_PREFIX,
     QUALIFICATION_LEVELS,
@@ -300,36 +299,24 @@ def _fetch_details(
                 client.sleep(delay_s)
 
     # A bounded window of submitted calls instead of all ≈3,570 at once: when the failure limit is passed
-    # the run stops within `workers` calls rather than after every queued call was tried with retries.
-    pending: dict[Future[Any], str] = {}
-    queue: Iterator[str] = iter(ids)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="berufenet") as pool:
-        try:
-            for pid in islice(queue, 2 * workers):
-                pending[pool.submit(one, pid)] = pid
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    pid = pending.pop(future)
-                    _record(out, pid, future)
-                    progress.step()
-                if len(out.failed) > allowed:
-                    raise BerufenetError(
-                        f"{len(out.failed)} of {len(ids)} BERUFENET detail calls failed, more than the "
-                        f"{max_failed_share:.1%} tolerated (e.g. {out.failed[:MAX_EXAMPLES]}); "
-                        "the catalog was left unchanged"
-                    )
-                for pid in islice(queue, len(done)):
-                    pending[pool.submit(one, pid)] = pid
-        finally:
-            for future in pending:
-                future.cancel()
+    # the run stops within `2 * workers` calls rather than after every queued call was tried with retries.
+    with Bounded(one, ids, workers=workers, in_flight=2 * workers, name="berufenet") as run:
+        for done in run:
+            _record(out, done)
+            progress.step()
+            if len(out.failed) > allowed:
+                raise BerufenetError(
+                    f"{len(out.failed)} of {len(ids)} BERUFENET detail calls failed, more than the "
+                    f"{max_failed_share:.1%} tolerated (e.g. {out.failed[:MAX_EXAMPLES]}); "
+                    "the catalog was left unchanged"
+                )
     return out
 
 
-def _record(out: _Details, pid: str, future: Future[Any]) -> None:
+def _record(out: _Details, done: Finished[str, Any]) -> None:
+    pid = done.item
     try:
-        payload = future.result()
+        payload = done.result()
     except (SourceError, requests.RequestException) as exc:  # e.g. a body cut mid-chunk
         out.failed.append(f"{pid}: {exc}"[:300])
         return

@@ -29,7 +29,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -43,6 +42,7 @@ from ty_pipeline.clients.ollama import (
     OllamaUnavailable,
     canonical_model_name,
 )
+from ty_pipeline.domain.concurrency import run_all
 from ty_pipeline.domain.llm_hosts import HostSpec
 from ty_pipeline.domain.urls import redact_url
 
@@ -428,8 +428,8 @@ class HostPool:
             host = self._hosts[0]
             host.version = host.client.preflight(wanted)
             return host.version
-        with ThreadPoolExecutor(max_workers=len(self._hosts), thread_name_prefix="llm-preflight") as pool:
-            answers = list(pool.map(lambda h: _probe_host(h.client, wanted), self._hosts))
+        answers = [end.result() for end in run_all(lambda h: _probe_host(h.client, wanted), self._hosts,
+                                                   name="llm-preflight")]
         unreachable: list[str] = []
         with self._cond:
             for host, (version, missing, error) in zip(self._hosts, answers, strict=True):

@@ -15,10 +15,12 @@ import email.utils
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TypeVar
 
 import tenacity
+
+from ty_pipeline.domain.clock import utcnow_aware
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def parse_retry_after(value: str) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - utcnow_aware()).total_seconds())
 
 
 class TransientFailure(Exception):

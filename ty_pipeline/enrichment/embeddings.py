@@ -20,10 +20,13 @@ from ty_pipeline.domain.embedding_text import SkipReason, plan_embeddings
 from ty_pipeline.domain.progress import Progress
 from ty_pipeline.warehouse.embeddings_store import (
     NewVector,
+    StoredVectorAudit,
+    audit_vectors,
     count_partition_postings,
     existing_hashes,
     iter_posting_text_pages,
     link_postings,
+    postings_linked_to,
     retire_links,
     save_vectors,
 )
@@ -140,3 +143,32 @@ def count_missing(engine: Engine, day: date, model: str, *, examples: int = 10,
         for ids in plan.to_link.values():
             first.extend(ids[: max(0, examples - len(first))])
     return missing, first
+
+
+MISSING_REASON = "no current embedding (unusable vector or encoding failed)"
+
+
+@dataclass(frozen=True)
+class Certification:
+    """What the `embedding_certified` check reads, from what is stored after the run: the day's eligible
+    postings still without a current vector (the replaced system's `need = 0`) and the audit of the vectors
+    they point at (`corrupt = 0`), with (posting id, reason) examples of both."""
+
+    missing: int
+    audit: StoredVectorAudit
+    offenders: list[tuple[int, str]]
+
+    @property
+    def passed(self) -> bool:
+        return self.missing == 0 and self.audit.corrupt_hashes == 0 and self.audit.invalid_vectors == 0
+
+
+def certify_partition(engine: Engine, day: date, model: str, *, examples: int = 10) -> Certification:
+    """Certify `day` for `model` from the warehouse alone, with the same planner as the run: anything it
+    would still do counts as missing."""
+    audit = audit_vectors(engine, day=day)
+    missing, missing_ids = count_missing(engine, day, model, examples=examples)
+    offenders = [(pid, MISSING_REASON) for pid in missing_ids]
+    if audit.bad_hashes:
+        offenders += [(pid, audit.bad_hashes[h]) for pid, h in postings_linked_to(engine, audit.bad_hashes, day)]
+    return Certification(missing, audit, offenders)

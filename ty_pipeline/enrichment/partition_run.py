@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, Table
 
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.llm_selection import (
     LLM_MAX_ATTEMPTS,
     SUCCESS_STATUSES,
@@ -110,11 +111,6 @@ class PartitionRun:
 def _shared_text(item: WorkItem, texts: dict[str, str]) -> WorkItem:
     shared = texts.setdefault(item.text, item.text)
     return item if shared is item.text else replace(item, text=shared)
-
-
-def utcnow() -> datetime:
-    """Naive UTC, stored the same way in SQLite and PostgreSQL."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def enrich_partition(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ from ty_pipeline.clients.ollama import (
     OllamaTransientError,
     OllamaUnavailable,
 )
+from ty_pipeline.domain.concurrency import Bounded
 from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.domain.progress import Progress
 from ty_pipeline.enrichment.metrics import CallStats
@@ -137,9 +137,7 @@ def run_pool(
     started = time.monotonic()
     consecutive = 0
     aborted: str | None = None
-    queue = list(reversed(tasks))  # pop() takes them in order
-    in_flight: dict[Future[Outcome], Task] = {}
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=what)
+    run = Bounded(work, tasks, workers=workers, name=what)
 
     def abort(reason: str) -> None:
         nonlocal aborted
@@ -148,20 +146,19 @@ def run_pool(
             log(f"{what}: stopping early, {reason}")
             for lane in active:
                 reports[lane].aborted = reason
-            for task in reversed(queue):
+            run.stop()
+            for task in run.untaken():
                 reports[task.lane].not_done.append(task.item)
-            queue.clear()
 
     try:
-        while queue or in_flight:
-            while queue and len(in_flight) < max(1, workers):
-                task = queue.pop()
-                in_flight[pool.submit(work, task)] = task
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                task = in_flight.pop(future)
+        with run:
+            for done in run:
+                task = done.item
                 item, report = task.item, reports[task.lane]
-                exc = future.exception()
+                exc = done.error
+                if done.cancelled:  # submitted, not yet started when the run stopped: not attempted
+                    report.not_done.append(item)
+                    continue
                 if exc is not None:
                     if isinstance(exc, RUN_FATAL_ERRORS):
                         report.not_done.append(item)
@@ -172,7 +169,7 @@ def run_pool(
                     # A posting-level error a pipeline did not catch: still that posting's failure.
                     outcome = error_outcome(exc, stage="llm")
                 else:
-                    outcome = future.result()
+                    outcome = done.result()
                 stats[task.lane].add(outcome.metrics)
                 label = f"{task.lane} posting {item.posting_id} ({item.source} {item.external_id})"
                 if outcome.transport_error:
@@ -194,7 +191,6 @@ def run_pool(
                 consecutive = 0
                 progress.step()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         seconds = time.monotonic() - started
         for report in reports.values():
             report.seconds = seconds

@@ -9,12 +9,12 @@ step rewrites the fields with both graders' reasons and both grade again (`max_i
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ty_pipeline.domain.concurrency import run_all
 from ty_pipeline.domain.llm_hashing import input_hash
 from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
 from ty_pipeline.domain.summary_layout import SummaryFields, render_summary, validate_summary_fields
@@ -185,24 +185,22 @@ class SummaryPipeline:
         """Every grader at once, each in its own thread; raises the first grader error after all finish."""
         messages = self.grade_prompt.render(posting=posting, summary=summary, language=self.settings.language)
         models = self.settings.grader_models
-        with ThreadPoolExecutor(max_workers=len(models), thread_name_prefix="grader") as pool:
-            futures = [pool.submit(self._chat, m, messages, Grade, validate_grade) for m in models]
+        ends = run_all(lambda model: self._chat(model, messages, Grade, validate_grade), models, name="grader")
         grades: list[dict[str, Any]] = []
         metrics: list[Any] = []
         first_error: BaseException | None = None
-        for future in futures:
-            exc = future.exception()
-            if exc is not None and not isinstance(exc, POSTING_ERRORS):
-                raise exc  # server gone, model missing, or a bug: not this posting's failure
-        for model, future in zip(models, futures, strict=True):
-            exc = future.exception()
+        for end in ends:
+            if end.error is not None and not isinstance(end.error, POSTING_ERRORS):
+                raise end.error  # server gone, model missing, or a bug: not this posting's failure
+        for end in ends:
+            model, exc = end.item, end.error
             if exc is not None:
                 if first_error is None:
                     first_error = _GraderError(model, exc)  # its call metrics travel with the cause
                 else:
                     metrics += error_metrics(exc)
                 continue
-            grade, call_metrics = future.result()
+            grade, call_metrics = end.result()
             metrics += list(call_metrics)
             grades.append({"model": model, "verdict": grade.verdict, "reasons": [r.strip() for r in grade.reasons]})
         if first_error is not None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
+from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.llm_capacity import HostRun, RunThroughput, posting_equivalents
 from ty_pipeline.enrichment.partition_run import PartitionRun, client_slots
 
@@ -25,6 +25,6 @@ def run_throughput(client: Any, runs: Mapping[str, PartitionRun]) -> RunThroughp
     done = {name: run.report.saved for name, run in runs.items()}
     wall = max((run.seconds for run in runs.values()), default=0.0)
     return RunThroughput(
-        finished_at=datetime.now(UTC).replace(tzinfo=None), wall_s=wall, postings=posting_equivalents(done),
+        finished_at=utcnow(), wall_s=wall, postings=posting_equivalents(done),
         hosts=host_runs(client, runs),
     )

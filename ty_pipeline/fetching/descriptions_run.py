@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy import Engine
 
+from ty_pipeline.domain.concurrency import Bounded
 from ty_pipeline.domain.description_status import DescriptionStatus, status_after_failure
 from ty_pipeline.domain.progress import Progress
 from ty_pipeline.fetching.descriptions import fetch_description
@@ -106,10 +106,9 @@ def fetch_descriptions(
     db_client = access.deutsche_bank()
     sample = SampleSource(access.sample_dir, today)
 
-    def work(posting: PendingDescription) -> tuple[PendingDescription, DescriptionOutcome]:
+    def work(posting: PendingDescription) -> DescriptionOutcome:
         # Pacing lives in each client's limiter, shared by all workers: no pause per call here.
-        outcome = fetch_description(posting, jobsuche=aa_client, deutsche_bank=db_client, sample=sample)
-        return posting, outcome
+        return fetch_description(posting, jobsuche=aa_client, deutsche_bank=db_client, sample=sample)
 
     progress = Progress("descriptions", len(todo) + len(rechecks), log)
     started = renewed = time.monotonic()
@@ -117,15 +116,14 @@ def fetch_descriptions(
     # source at its cap, so extra threads only wait.
     workers = access.jobsuche_in_flight + access.deutsche_bank_in_flight
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="descriptions") as pool:
-            futures = {pool.submit(work, p): p for p in todo + rechecks}
-            for future in as_completed(futures):
-                try:
-                    posting, outcome = future.result()
-                except Exception as exc:  # noqa: BLE001 - a parser bug is this posting's failure, not the run's
-                    posting = futures[future]
+        with Bounded(work, todo + rechecks, workers=workers, name="descriptions") as fetches:
+            for done in fetches:
+                posting = done.item
+                if isinstance(done.error, Exception):  # a parser bug is this posting's failure, not the run's
                     outcome = DescriptionOutcome(status_after_failure(posting.attempts),
-                                                 error=f"{type(exc).__name__}: {exc}"[:500])
+                                                 error=f"{type(done.error).__name__}: {done.error}"[:500])
+                else:
+                    outcome = done.result()
                 if time.monotonic() - renewed > LEASE_TTL.total_seconds() / 6:
                     renew(engine, run_id=run_id, now=now())
                     renewed = time.monotonic()

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ from ty_pipeline.clients.ollama import (
     OllamaUnavailable,
 )
 from ty_pipeline.domain.berufenet_status import LEARNABLE, BerufenetStatus
+from ty_pipeline.domain.concurrency import Bounded
 from ty_pipeline.domain.embedding_text import usable_vector
 from ty_pipeline.domain.profession_matching import Candidate, CatalogMatrix, rank_candidates
 from ty_pipeline.domain.profession_names import AliasResolution, AliasTier, resolve_candidates
@@ -412,21 +413,26 @@ class TitleMapper:
                 gone.set()
                 raise
 
-        pool = ThreadPoolExecutor(max_workers=max(1, self.settings.llm_workers), thread_name_prefix="berufenet-llm")
-        futures: dict[Future[Choice], TitleResult] = {pool.submit(call, r): r for r in band}
-        try:
-            for future in as_completed(futures):
-                result = futures[future]
+        def take(result: TitleResult) -> None:
+            nonlocal pending
+            pending.append(result)
+            progress.step()
+            if len(pending) >= self.settings.llm_chunk:
+                self._emit(report, pending)
+                pending = []
+
+        with Bounded(call, band, workers=self.settings.llm_workers, name="berufenet-llm") as run:
+            for done in run:
+                result = done.item
                 try:
-                    choice = future.result()
+                    choice = done.result()
                 except SERVER_FAILURES as exc:
                     # The server is gone, sick (timeouts / 5xx after retries) or the model was removed:
                     # every further call would likely fail the same way, so the band is not attempted.
                     report.llm_metrics += list(exc.metrics)
                     stop = stop or str(exc)
                     result.status, result.error = S.LLM_UNAVAILABLE, _short(str(exc))
-                    for other in futures:
-                        other.cancel()
+                    run.stop()
                 except OllamaError as exc:
                     report.llm_metrics += list(exc.metrics)
                     report.llm_calls += len(exc.metrics)
@@ -449,13 +455,10 @@ class TitleMapper:
                             result.score,
                         )
                     result.decided_by = verifier.model
-                pending.append(result)
-                progress.step()
-                if len(pending) >= self.settings.llm_chunk:
-                    self._emit(report, pending)
-                    pending = []
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+                take(result)
+        for result in run.untaken():  # never submitted: the server went away first
+            result.status, result.error = S.LLM_UNAVAILABLE, _short(stop or "not verified")
+            take(result)
         self._emit(report, pending)
         if stop is not None:
             report.llm_problem = stop
