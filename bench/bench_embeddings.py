@@ -12,6 +12,9 @@ postings, which should stay flat. Then the cosine between the torch and the onnx
 Run:  HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_embeddings.py [--texts 2000] [--backends sentence-transformers,onnx]
       add `ollama` to --backends to send the texts to OLLAMA_HOST (TY_EMBED_MODEL picks the model there).
       --warehouse-url postgresql://... benchmarks on PostgreSQL instead of a temporary SQLite file.
+      --fake-server instead embeds with the `ollama` backend against a loopback fake Ollama started in
+      this process (the client runs in a subprocess, so its CPU and RSS are its own): once with no
+      latency (the client's own cost) and once with a modelled GPU server (see `server_arm`).
       --catalog builds the full KldB profession catalog (about 20,000 names, `berufenet_catalog`'s
       build_catalog) with each backend instead, and prints seconds, names/s and peak RSS.
 """
@@ -28,8 +31,12 @@ import tempfile
 import time
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ty_pipeline_tests.fakes.llm_timing import LlmTiming
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -124,13 +131,15 @@ def run_one(url: str, backend: str, page_size: int, batch_size: int) -> dict:
     with embedder.open_encoder() as encoder:
         load_s = time.monotonic() - t0
         after_load_rss = rss_kib()
+        cpu_before_encode = time.process_time()
         run = embed_partition(engine, DAY, encoder, max_chars=embedder.chunk_chars(encoder),
                               batch_size=embedder.encode_batch_size(), page_size=page_size, now=utcnow,
                               on_page=on_page)
+        encode_cpu_s = time.process_time() - cpu_before_encode
     cpu = os.times()
     return {
         "backend": backend, "model": run.model, "texts": run.new, "chunks": run.chunks,
-        "duplicate_chunks": run.duplicate_chunks,
+        "duplicate_chunks": run.duplicate_chunks, "encode_calls": run.encode_calls, "encode_cpu_s": encode_cpu_s,
         "load_s": load_s, "encode_s": run.encode_seconds, "cpu_s": cpu.user + cpu.system,
         "rss_start_mib": started_rss / 1024, "rss_after_load_mib": after_load_rss / 1024,
         "rss_mib": {q: samples[q] / 1024 for q in sorted(samples)}, "peak_mib": rss_kib("VmHWM") / 1024,
@@ -155,6 +164,102 @@ def run_catalog(url: str, backend: str) -> dict:
     cpu = os.times()
     return {"backend": backend, "names": result.distinct_names, "new": result.vectors.new, "seconds": seconds,
             "cpu_s": cpu.user + cpu.system, "peak_mib": rss_kib("VmHWM") / 1024, "rss_mib": rss_kib() / 1024}
+
+
+# -- the server path against a loopback fake ----------------------------------------------------------------
+
+DAY_TEXTS = 14_475  # the issue's day (#13)
+FAKE_MODEL = "bge-m3"  # what the ollama backend is meant for; 1024 dims, so the JSON is as large as the real one
+FAKE_DIM = 1024
+
+
+def timed_fake_ollama(timing: LlmTiming | None) -> Any:
+    """A `FakeOllama` whose `/api/embed` holds one of `timing`'s slots for the request's modelled cost.
+
+    The fake's own timing model covers chat and generate only; an embedding request is modelled here as
+    a prompt-only call: `call_overhead_s + tokens of all inputs / prefill_tps` (4 characters per token,
+    `llm_timing`'s tokenizer), no decode. Rates are the whole server's when `slots` is 1.
+    """
+    from ty_pipeline_tests.fakes.ollama_server import FakeOllama, canonical
+
+    class TimedEmbedOllama(FakeOllama):
+        def _embed(self, model: str, body: dict[str, Any]) -> Any:
+            raw = body.get("input")
+            texts = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+            if self.timing is not None and texts and all(isinstance(t, str) for t in texts):
+                self.timing.serve(canonical(model), "".join(texts), 0)
+            return super()._embed(model, body)
+
+    return TimedEmbedOllama(models=[FAKE_MODEL], embed_dim=FAKE_DIM, timing=timing)
+
+
+def server_arm(url: str, args: argparse.Namespace, label: str, timing: LlmTiming | None) -> None:
+    """Embed the partition with TY_EMBED_BACKEND=ollama against the fake; print client cost and, with a
+    timing model, the server's slot saturation and the modelled wall time for the issue's day."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TY_LLM_HOSTS", "TY_LLM_BACKEND")}
+    with timed_fake_ollama(timing) as fake:
+        env.update(OLLAMA_HOST=fake.base_url, TY_EMBED_MODEL=FAKE_MODEL, TY_EMBED_BACKEND="ollama")
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", "ollama", "--warehouse-url", url, "--page-size", str(args.page_size),
+             "--batch-size", str(args.batch_size)],
+            capture_output=True, text=True, check=False, env=env,
+        )
+        requests = len(fake.embed_calls())
+    if out.returncode != 0:
+        print(f"{label}: failed\n{out.stderr[-2000:]}")
+        return
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    wall = r["encode_s"]
+    print(f"{label}: {r['texts']} texts, {r['chunks']} chunks ({r['duplicate_chunks']} repeats), {requests} requests "
+          f"({r['encode_calls']} encode calls) in {wall:.2f} s: {r['chunks'] / wall:.0f} chunks/s measured; "
+          f"client CPU {r['encode_cpu_s']:.2f} s in the encode loop = {1000 * r['encode_cpu_s'] / r['chunks']:.2f} "
+          f"CPU-s per 1,000 chunks; client peak RSS {r['peak_mib']:.0f} MiB")
+    if timing is None:
+        return
+    busy_real = timing.busy_real_s()
+    totals = timing.totals()
+    max_busy, slots = timing.max_busy, timing.slots
+    # The client's own time is what the wall clock spent outside the (scaled) server; put the modelled
+    # server time back in. Exact only for a client that sends one request at a time (max_busy 1).
+    modelled_run = wall - busy_real + totals.busy_s + totals.queue_s
+    per_text = modelled_run / r["texts"]
+    capacity_day = totals.busy_s / r["texts"] * DAY_TEXTS / slots
+    # Saturation in modelled time: the wall-clock figure (`LlmTiming.saturation`) would mix the scaled
+    # server with the unscaled client, so it is only right at --time-scale 1.
+    print(f"  MODEL (not a measurement): {totals.prompt_tokens} tokens in {totals.calls} calls, server busy "
+          f"{totals.busy_s:.1f} modelled s; slots held at once: max {max_busy} of {slots}; "
+          f"slot saturation {totals.busy_s / (slots * modelled_run):.0%} of the encode loop; "
+          f"run {modelled_run:.1f} modelled s = {r['chunks'] / modelled_run:.0f} chunks/s")
+    print(f"  MODEL: the issue's day ({DAY_TEXTS:,} texts like these) ~ {per_text * DAY_TEXTS / 60:.1f} min with this "
+          f"client{'' if max_busy <= 1 else ' (approximate: requests overlapped)'}; "
+          f"{capacity_day / 60:.1f} min of server time if every slot were kept busy")
+    day_tokens = totals.prompt_tokens / r["texts"] * DAY_TEXTS
+    outside = (modelled_run - totals.busy_s + totals.calls * timing.call_overhead_s) / r["texts"] * DAY_TEXTS
+    if outside < 600:
+        print(f"  MODEL: 10 min for the day needs >= {day_tokens / (600 - outside):,.0f} tok/s with this client and "
+              f"{timing.call_overhead_s * 1000:g} ms/request ({day_tokens / 1e6:.2f} M tokens at 4 chars/token)")
+
+
+def run_fake_server(url: str, args: argparse.Namespace) -> None:
+    """Two arms on copies of the same warehouse (each must embed from scratch): no latency, then modelled."""
+    import sqlite3
+
+    from ty_pipeline_tests.fakes.llm_timing import LlmTiming
+
+    if not url.startswith("sqlite:///"):
+        raise SystemExit("--fake-server needs the temporary SQLite warehouse (it copies it per arm)")
+    base = Path(url.removeprefix("sqlite:///"))
+    arms: list[tuple[str, LlmTiming | None]] = [("fake ollama, no latency", None)]
+    if args.embed_tps > 0:
+        timing = LlmTiming(slots=args.embed_slots, prefill_tps=args.embed_tps, time_scale=args.time_scale,
+                           call_overhead_s=args.embed_overhead_ms / 1000)
+        arms.append((f"fake ollama, modelled {args.embed_tps:,.0f} tok/s, {args.embed_overhead_ms:g} ms/request, "
+                     f"{args.embed_slots} slot(s), time x{args.time_scale:g}", timing))
+    for i, (label, arm_timing) in enumerate(arms):
+        copy = base.with_name(f"arm{i}.db")
+        with sqlite3.connect(base) as src, sqlite3.connect(copy) as dst:
+            src.backup(dst)  # not a file copy: the warehouse runs in WAL mode, recent pages are in the -wal file
+        server_arm(f"sqlite:///{copy}", args, label, arm_timing)
 
 
 def agreement(url: str, model_a: str, model_b: str) -> tuple[float, float, int]:
@@ -185,6 +290,13 @@ def main() -> None:
     parser.add_argument("--warehouse-url", default="", help="default: a temporary SQLite file")
     parser.add_argument("--catalog", action="store_true",
                         help="instead: build the full KldB catalog (about 20,000 names) with each backend")
+    parser.add_argument("--fake-server", action="store_true",
+                        help="instead: the ollama backend against a loopback fake Ollama, without and with a latency model")
+    parser.add_argument("--embed-tps", type=float, default=10_000.0,
+                        help="modelled server embedding rate in tokens/s (4 chars/token); 0 = skip the modelled arm")
+    parser.add_argument("--embed-overhead-ms", type=float, default=20.0, help="modelled fixed cost per request")
+    parser.add_argument("--embed-slots", type=int, default=1, help="modelled parallel requests (rates are per slot)")
+    parser.add_argument("--time-scale", type=float, default=0.1, help="real seconds per modelled second")
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # child mode: run one backend
     args = parser.parse_args()
 
@@ -213,6 +325,10 @@ def main() -> None:
     t0 = time.monotonic()
     build_warehouse(url, args.texts, args.seed)
     print(f"warehouse: {args.texts} postings in {time.monotonic() - t0:.1f} s ({url.split(':')[0]})")
+    if args.fake_server:
+        run_fake_server(url, args)
+        tmp.cleanup()
+        return
 
     results = []
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:

@@ -91,6 +91,15 @@ def test_prefix_cache_skips_the_shared_prefix_and_forgets_least_recent_prompts()
     assert no_cache.serve(QWEN, POSTING, 10).cached_tokens == 0
 
 
+def test_a_fixed_call_overhead_holds_the_slot_on_top_of_the_tokens() -> None:
+    clock = VirtualClock()
+    timing = LlmTiming(slots=1, prefill_tps=1000, decode_tps=50, call_overhead_s=0.25, clock=clock, sleep=clock.sleep)
+    start = clock()
+    call = timing.serve(QWEN, "x" * 4000, output_tokens=0)  # an embedding request: 1000 tokens, no decode
+    assert (call.prefill_s, call.busy_s) == (1.25, 1.25)
+    assert clock() - start == pytest.approx(1.25)  # the slot was held for it, not only reported
+
+
 def test_no_more_calls_run_than_there_are_slots_and_the_rest_wait() -> None:
     timing = LlmTiming(slots=3, prefill_tps=1000, decode_tps=1000, time_scale=0.005)
     release = threading.Barrier(12)

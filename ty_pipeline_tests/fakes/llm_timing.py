@@ -6,8 +6,8 @@ concurrency. This models one server (one Ollama host, one vLLM/SGLang/llama.cpp 
 * `slots` calls run at once (`OLLAMA_NUM_PARALLEL`, vLLM `--max-num-seqs`, llama.cpp `-np`); a further
   call waits, still in flight from the client's point of view, until a slot is free (FIFO-ish: whoever
   the OS wakes first, as with a real queue there is no fairness promise).
-* A call holds its slot for `prompt tokens not in the prefix cache / prefill_tps + output tokens /
-  decode_tps` modelled seconds. Rates are per slot, as if slots did not slow each other down: a real GPU
+* A call holds its slot for `call_overhead_s + prompt tokens not in the prefix cache / prefill_tps +
+  output tokens / decode_tps` modelled seconds (the overhead, 0 by default, is reported as prefill). Rates are per slot, as if slots did not slow each other down: a real GPU
   shares its compute between slots, so treat the rates as "per slot at the planned parallelism".
 * Optional prefix cache (`prefix_cache_entries > 0`): an LRU of the most recent prompts per model. The
   longest prefix (in whole tokens) a new prompt shares with any remembered prompt of the same model is
@@ -98,6 +98,7 @@ class LlmTiming:
     decode_tps: float = 40.0
     time_scale: float = 1.0
     prefix_cache_entries: int = 0  # 0 = no prefix cache
+    call_overhead_s: float = 0.0  # modelled seconds every call holds its slot besides its tokens (counted as prefill)
     clock: Callable[[], float] = time.monotonic  # injectable, so accounting is testable without a clock
     sleep: Callable[[float], None] = time.sleep
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False, repr=False)
@@ -109,8 +110,8 @@ class LlmTiming:
     def __post_init__(self) -> None:
         if self.slots < 1:
             raise ValueError("slots must be >= 1")
-        if self.prefill_tps <= 0 or self.decode_tps <= 0 or self.time_scale < 0:
-            raise ValueError("token rates must be > 0 and time_scale >= 0")
+        if self.prefill_tps <= 0 or self.decode_tps <= 0 or self.time_scale < 0 or self.call_overhead_s < 0:
+            raise ValueError("token rates must be > 0, time_scale and call_overhead_s >= 0")
 
     # -- the call --------------------------------------------------------------------------------------
 
@@ -126,7 +127,7 @@ class LlmTiming:
             cached = self._cached_tokens(model, prompt)
         started = self.clock()
         prompt_tokens = count_tokens(prompt)
-        prefill_s = (prompt_tokens - cached) / self.prefill_tps
+        prefill_s = self.call_overhead_s + (prompt_tokens - cached) / self.prefill_tps
         decode_s = max(0, output_tokens) / self.decode_tps
         try:
             self._sleep(prefill_s)
