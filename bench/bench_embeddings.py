@@ -198,7 +198,10 @@ def server_arm(url: str, args: argparse.Namespace, label: str, timing: LlmTiming
     timing model, the server's slot saturation and the modelled wall time for the issue's day."""
     env = {k: v for k, v in os.environ.items() if k not in ("TY_LLM_HOSTS", "TY_LLM_BACKEND")}
     with timed_fake_ollama(timing) as fake:
-        env.update(OLLAMA_HOST=fake.base_url, TY_EMBED_MODEL=FAKE_MODEL, TY_EMBED_BACKEND="ollama")
+        # The client's slot budget is the modelled server's slots: `encode_texts` keeps that many requests
+        # in flight (the pool's slots, as with TY_LLM_HOSTS in production).
+        env.update(OLLAMA_HOST=fake.base_url, TY_EMBED_MODEL=FAKE_MODEL, TY_EMBED_BACKEND="ollama",
+                   TY_LLM_HOSTS=f"{fake.base_url}={args.embed_slots}")
         out = subprocess.run(
             [sys.executable, __file__, "--one", "ollama", "--warehouse-url", url, "--page-size", str(args.page_size),
              "--batch-size", str(args.batch_size)],

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ty_pipeline.domain.concurrency import Bounded
 from ty_pipeline.domain.embedding_text import chunk_text, l2_normalize, pool_chunks, usable_vector
 
 DEFAULT_EMBED_BACKEND = "sentence-transformers"
@@ -126,6 +127,9 @@ class SentenceTransformerEncoder:
 # -- Ollama -----------------------------------------------------------------------------------------------
 
 
+MAX_EMBED_REQUESTS_IN_FLIGHT = 8
+
+
 class OllamaEncoder:
     """`/api/embed` with batched input through the project's pooled `OllamaClient`."""
 
@@ -134,6 +138,9 @@ class OllamaEncoder:
         self._model = model
         self.model_id = f"ollama:{model}"
         self.window_tokens = window_tokens
+        # Requests `encode_texts` keeps in flight: the host pool's slots (every host of TY_LLM_HOSTS), capped
+        # so one page never queues more than a few 64-text batches on a server; a plain client: one.
+        self.parallel_requests = min(MAX_EMBED_REQUESTS_IN_FLIGHT, max(1, int(getattr(client, "total_slots", 1))))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -200,6 +207,21 @@ def release_freed_memory() -> None:
 _malloc_trim: Any = None
 
 
+def _encoded_batches(encoder: TextEncoder, batches: list[list[str]]) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(batch, its vectors) for every batch. A server encoder that takes several requests at once
+    (`parallel_requests`: the LLM hosts' slots) gets that many in flight, so a GPU is not left idle while
+    the client decodes an answer, and a second host gets work at all; a CPU encoder, which already uses
+    every core per call, is called one batch at a time."""
+    parallel = max(1, int(getattr(encoder, "parallel_requests", 1)))
+    if parallel == 1 or len(batches) < 2:
+        for batch in batches:
+            yield batch, encoder.encode(batch)
+        return
+    with Bounded(encoder.encode, batches, workers=min(parallel, len(batches)), name="embed") as running:
+        for done in running:
+            yield done.item, done.result()
+
+
 def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, max_chars: int, batch_size: int) -> EncodedTexts:
     """Embed whole texts: long ones are chunked, chunk vectors mean-pooled and re-normalised.
 
@@ -221,9 +243,10 @@ def encode_texts(encoder: TextEncoder, texts: Sequence[str], *, max_chars: int, 
     sizes = encoder.token_counts(distinct) if isinstance(encoder, TokenCounter) else [len(c) for c in distinct]
     order = sorted(range(len(distinct)), key=lambda i: sizes[i])
     distinct_vectors: dict[str, np.ndarray] = {}
-    for start in range(0, len(order), max(1, batch_size)):
-        batch = [distinct[i] for i in order[start : start + batch_size]]
-        out = np.asarray(encoder.encode(batch), dtype=np.float32)
+    step = max(1, batch_size)
+    batches = [[distinct[i] for i in order[start : start + step]] for start in range(0, len(order), step)]
+    for batch, encoded in _encoded_batches(encoder, batches):
+        out = np.asarray(encoded, dtype=np.float32)
         result.encode_calls += 1
         if out.ndim != 2 or out.shape[0] != len(batch):
             raise ValueError(f"{encoder.model_id} returned shape {out.shape} for {len(batch)} inputs")
