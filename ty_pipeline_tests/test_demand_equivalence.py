@@ -14,7 +14,7 @@ from ty_pipeline.warehouse.demand_store import (
     distinct_stored_states,
     end_of_day_utc,
     load_snapshot,
-    write_snapshot,
+    store_snapshot,
 )
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.schema import VIEWS, berufenet_mappings, postings
@@ -76,8 +76,8 @@ def build_random_warehouse(engine: sa.Engine, seed: int, n: int) -> None:
 
 def sql_snapshot(engine: sa.Engine, day: date, min_postings: int) -> tuple[list[SnapshotRow], tuple[int, int, int]]:
     summary = active_summary(engine, day)
-    written = write_snapshot(engine, day, NOW, min_postings_per_profession=min_postings,
-                             stored_states=distinct_stored_states(engine))
+    written = len(store_snapshot(engine, day, NOW, min_postings_per_profession=min_postings,
+                                 stored_states=distinct_stored_states(engine)))
     rows = load_snapshot(engine, day)
     assert written == len(rows)
     return sorted(rows, key=_key), (summary.counted, summary.without_state, summary.bad_kldb)

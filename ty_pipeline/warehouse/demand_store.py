@@ -332,21 +332,6 @@ def _returned_row(*values: Any) -> SnapshotRow:
     return replace(row, national_avg=None if avg is None else float(avg), demand_ratio=None if ratio is None else float(ratio))
 
 
-def write_snapshot(
-    engine: Engine,
-    day: date,
-    now: datetime,
-    *,
-    min_postings_per_profession: int,
-    stored_states: Sequence[str | None],
-    states: Sequence[str] = STATES,
-) -> int:
-    """`store_snapshot`, for callers that need only the number of rows written."""
-    return len(store_snapshot(
-        engine, day, now, min_postings_per_profession=min_postings_per_profession, stored_states=stored_states,
-        states=states,
-    ))
-
 
 def load_snapshot(engine: Engine, day: date) -> list[SnapshotRow]:
     d = demand_snapshots
