@@ -44,13 +44,15 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BIN = Path(sys.executable).parent
 YESTERDAY = (berlin_today() - timedelta(days=1)).isoformat()  # the newest day of the sample source
-# A run spawns a process per step, each loading the embedding model: generous, but bounded.
-RUN_TIMEOUT_MS = 240_000
+# A run spawns a process per step, each loading the embedding model: generous, but bounded. The night
+# took 3.5 min of this file's run alone on a quiet machine, and over 4 min beside the other pytest worker
+# and other jobs on two cores; success is still required, only the wait is longer.
+RUN_TIMEOUT_MS = 480_000
 UI_TIMEOUT_MS = 30_000
 # The first journey waits for two runs (catalog, night) in its setup, each bounded by RUN_TIMEOUT_MS:
 # the suite's 300 s per test would cut a slow machine off before those bounds say what is wrong.
 # One webserver and daemon for the module: `make test` keeps the module on one xdist worker (loadgroup).
-pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("ui_browser")]
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.xdist_group("ui_browser")]
 # The sample posting whose summary the fake graders reject: `summaries_complete` fails naming it.
 REJECTED_TITLE = "IT-Architekt Zahlungsverkehr (m/w/d)"
 # Titles the seed catalog cannot place in the sample's newest day (embedding score under the band):
