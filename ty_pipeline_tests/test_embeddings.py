@@ -562,24 +562,38 @@ def test_the_onnx_backend_is_an_allowed_setting() -> None:
 
 
 def test_the_server_path_reaches_an_openai_compatible_embeddings_endpoint(
-    warehouse_url: str, engine: sa.Engine
+    warehouse_url: str, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """TY_EMBED_BACKEND=ollama goes through the `ollama` resource's client: with its backend `openai` that is
-    `/v1/embeddings` on the configured host, in one batched request per 64 texts."""
-    from ty_pipeline_tests.test_openai_client import EmbeddingFakeOpenAI, good_responder
+    """TY_EMBED_BACKEND=ollama goes through the `ollama` resource's client: with TY_LLM_BACKEND=openai that is
+    `/v1/embeddings` on OLLAMA_HOST (the loopback OpenAI-compatible fake), one batched request per 64 texts, and
+    the vectors are stored under `openai:<model>`, apart from what Ollama's own API made of the same texts."""
+    from ty_pipeline_tests.fakes.ollama_server import FakeOllama
+    from ty_pipeline_tests.fakes.openai_server import FakeOpenAI
 
-    ids = [add_posting(engine, f"o{i}") for i in range(3)]
+    ids = [add_posting(engine, f"o{i}") for i in range(70)]
     for i, pid in enumerate(ids):
         set_description(engine, pid, german_text(300, i))
-    with EmbeddingFakeOpenAI(models=["bge-m3"], responder=good_responder) as server:
-        result = dg.materialize(
-            [posting_embeddings], partition_key=DAY.isoformat(),
-            resources={"warehouse": WarehouseResource(url=warehouse_url),
-                       "embedder": EmbedderResource(backend="ollama", model="bge-m3"),
-                       "ollama": OllamaResource(host=server.base_url, backend="openai", max_retries=0)},
-        )
-        calls = server.requests_to("/v1/embeddings")
+    resources = {"warehouse": WarehouseResource(url=warehouse_url),
+                 "embedder": EmbedderResource(backend="ollama", model="bge-m3"), "ollama": OllamaResource()}
+    with FakeOpenAI(models=["bge-m3"], embed_dim=16) as server:
+        monkeypatch.setenv("TY_LLM_BACKEND", "openai")
+        monkeypatch.setenv("OLLAMA_HOST", server.base_url)
+        monkeypatch.delenv("TY_LLM_HOSTS", raising=False)
+        assert EmbedderResource(backend="ollama", model="bge-m3").configured_model_id() == "openai:bge-m3"
+        result = dg.materialize([posting_embeddings], partition_key=DAY.isoformat(), resources=resources)
+        calls = server.embed_calls("bge-m3")
     assert result.success and check(result).passed
-    assert [len(c.json()["input"]) for c in calls] == [3]
+    assert sorted(len(c.json()["input"]) for c in calls) == [6, 64]
     m = meta(result)
-    assert (m["model"], m["new"], m["dim"]) == ("ollama:bge-m3", 3, 2)
+    assert (m["model"], m["new"], m["dim"]) == ("openai:bge-m3", 70, 16)
+
+    # The same texts through Ollama's native API: a model of its own, so nothing is reused across servers.
+    with FakeOllama(models=["bge-m3"], embed_dim=16) as native:
+        monkeypatch.setenv("TY_LLM_BACKEND", "ollama")
+        monkeypatch.setenv("OLLAMA_HOST", native.base_url)
+        again = dg.materialize([posting_embeddings], partition_key=DAY.isoformat(), resources=resources)
+        assert len(native.embed_calls()) == 2
+    assert again.success and (meta(again)["model"], meta(again)["new"]) == ("ollama:bge-m3", 70)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(embeddings.c.model, sa.func.count()).group_by(embeddings.c.model)).all())
+    assert stored == {"openai:bge-m3": 70, "ollama:bge-m3": 70}

@@ -4,7 +4,9 @@ slot limits (counted, not timed), prefix-cache savings, saturation accounting, a
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -301,3 +303,68 @@ def test_openai_fake_faults_the_model_listing_only_when_asked_and_resets_between
         assert fake.pending_faults() == 0 and fake.models == [QWEN] and fake.requests == []
         assert timing.calls == [] and completion(fake.base_url).json()["usage"]["prompt_tokens_details"] == {
             "cached_tokens": 0}  # the prefix cache was emptied too
+
+
+# -- embeddings: /v1/embeddings on the OpenAI-compatible fake, timing on both fakes ------------------------
+
+BGE = "bge-m3"
+
+
+def test_openai_fake_embeds_a_string_or_an_array_in_the_openai_shape() -> None:
+    with FakeOpenAI(models=[BGE], embed_dim=8) as fake, FakeOllama(models=[BGE], embed_dim=8) as ollama:
+        url = f"{fake.base_url}/v1/embeddings"
+        one = requests.post(url, json={"model": BGE, "input": "Pflegefachkraft (m/w/d)"}, timeout=5).json()
+        many = requests.post(url, json={"model": BGE, "input": ["Koch", "Erzieher/in in Teilzeit"]}, timeout=5).json()
+        packed = requests.post(url, json={"model": BGE, "input": ["Koch"], "encoding_format": "base64"}, timeout=5).json()
+        native = requests.post(f"{ollama.base_url}/api/embed", json={"model": BGE, "input": ["Koch"]}, timeout=5).json()
+        assert len(fake.embed_calls(BGE)) == 3
+    assert set(one) == {"object", "data", "model", "usage"} and one["object"] == "list" and one["model"] == BGE
+    [item] = one["data"]
+    assert set(item) == {"object", "index", "embedding"} and (item["object"], item["index"]) == ("embedding", 0)
+    assert len(item["embedding"]) == 8 and sum(v * v for v in item["embedding"]) == pytest.approx(1.0)
+    assert one["usage"] == {"prompt_tokens": count_tokens("Pflegefachkraft (m/w/d)"),
+                            "total_tokens": count_tokens("Pflegefachkraft (m/w/d)")}
+    assert [d["index"] for d in many["data"]] == [0, 1]
+    assert many["usage"]["prompt_tokens"] == count_tokens("Koch") + count_tokens("Erzieher/in in Teilzeit")
+    # The same model and text give the fake Ollama's vector: one scripted model behind both APIs.
+    assert many["data"][0]["embedding"] == native["embeddings"][0]
+    decoded = struct.unpack("<8f", base64.b64decode(packed["data"][0]["embedding"]))
+    assert decoded == pytest.approx(native["embeddings"][0], abs=1e-6)
+
+
+def test_openai_fake_refuses_bad_embedding_requests_like_the_servers_do() -> None:
+    with FakeOpenAI(models=[BGE]) as fake:
+        url = f"{fake.base_url}/v1/embeddings"
+        answers = {
+            "empty": requests.post(url, json={"model": BGE, "input": []}, timeout=5),
+            "numbers": requests.post(url, json={"model": BGE, "input": [1, 2]}, timeout=5),
+            "unknown": requests.post(url, json={"model": "nomic-embed-text", "input": "x"}, timeout=5),
+            "too_long": requests.post(url, json={"model": BGE, "input": ["x" * 4 * 9000]}, timeout=5),
+            "format": requests.post(url, json={"model": BGE, "input": "x", "encoding_format": "int8"}, timeout=5),
+        }
+        fake.fail_next(1, "503", endpoint="embeddings", retry_after=1)
+        busy = requests.post(url, json={"model": BGE, "input": "x"}, timeout=5)
+        chat_after = completion(fake.base_url, model=BGE)  # the embeddings fault did not hit a chat call
+        with pytest.raises(ValueError, match="transport faults only"):
+            fake.fail_next(1, "not_json", endpoint="embeddings")
+    assert {k: r.status_code for k, r in answers.items()} == {
+        "empty": 400, "numbers": 400, "unknown": 404, "too_long": 400, "format": 400}
+    assert answers["empty"].json()["error"]["param"] == "input"
+    assert "maximum context length is 8192 tokens" in answers["too_long"].json()["error"]["message"]
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1" and chat_after.status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai"])
+def test_an_embedding_request_holds_a_slot_for_its_input_tokens(kind: str) -> None:
+    clock = VirtualClock()
+    timing = LlmTiming(slots=2, prefill_tps=1000, decode_tps=50, time_scale=1.0, call_overhead_s=0.02,
+                       clock=clock, sleep=clock.sleep)
+    texts = ["a" * 4000, "b" * 2000]  # 1,000 + 500 tokens: 1.5 s + 20 ms on one slot, no decode
+    fake: FakeOllama | FakeOpenAI = FakeOllama(models=[BGE], timing=timing) if kind == "ollama" else \
+        FakeOpenAI(models=[BGE], timing=timing)
+    with fake:
+        path = "/api/embed" if kind == "ollama" else "/v1/embeddings"
+        assert requests.post(fake.base_url + path, json={"model": BGE, "input": texts}, timeout=5).status_code == 200
+    [call] = timing.calls
+    assert (call.prompt_tokens, call.output_tokens, call.decode_s) == (1500, 0, 0.0)
+    assert call.prefill_s == pytest.approx(1.52)

@@ -41,9 +41,9 @@ class BerufenetMappingConfig(dg.Config):
     reprocess: bool = Field(default=False, description="Map every posting again, not only new or retryable ones")
 
 
-def configured_model_id(embedder: EmbedderResource) -> str:
+def configured_model_id(embedder: EmbedderResource, ollama: OllamaResource | None = None) -> str:
     """The encoder's `model_id` as configured, known before the (slow) model load."""
-    return embedder.configured_model_id()
+    return embedder.configured_model_id(ollama)
 
 
 @retried_asset(
@@ -92,7 +92,7 @@ def berufenet_mappings(
             DaySettings(accept_threshold=config.accept_threshold, verify_threshold=config.verify_threshold,
                         top_k=config.top_k, llm_verify=config.llm_verify, llm_model=config.llm_model,
                         llm_workers=config.llm_workers, encode_batch=config.encode_batch, reprocess=config.reprocess),
-            embed_model_id=configured_model_id(embedder),
+            embed_model_id=configured_model_id(embedder, ollama),
             open_encoder=embedder.encoder_opener(ollama), open_llm_client=ollama.get_client, now=utcnow,
             log=context.log.info, warn=context.log.warning,
         )

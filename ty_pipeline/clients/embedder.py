@@ -130,13 +130,25 @@ class SentenceTransformerEncoder:
 MAX_EMBED_REQUESTS_IN_FLIGHT = 8
 
 
-class OllamaEncoder:
-    """`/api/embed` with batched input through the project's pooled `OllamaClient`."""
+def server_model_id(server: str, model: str) -> str:
+    """The `model_id` of vectors made by an LLM server: its API (`ollama` or `openai`) and the model name."""
+    return f"{server}:{model}"
 
-    def __init__(self, client: Any, model: str, *, window_tokens: int) -> None:
+
+class OllamaEncoder:
+    """Batched embedding requests to the LLM servers through the project's pooled client: Ollama's
+    `/api/embed`, or `/v1/embeddings` when the `ollama` resource speaks the OpenAI-compatible API.
+
+    `server` is that API (`ollama` or `openai`, the resource's `TY_LLM_BACKEND`) and names the vectors:
+    `ollama:<model>` or `openai:<model>`. The same model name on two kinds of server is not known to be
+    the same weights (Ollama serves a GGUF conversion, vLLM the original checkpoint, and an OpenAI-compatible
+    server may name any model `bge-m3`), so their vectors are kept apart, as onnx and torch vectors are.
+    """
+
+    def __init__(self, client: Any, model: str, *, window_tokens: int, server: str = "ollama") -> None:
         self._client = client
         self._model = model
-        self.model_id = f"ollama:{model}"
+        self.model_id = server_model_id(server, model)
         self.window_tokens = window_tokens
         # Requests `encode_texts` keeps in flight: the host pool's slots (every host of TY_LLM_HOSTS), capped
         # so one page never queues more than a few 64-text batches on a server; a plain client: one.

@@ -22,6 +22,7 @@ from ty_pipeline.clients.embedder import (
     TextEncoder,
     chunk_chars_for,
     resolve_model_path,
+    server_model_id,
 )
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.setting_fields import checked_by
@@ -76,8 +77,13 @@ class EmbedderResource(dg.ConfigurableResource):
     def model_name(self) -> str:
         return EMBED_MODEL.resolve(self.model) or DEFAULT_EMBED_MODEL
 
-    def configured_model_id(self) -> str:
-        """The encoder's `model_id` as configured, known before the (slow) model load."""
+    def configured_model_id(self, ollama: OllamaResource | None = None) -> str:
+        """The encoder's `model_id` as configured, known before the (slow) model load. For the server
+        backend it names the server's API (`ollama` or `openai`, from the `ollama` resource), as the
+        encoder does."""
+        if self.backend_name() == "ollama":
+            resource = ollama if ollama is not None else OllamaResource()
+            return server_model_id(resource.backend_name(), self.model_name())
         return f"{self.backend_name()}:{self.model_name()}"
 
     def encode_batch_size(self) -> int:
@@ -113,7 +119,8 @@ class EmbedderResource(dg.ConfigurableResource):
         if backend == "ollama":
             # Without the asset's resource (scripts, benchmarks): the same defaults and OLLAMA_HOST.
             resource = ollama if ollama is not None else OllamaResource()
-            return OllamaEncoder(resource.get_client(), model, window_tokens=self.window_tokens or OLLAMA_DEFAULT_WINDOW)
+            return OllamaEncoder(resource.get_client(), model, window_tokens=self.window_tokens or OLLAMA_DEFAULT_WINDOW,
+                                 server=resource.backend_name())
         raise AssertionError(backend)  # backend_name() parses the setting: only the three backends get here
 
     @contextmanager

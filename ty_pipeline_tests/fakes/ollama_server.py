@@ -256,7 +256,7 @@ class FakeOllama(LoopbackServer):
       instance of the request's `format` schema is answered.
     * `latency_s`: added to every chat/generate/embed answer (requests stay in flight that long).
     * `timing`: an `LlmTiming` (off by default): chat/generate calls wait for one of its slots and hold
-      it for prefill + decode time; `prompt_eval_count` / `eval_count` and the durations follow it, and
+      it for prefill + decode time (an `/api/embed` call for its inputs' tokens, prefill only); `prompt_eval_count` / `eval_count` and the durations follow it, and
       tokens served from its prefix cache are reported as `prompt_eval_cached_count` (Ollama >= 0.33
       keeps `prompt_eval_count` the whole prompt and reports cache hits separately, ollama/ollama#17943).
     * `fail_next(n, kind, ...)`, `stop_after(n)`: faults, see their docstrings.
@@ -675,6 +675,9 @@ class FakeOllama(LoopbackServer):
             return _error(400, MSG_INPUT_TYPE)
         if body.get("truncate") is False and any(len(t) > self.embed_context_chars for t in inputs):
             return _error(400, MSG_CONTEXT)
+        if self.timing is not None and inputs:
+            # An embedding request is prompt-only work: it holds a slot for its inputs' tokens, no decode.
+            self.timing.serve(canonical(model), "".join(inputs), 0)
         dims = body.get("dimensions")
         vectors = []
         for text in inputs:

@@ -6,7 +6,7 @@ server, with the same scripted answers, faults and token-proportional timing (`l
 fake Ollama, so both backends can be tested and benchmarked side by side.
 
 Routes: `GET /v1/models`, `GET /v1/models/{id}`, `POST /v1/chat/completions` (plain, or server-sent
-events with `stream: true`). Anything else: 404 in the error shape.
+events with `stream: true`), `POST /v1/embeddings`. Anything else: 404 in the error shape.
 
 Shapes: the answer is `{"id", "object": "chat.completion", "created", "model", "choices": [{"index": 0,
 "message": {"role": "assistant", "content"}, "finish_reason": "stop"|"length"}], "usage":
@@ -15,6 +15,12 @@ structured output arrives as a JSON *string* in `content`. `max_tokens` (or `max
 cuts an answer that is longer, with `finish_reason: "length"`. Streaming sends `data: {chunk}` lines
 (`choices[0].delta`, the role first, then content pieces, `finish_reason` on the last content chunk),
 a usage chunk with empty `choices` when `stream_options.include_usage` is set, then `data: [DONE]`.
+Embeddings: `input` is a string or an array of strings (anything else, or nothing, is a 400 naming
+`input`); the answer is `{"object": "list", "data": [{"object": "embedding", "index", "embedding"}],
+"model", "usage": {"prompt_tokens", "total_tokens"}}`, one L2-normalised vector per input (the fake
+Ollama's deterministic `fake_vector`, so both fakes give the same vector for the same model and text),
+`encoding_format` `float` (default) or `base64` (little-endian float32), `dimensions` cuts and
+re-normalises; an input longer than `MAX_MODEL_LEN` tokens is a 400, as vLLM answers it.
 Errors: `{"error": {"message", "type", "param", "code"}}` (OpenAI and current vLLM), or with
 `error_style="vllm_legacy"` the older vLLM body `{"object": "error", "message", "type", "param", "code"}`.
 
@@ -26,7 +32,9 @@ fake Ollama's fault kinds plus `401`, and `stop_after(n)` / `revive()`.
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import threading
 import time
 import uuid
@@ -37,14 +45,18 @@ from ty_pipeline_tests.fakes.http_base import LoopbackServer, Request, Response
 from ty_pipeline_tests.fakes.llm_timing import CallTiming, LlmTiming, count_tokens
 from ty_pipeline_tests.fakes.ollama_server import (
     CONTENT_KINDS,
+    DEFAULT_EMBED_DIM,
     Fault,
     Responder,
     example_for_schema,
+    fake_vector,
     faulty_content,
+    l2,
 )
 
 DEFAULT_MODELS = ("qwen2.5:7b-instruct", "llama3.1:8b")
 CHAT_PATH = "/v1/chat/completions"
+EMBED_PATH = "/v1/embeddings"
 MODELS_PATH = "/v1/models"
 TRANSPORT_KINDS = frozenset({"timeout", "refuse", "drop", "500", "503", "429", "404", "400", "401"})
 FAULT_KINDS = TRANSPORT_KINDS | CONTENT_KINDS
@@ -99,6 +111,8 @@ class FakeOpenAI(LoopbackServer):
       cache) that every chat call passes through; `usage` reports its counts, cached tokens included
       (`report_cached_tokens=False` leaves `prompt_tokens_details` out, as vLLM does by default).
     * `api_key`: when set, every route needs `Authorization: Bearer <api_key>` (401 otherwise).
+    * `embed_dim`: length of the `/v1/embeddings` vectors; with `timing`, an embeddings request holds a
+      slot for its inputs' tokens (prefill only, no decode), as a server runs an embedding batch.
     """
 
     def __init__(
@@ -111,13 +125,14 @@ class FakeOpenAI(LoopbackServer):
         api_key: str | None = None,
         error_style: str = "openai",
         report_cached_tokens: bool = True,
+        embed_dim: int = DEFAULT_EMBED_DIM,
     ) -> None:
         super().__init__()
         if error_style not in ("openai", "vllm_legacy"):
             raise ValueError("error_style is 'openai' or 'vllm_legacy'")
         self._initial: dict[str, Any] = {
             "models": list(models), "responder": responder, "latency_s": latency_s, "api_key": api_key,
-            "error_style": error_style, "report_cached_tokens": report_cached_tokens,
+            "error_style": error_style, "report_cached_tokens": report_cached_tokens, "embed_dim": embed_dim,
         }
         self.timing = timing
         self._state_lock = threading.Lock()
@@ -132,6 +147,7 @@ class FakeOpenAI(LoopbackServer):
         self.api_key: str | None = init["api_key"]
         self.error_style: str = init["error_style"]
         self.report_cached_tokens: bool = init["report_cached_tokens"]
+        self.embed_dim: int = init["embed_dim"]
         if self.timing is not None:
             self.timing.reset()
         with self._state_lock:
@@ -156,9 +172,11 @@ class FakeOpenAI(LoopbackServer):
     ) -> None:
         """Make the next `n` matching calls misbehave (kinds as `FakeOllama.fail_next`, plus `401`).
         Without `endpoint` a fault hits chat completions; name `models` (or `/v1/models`) to fault the
-        listing."""
+        listing, `embeddings` for `/v1/embeddings` (transport kinds only: an embedding has no content)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)}")
+        if _endpoint_path(endpoint) == EMBED_PATH and kind in CONTENT_KINDS:
+            raise ValueError(f"{kind!r} is an answer fault; /v1/embeddings takes transport faults only")
         if n < 1:
             raise ValueError("n must be >= 1")
         with self._state_lock:
@@ -210,6 +228,12 @@ class FakeOpenAI(LoopbackServer):
 
     def chat_calls(self, model: str | None = None) -> list[Request]:
         calls = self.requests_to(CHAT_PATH)
+        if model is None:
+            return calls
+        return [r for r in calls if isinstance(r.json(), dict) and r.json().get("model") == model]
+
+    def embed_calls(self, model: str | None = None) -> list[Request]:
+        calls = self.requests_to(EMBED_PATH)
         if model is None:
             return calls
         return [r for r in calls if isinstance(r.json(), dict) and r.json().get("model") == model]
@@ -278,6 +302,8 @@ class FakeOpenAI(LoopbackServer):
             return self.error(404, f"The model `{name}` does not exist.", param="model")
         if method == "POST" and path == CHAT_PATH:
             return self._chat(request)
+        if method == "POST" and path == EMBED_PATH:
+            return self._embeddings(request)
         return self.error(404, f"Not Found: {method} {path}")
 
     def _model_card(self, name: str) -> dict[str, Any]:
@@ -397,3 +423,62 @@ class FakeOpenAI(LoopbackServer):
             events.append(chunk([], usage=usage))
         events.append("data: [DONE]\n\n")
         return Response(body="".join(events), content_type="text/event-stream", delay_s=self.latency_s)
+
+    # -- embeddings -------------------------------------------------------------------------------------
+
+    def _embeddings(self, request: Request) -> Response:
+        try:
+            body = request.json()
+        except ValueError as exc:
+            return self.error(400, f"Invalid JSON body: {exc}")
+        if not isinstance(body, dict):
+            return self.error(400, "The request body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return self.error(400, "you must provide a model parameter", param="model")
+        raw = body.get("input")
+        if isinstance(raw, str) and raw:
+            inputs = [raw]
+        elif isinstance(raw, list) and raw and all(isinstance(x, str) and x for x in raw):
+            inputs = list(raw)
+        else:
+            return self.error(400, "'input' must be a non-empty string or a non-empty array of non-empty strings",
+                              param="input")
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            return self.error(400, f"Invalid encoding_format: {encoding!r}", param="encoding_format")
+        dims = body.get("dimensions")
+        if dims is not None and (not isinstance(dims, int) or dims < 1):
+            return self.error(400, "dimensions must be a positive integer", param="dimensions")
+
+        def normal() -> Response:
+            return self._embed_answer(model, inputs, encoding, dims)
+
+        fault = self._take_fault(EMBED_PATH, model)
+        if fault is not None:
+            return self._transport_fault(fault, model, normal)
+        if model not in self.models:
+            return self.error(404, f"The model `{model}` does not exist.", param="model")
+        longest = max(count_tokens(text) for text in inputs)
+        if longest > MAX_MODEL_LEN:
+            return self.error(400, f"This model's maximum context length is {MAX_MODEL_LEN} tokens. However, you "
+                              f"requested {longest} tokens in the input for embedding generation. Please reduce the "
+                              "length of the input.", param="input")
+        return normal()
+
+    def _embed_answer(self, model: str, inputs: list[str], encoding: str, dims: int | None) -> Response:
+        if self.timing is not None:
+            self.timing.serve(model, "".join(inputs), 0)
+        data = []
+        for index, text in enumerate(inputs):
+            vector = fake_vector(model, text, self.embed_dim)
+            if dims is not None and dims < len(vector):
+                vector = l2(vector[:dims])
+            encoded: Any = vector
+            if encoding == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(count_tokens(text) for text in inputs)
+        payload = {"object": "list", "data": data, "model": model,
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return Response.json_body(payload, delay_s=self.latency_s)
