@@ -12,9 +12,10 @@ postings, which should stay flat. Then the cosine between the torch and the onnx
 Run:  HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_embeddings.py [--texts 2000] [--backends sentence-transformers,onnx]
       add `ollama` to --backends to send the texts to OLLAMA_HOST (TY_EMBED_MODEL picks the model there).
       --warehouse-url postgresql://... benchmarks on PostgreSQL instead of a temporary SQLite file.
-      --fake-server instead embeds with the `ollama` backend against a loopback fake Ollama started in
-      this process (the client runs in a subprocess, so its CPU and RSS are its own): once with no
-      latency (the client's own cost) and once with a modelled GPU server (see `server_arm`).
+      --fake-server instead embeds with the `ollama` backend against a loopback fake started in this
+      process (`--embed-api ollama`: /api/embed, `openai`: /v1/embeddings; the client runs in a
+      subprocess, so its CPU and RSS are its own): once with no latency (the client's own cost) and
+      once with a modelled GPU server (bench/embed_server.py: its rates and why).
       --catalog builds the full KldB profession catalog (about 20,000 names, `berufenet_catalog`'s
       build_catalog) with each backend instead, and prints seconds, names/s and peak RSS.
 """
@@ -31,15 +32,22 @@ import tempfile
 import time
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ty_pipeline_tests.fakes.llm_timing import LlmTiming
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.embed_server import (  # noqa: E402
+    APIS,
+    GOAL_S,
+    EmbedServerModel,
+    add_model_arguments,
+    client_env,
+    fake_embed_server,
+    model_from,
+    server_figures,
+)
 
 DAY = date(2026, 11, 18)
 NOW = datetime(2026, 11, 18, 22, 0)
@@ -166,42 +174,20 @@ def run_catalog(url: str, backend: str) -> dict:
             "cpu_s": cpu.user + cpu.system, "peak_mib": rss_kib("VmHWM") / 1024, "rss_mib": rss_kib() / 1024}
 
 
-# -- the server path against a loopback fake ----------------------------------------------------------------
+# -- the server path against a loopback fake (the server model: bench/embed_server.py) -----------------------
 
 DAY_TEXTS = 14_475  # the issue's day (#13)
-FAKE_MODEL = "bge-m3"  # what the ollama backend is meant for; 1024 dims, so the JSON is as large as the real one
-FAKE_DIM = 1024
 
 
-def timed_fake_ollama(timing: LlmTiming | None) -> Any:
-    """A `FakeOllama` whose `/api/embed` holds one of `timing`'s slots for the request's modelled cost.
-
-    The fake's own timing model covers chat and generate only; an embedding request is modelled here as
-    a prompt-only call: `call_overhead_s + tokens of all inputs / prefill_tps` (4 characters per token,
-    `llm_timing`'s tokenizer), no decode. Rates are the whole server's when `slots` is 1.
-    """
-    from ty_pipeline_tests.fakes.ollama_server import FakeOllama, canonical
-
-    class TimedEmbedOllama(FakeOllama):
-        def _embed(self, model: str, body: dict[str, Any]) -> Any:
-            raw = body.get("input")
-            texts = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
-            if self.timing is not None and texts and all(isinstance(t, str) for t in texts):
-                self.timing.serve(canonical(model), "".join(texts), 0)
-            return super()._embed(model, body)
-
-    return TimedEmbedOllama(models=[FAKE_MODEL], embed_dim=FAKE_DIM, timing=timing)
-
-
-def server_arm(url: str, args: argparse.Namespace, label: str, timing: LlmTiming | None) -> None:
-    """Embed the partition with TY_EMBED_BACKEND=ollama against the fake; print client cost and, with a
-    timing model, the server's slot saturation and the modelled wall time for the issue's day."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TY_LLM_HOSTS", "TY_LLM_BACKEND")}
-    with timed_fake_ollama(timing) as fake:
+def server_arm(url: str, args: argparse.Namespace, label: str, model: EmbedServerModel | None) -> None:
+    """Embed the partition with TY_EMBED_BACKEND=ollama against the fake of `--embed-api`; print client cost
+    and, with a server model, its slot saturation and the modelled wall time for the issue's day."""
+    timing = model.timing() if model is not None else None
+    slots = model.slots if model is not None else args.embed_slots
+    with fake_embed_server(args.embed_api, timing) as fake:
         # The client's slot budget is the modelled server's slots: `encode_texts` keeps that many requests
         # in flight (the pool's slots, as with TY_LLM_HOSTS in production).
-        env.update(OLLAMA_HOST=fake.base_url, TY_EMBED_MODEL=FAKE_MODEL, TY_EMBED_BACKEND="ollama",
-                   TY_LLM_HOSTS=f"{fake.base_url}={args.embed_slots}")
+        env = client_env(dict(os.environ), fake, args.embed_api, slots)
         out = subprocess.run(
             [sys.executable, __file__, "--one", "ollama", "--warehouse-url", url, "--page-size", str(args.page_size),
              "--batch-size", str(args.batch_size)],
@@ -216,53 +202,42 @@ def server_arm(url: str, args: argparse.Namespace, label: str, timing: LlmTiming
     print(f"{label}: {r['texts']} texts, {r['chunks']} chunks ({r['duplicate_chunks']} repeats), {requests} requests "
           f"({r['encode_calls']} encode calls) in {wall:.2f} s: {r['chunks'] / wall:.0f} chunks/s measured; "
           f"client CPU {r['encode_cpu_s']:.2f} s in the encode loop = {1000 * r['encode_cpu_s'] / r['chunks']:.2f} "
-          f"CPU-s per 1,000 chunks; client peak RSS {r['peak_mib']:.0f} MiB")
-    if timing is None:
+          f"CPU-s per 1,000 chunks; client peak RSS {r['peak_mib']:.0f} MiB; model {r['model']}")
+    if timing is None or model is None:
         return
-    busy_real = timing.busy_real_s()
-    totals = timing.totals()
-    max_busy, slots = timing.max_busy, timing.slots
-    # The client's own time is what the wall clock spent outside the (scaled) server; put the modelled
-    # server time back in. Exact only for a client that sends one request at a time (max_busy 1).
-    modelled_run = wall - busy_real + totals.busy_s + totals.queue_s
+    fig = server_figures(timing)
+    # The encode loop contains the server's window; the client's own time in it is not scaled.
+    modelled_run = fig.modelled(wall)
     per_text = modelled_run / r["texts"]
-    capacity_day = totals.busy_s / r["texts"] * DAY_TEXTS / slots
-    # Saturation in modelled time: the wall-clock figure (`LlmTiming.saturation`) would mix the scaled
-    # server with the unscaled client, so it is only right at --time-scale 1.
-    print(f"  MODEL (not a measurement): {totals.prompt_tokens} tokens in {totals.calls} calls, server busy "
-          f"{totals.busy_s:.1f} modelled s; slots held at once: max {max_busy} of {slots}; "
-          f"slot saturation {totals.busy_s / (slots * modelled_run):.0%} of the encode loop; "
+    capacity_day = fig.busy_s / r["texts"] * DAY_TEXTS / fig.slots
+    print(f"  MODEL (not a measurement): {fig.tokens} tokens in {fig.requests} calls, server busy "
+          f"{fig.busy_s:.1f} modelled s; slots held at once: max {fig.max_busy} of {fig.slots}; "
+          f"slot saturation {fig.busy_s / (fig.slots * modelled_run):.0%} of the encode loop; "
           f"run {modelled_run:.1f} modelled s = {r['chunks'] / modelled_run:.0f} chunks/s")
     print(f"  MODEL: the issue's day ({DAY_TEXTS:,} texts like these) ~ {per_text * DAY_TEXTS / 60:.1f} min with this "
-          f"client{'' if max_busy <= 1 else ' (approximate: requests overlapped)'}; "
-          f"{capacity_day / 60:.1f} min of server time if every slot were kept busy")
-    day_tokens = totals.prompt_tokens / r["texts"] * DAY_TEXTS
-    outside = (modelled_run - totals.busy_s + totals.calls * timing.call_overhead_s) / r["texts"] * DAY_TEXTS
-    if outside < 600:
-        print(f"  MODEL: 10 min for the day needs >= {day_tokens / (600 - outside):,.0f} tok/s with this client and "
-              f"{timing.call_overhead_s * 1000:g} ms/request ({day_tokens / 1e6:.2f} M tokens at 4 chars/token)")
+          f"client; {capacity_day / 60:.1f} min of server time if every slot were kept busy")
+    scaled = fig.scaled(DAY_TEXTS / r["texts"])
+    need = scaled.tps_per_slot_for(GOAL_S, modelled_run * DAY_TEXTS / r["texts"], model.overhead_ms / 1000)
+    print(f"  MODEL: 10 min for the day needs >= {need:,.0f} tok/s per slot x {fig.slots} slot(s) with this client "
+          f"and {model.overhead_ms:g} ms/request ({scaled.tokens / 1e6:.2f} M tokens at 4 chars/token)")
 
 
 def run_fake_server(url: str, args: argparse.Namespace) -> None:
     """Two arms on copies of the same warehouse (each must embed from scratch): no latency, then modelled."""
     import sqlite3
 
-    from ty_pipeline_tests.fakes.llm_timing import LlmTiming
-
     if not url.startswith("sqlite:///"):
         raise SystemExit("--fake-server needs the temporary SQLite warehouse (it copies it per arm)")
     base = Path(url.removeprefix("sqlite:///"))
-    arms: list[tuple[str, LlmTiming | None]] = [("fake ollama, no latency", None)]
+    arms: list[tuple[str, EmbedServerModel | None]] = [(f"fake {args.embed_api}, no latency", None)]
     if args.embed_tps > 0:
-        timing = LlmTiming(slots=args.embed_slots, prefill_tps=args.embed_tps, time_scale=args.time_scale,
-                           call_overhead_s=args.embed_overhead_ms / 1000)
-        arms.append((f"fake ollama, modelled {args.embed_tps:,.0f} tok/s, {args.embed_overhead_ms:g} ms/request, "
-                     f"{args.embed_slots} slot(s), time x{args.time_scale:g}", timing))
-    for i, (label, arm_timing) in enumerate(arms):
+        model = model_from(args)
+        arms.append((model.label(args.embed_api), model))
+    for i, (label, arm_model) in enumerate(arms):
         copy = base.with_name(f"arm{i}.db")
         with sqlite3.connect(base) as src, sqlite3.connect(copy) as dst:
             src.backup(dst)  # not a file copy: the warehouse runs in WAL mode, recent pages are in the -wal file
-        server_arm(f"sqlite:///{copy}", args, label, arm_timing)
+        server_arm(f"sqlite:///{copy}", args, label, arm_model)
 
 
 def agreement(url: str, model_a: str, model_b: str) -> tuple[float, float, int]:
@@ -295,11 +270,9 @@ def main() -> None:
                         help="instead: build the full KldB catalog (about 20,000 names) with each backend")
     parser.add_argument("--fake-server", action="store_true",
                         help="instead: the ollama backend against a loopback fake Ollama, without and with a latency model")
-    parser.add_argument("--embed-tps", type=float, default=10_000.0,
-                        help="modelled server embedding rate in tokens/s (4 chars/token); 0 = skip the modelled arm")
-    parser.add_argument("--embed-overhead-ms", type=float, default=20.0, help="modelled fixed cost per request")
-    parser.add_argument("--embed-slots", type=int, default=1, help="modelled parallel requests (rates are per slot)")
-    parser.add_argument("--time-scale", type=float, default=0.1, help="real seconds per modelled second")
+    add_model_arguments(parser)  # --embed-tps (0 = skip the modelled arm), --embed-slots, --embed-overhead-ms, --time-scale
+    parser.add_argument("--embed-api", choices=APIS, default="ollama",
+                        help="the fake's API: Ollama's /api/embed or the OpenAI-compatible /v1/embeddings")
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # child mode: run one backend
     args = parser.parse_args()
 
