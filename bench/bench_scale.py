@@ -8,7 +8,8 @@ process, and measures time, rows/s, CPU and peak RSS (the step process and every
 `wait4`):
 
 * `postings` and `job_descriptions` of the new day, `demand_snapshots` of it, and optionally
-  `posting_embeddings` (`--with-embeddings`): `python -m dagster asset materialize -m ty_pipeline.definitions`;
+  `posting_embeddings` (`--with-embeddings`: the environment's backend; `--embed-server ollama|openai`: the
+  server path, see below): `python -m dagster asset materialize -m ty_pipeline.definitions`;
 * with `--all-steps`, the rest of the night in the nightly job's order (`DAILY_ASSETS` of
   ty_pipeline/definitions.py): `llm_enrichment` (posting_summaries, skill_keywords, ihl_scores) after
   `job_descriptions`, then `berufenet_mappings`, against two loopback fake Ollama hosts of 32 slots each
@@ -30,10 +31,19 @@ status, the COPY of what the other steps wrote (the LLM results, the mappings, t
 aliases and name vectors, the similarity pairs). The `postings` step also reports its own storing cost per 1,000 rows (metadata
 `store_ms_per_1000`, `store_cpu_ms_per_1000`), which is printed next to the COPY floor per 1,000 rows.
 
+`--embed-server API` runs `posting_embeddings` with `TY_EMBED_BACKEND=ollama` (model bge-m3) against a loopback
+fake of that API (`ollama`: `/api/embed`, `openai`: `/v1/embeddings`) in this process, with the GPU latency
+model of bench/embed_server.py (`--embed-slots` x `--embed-tps` per slot, `--embed-overhead-ms` per request,
+slowed by `--time-scale`; the module says why those defaults). The step's own wall time is scaled; the report
+puts the server's share back in modelled seconds and prints requests, tokens, slot saturation, the per-slot
+rate at which the day takes exactly 10 minutes, and a CPU baseline measured in the same run: the onnx backend
+on `--onnx-sample` of the fixture texts the day is made of (0: skip).
+
 The request pacing of the `jobsuche` resource is lifted by run config (the fake needs no politeness;
 `--polite` keeps the resource defaults, 30 requests/s), so the time is the pipeline's own.
 
 Usage: `python bench/bench_scale.py [--postings 400000] [--day 16000] [--all-steps] [--with-embeddings]
+[--embed-server ollama|openai [--embed-slots 4] [--embed-tps 5000] [--time-scale 0.2] [--onnx-sample 21]]
 [--polite] [--catalog seed] [--berufenet-professions 3000]`.
 `TY_TEST_PG_URL` (default postgresql://postgres@127.0.0.1:5432/test) names the PostgreSQL server.
 """
@@ -65,6 +75,17 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_berufenet import COLLOQUIAL, NEGATIVES, dress  # noqa: E402
 from bench.bench_llm_throughput import MODELS, bench_postings  # noqa: E402
 from bench.bench_llm_throughput import responder as scripted_answer  # noqa: E402
+from bench.embed_server import (  # noqa: E402
+    APIS,
+    GOAL_S,
+    EmbedServerModel,
+    add_model_arguments,
+    chars_of,
+    client_env,
+    fake_embed_server,
+    model_from,
+    server_figures,
+)
 from bench.synthetic_warehouse import STATE_WEIGHTS, build_postings_warehouse, demand_floor, pg_schema  # noqa: E402
 from ty_pipeline.domain.clock import berlin_today  # noqa: E402
 from ty_pipeline.domain.kldb_catalog import NamedProfession  # noqa: E402
@@ -90,6 +111,9 @@ NO_PAUSES = {"requests_per_s": 100_000.0, "burst": 1000, "page_delay_s": 0.0, "d
 NO_CATALOG_PAUSES = {"berufenet_delay_s": 0.0}
 # The LLM fleet of bench_llm_throughput.py's memory arm: 2 hosts x 32 slots, no modelled latency.
 LLM_HOSTS, LLM_SLOTS = 2, 32
+# Issue #13's measured day: 14,475 texts, 2.12 MiniLM chunks each, a chunk at most 635 characters.
+ISSUE_DAY_CHUNKS, MINILM_CHUNK_CHARS = 30_700, 635
+ISSUE_DAY_CHARS = ISSUE_DAY_CHUNKS * MINILM_CHUNK_CHARS
 DISTINCT_TITLE_SHARE = 0.5  # a pool of day/2 titles: ~0.43 x day distinct titles are drawn from it
 LABELLED_SHARE = 0.5  # postings that carry their profession as the Jobsuche `beruf` label
 
@@ -104,6 +128,7 @@ class Step:
     floor_s: float
     floor_label: str
     ok: bool
+    note: str = ""
 
 
 def title_pool(professions: Sequence[NamedProfession], n: int, seed: int = 16) -> list[tuple[str, str | None]]:
@@ -235,6 +260,14 @@ def main() -> None:
                         help="also the catalog, similarity, LLM enrichment and mapping steps (the whole night "
                         "but posting_embeddings, which --with-embeddings adds)")
     parser.add_argument("--with-embeddings", action="store_true", help="also time posting_embeddings (slow on CPU)")
+    parser.add_argument("--embed-server", choices=APIS, default=None,
+                        help="time posting_embeddings through the server path against a loopback fake of this API "
+                        "with a modelled GPU (bench/embed_server.py)")
+    add_model_arguments(parser, time_scale=0.2)
+    parser.add_argument("--onnx-sample", type=int, default=21,
+                        help="with --embed-server: fixture texts the onnx backend encodes as a same-run CPU baseline")
+    parser.add_argument("--embed-commit-every", type=int, default=0,
+                        help="posting_embeddings' commit_every (postings per page); 0 = the asset's default")
     parser.add_argument("--polite", action="store_true", help="keep the resource's pauses between requests")
     parser.add_argument("--catalog", default=None,
                         help="TY_KLDB_CSV for the catalog step and the day's titles (default: the shipped KldB "
@@ -286,7 +319,10 @@ def main() -> None:
                 if not args.polite:
                     resources["profession_catalog"] = {"config": {
                         k: v for k, v in NO_CATALOG_PAUSES.items() if k in ProfessionCatalogResource.model_fields}}
-        config.write_text(json.dumps({"resources": resources} if resources else {}))
+        run_config: dict[str, Any] = {"resources": resources} if resources else {}
+        if args.embed_commit_every > 0:
+            run_config["ops"] = {"posting_embeddings": {"config": {"commit_every": args.embed_commit_every}}}
+        config.write_text(json.dumps(run_config))
         on_day = {"day": day}
         of_day = "posting_id IN (SELECT posting_id FROM postings WHERE partition_date = %(day)s)"
 
@@ -327,7 +363,24 @@ def main() -> None:
             floor, rows = copy_floor(url, "berufenet_mappings", of_day, on_day)
             steps.append(Step("berufenet_mappings", rows, wall, cpu, rss, floor, "COPY of the day's rows", ok))
 
-        if args.with_embeddings:
+        embed_report: list[str] = []
+        if args.embed_server:
+            model = model_from(args)
+            timing = model.timing()
+            with fake_embed_server(args.embed_server, timing) as server:
+                wall, cpu, rss, ok = materialize("posting_embeddings", day, config,
+                                                 client_env(env, server, args.embed_server, model.slots), log)
+                requests = len(server.embed_calls())
+                server.requests.clear()  # the request bodies are this process's memory
+            floor, rows = copy_floor(url, "posting_embeddings", of_day, on_day)
+            modelled = server_figures(timing).modelled(wall)
+            steps.append(Step("posting_embeddings", rows, modelled, cpu, rss, floor, "COPY of the day's links", ok,
+                              note=" (time modelled, see below)"))
+            day_chars = scalar(url, "SELECT coalesce(sum(length(description)), 0) FROM job_descriptions WHERE "
+                               "posting_id IN (SELECT posting_id FROM postings WHERE partition_date = :day)", day=day)
+            embed_report = server_path_report(model, args, timing, wall, cpu, rss, requests, day_chars,
+                                              latest_metadata(home, "posting_embeddings"))
+        elif args.with_embeddings:
             wall, cpu, rss, ok = materialize("posting_embeddings", day, config, env, log)
             floor, rows = copy_floor(url, "posting_embeddings", of_day, on_day)
             steps.append(Step("posting_embeddings", rows, wall, cpu, rss, floor, "COPY of the day's links", ok))
@@ -349,7 +402,7 @@ def main() -> None:
         for s in steps:
             flag = "" if s.ok else "  FAILED (see the log)"
             print(f"{s.name:<22} {s.rows:>8,} {s.wall_s:>8.1f} {s.rows / s.wall_s:>8,.0f} {s.cpu_s:>7.1f} "
-                  f"{s.peak_rss_mib:>6.0f} MiB {s.floor_s:>8.3f} {s.wall_s / s.floor_s:>8.0f}  {s.floor_label}{flag}")
+                  f"{s.peak_rss_mib:>6.0f} MiB {s.floor_s:>8.3f} {s.wall_s / s.floor_s:>8.0f}  {s.floor_label}{s.note}{flag}")
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         if meta.get("store_ms_per_1000") is not None:
             postings_step = next(s for s in steps if s.name == "postings")
@@ -362,12 +415,67 @@ def main() -> None:
                 print(f"{asset}: Jobsuche requests {json.dumps(figures['requests_arbeitsagentur'])}")
         if args.all_steps:
             print_night_metadata(home)
+        if embed_report:
+            print("\n" + "\n".join(embed_report))
         failed = [s.name for s in steps if not s.ok]
         for name in failed:
             step_log = log / f"{'status' if name.startswith('status') else name}.log"
             print(f"\n{name} failed; the end of its output ({step_log}):\n{step_log.read_text()[-5000:]}")
         if failed:
             sys.exit("a step failed")
+
+
+def server_path_report(model: EmbedServerModel, args: argparse.Namespace, timing: Any, wall: float, cpu: float,
+                       rss: float, requests: int, day_chars: int, meta: dict) -> list[str]:
+    """The server path's figures: measured (client CPU and memory, requests, chunks), modelled (the step's
+    time at the modelled GPU, slot saturation, the rate for 10 min), and the same-run onnx baseline."""
+    fig = server_figures(timing)
+    modelled = fig.modelled(wall)
+    chunks, repeats = int(meta.get("chunks_encoded", 0)), int(meta.get("duplicate_chunks", 0))
+    encoded_chars = chars_of(fig.tokens)
+    out = [
+        f"posting_embeddings through the server path: {model.label(args.embed_server)}; model "
+        f"{meta.get('model')}, {meta.get('new')} new vectors of dim {meta.get('dim')}, "
+        f"commit_every {args.embed_commit_every or 'default (256)'}",
+        f"  measured: wall {wall:.1f} s at time x{model.time_scale:g}; client CPU {cpu:.1f} s (the step's processes, "
+        f"start-up included) = {1000 * cpu / max(chunks - repeats, 1):.2f} CPU-s per 1,000 chunks sent; peak RSS "
+        f"{rss:.0f} MiB; {chunks:,} chunks ({repeats:,} repeats within a page, encoded once), {requests} requests, "
+        f"{fig.tokens / 1e6:.2f} M tokens (~{encoded_chars / 1e6:.0f} M chars) of the day's "
+        f"{day_chars / 1e6:.0f} M chars of text",
+        f"  MODEL (not a measurement): step {modelled:.0f} s = {modelled / 60:.1f} min (goal {GOAL_S / 60:.0f} min); "
+        f"server window {fig.modelled_window_s:.0f} s, of it {fig.client_s:.1f} s with no request on the server; "
+        f"server busy {fig.busy_s:.0f} slot-s; slots held at once max {fig.max_busy} of {fig.slots}; "
+        f"slot saturation {fig.saturation:.0%} of the window; {(chunks - repeats) / fig.modelled_window_s:.1f} "
+        f"chunks/s, {encoded_chars / fig.modelled_window_s / 1000:.0f} k chars/s",
+    ]
+    need = fig.tps_per_slot_for(GOAL_S, modelled, model.overhead_ms / 1000)
+    out.append(f"  MODEL: the step takes exactly {GOAL_S / 60:.0f} min at {need:,.0f} tok/s per slot x {fig.slots} "
+               f"slots ({need * fig.slots:,.0f} tok/s for the server; modelled here: {model.tps_per_slot:,.0f} per slot)")
+    server_cps = encoded_chars / fig.modelled_window_s if fig.modelled_window_s > 0 else 0.0
+    out.append(f"  issue #13's day (~{ISSUE_DAY_CHUNKS:,} MiniLM chunks of <= {MINILM_CHUNK_CHARS} chars: <= "
+               f"{ISSUE_DAY_CHARS / 1e6:.1f} M chars; this day has {day_chars / ISSUE_DAY_CHARS:.1f}x that) at this throughput: <= "
+               f"{ISSUE_DAY_CHARS / server_cps / 60:.1f} min of server window" if server_cps else "")
+    if day_chars > encoded_chars > 0:
+        out.append(f"  a day without repeated chunks ({day_chars / 1e6:.0f} M chars, {day_chars / encoded_chars:.2f}x) "
+                   f"would keep the server busy ~{(fig.modelled_window_s * day_chars / encoded_chars) / 60:.1f} min "
+                   "at the same saturation")
+    if args.onnx_sample > 0:
+        child = subprocess.run([sys.executable, str(ROOT / "bench" / "embed_server.py"), "--onnx-sample",
+                                str(args.onnx_sample)], capture_output=True, text=True, check=False,
+                               env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
+        if child.returncode != 0:
+            out.append(f"  onnx baseline failed: {child.stderr[-1500:]}")
+            return out
+        onnx = json.loads(child.stdout.strip().splitlines()[-1])
+        onnx_cps = onnx["chars"] / onnx["wall_s"]
+        out.append(
+            f"  CPU baseline, same run: onnx on {onnx['texts']} fixture texts, {onnx['chunks']} chunks "
+            f"({onnx['repeats']} repeats) in {onnx['wall_s']:.1f} s wall, {onnx['cpu_s']:.1f} CPU-s: "
+            f"{onnx['chunks'] / onnx['wall_s']:.1f} chunks/s, {onnx_cps / 1000:.1f} k chars/s (README, free cores: "
+            f"34.9 chunks/s); the modelled server path encodes {server_cps / onnx_cps:.1f}x the characters per "
+            f"second; the onnx path would need ~{encoded_chars / onnx_cps / 60:.0f} min at this rate for the "
+            f"characters this step sent, ~{ISSUE_DAY_CHARS / onnx_cps / 60:.0f} min for issue #13's day")
+    return out
 
 
 # What the added steps report about themselves (their materialization metadata), next to the table.
