@@ -8,7 +8,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ty_pipeline.clients.embedder import MAX_EMBED_REQUESTS_IN_FLIGHT, OllamaEncoder, encode_texts
+from ty_pipeline.clients.embedder import (
+    MAX_EMBED_REQUESTS_IN_FLIGHT,
+    OllamaEncoder,
+    balanced_batches,
+    encode_texts,
+    sorted_batches,
+)
 
 
 class SlowEncoder:
@@ -49,7 +55,8 @@ def test_a_server_encoder_gets_its_parallel_requests_in_flight_and_the_same_vect
     one = encode_texts(sequential, TEXTS, max_chars=500, batch_size=4)
     many = encode_texts(parallel, TEXTS, max_chars=500, batch_size=4)
     assert sequential.most == 1 and sequential.calls == 10
-    assert parallel.most == 4 and parallel.calls == 10 and many.encode_calls == 10
+    # 10 batches of 4 would leave two slots idle in the last round: 12 smaller ones fill three rounds.
+    assert parallel.most == 4 and parallel.calls == 12 and many.encode_calls == 12
     assert all(a is not None and b is not None and np.array_equal(a, b) for a, b in zip(one.vectors, many.vectors, strict=True))
 
 
@@ -77,3 +84,23 @@ def test_the_ollama_encoder_takes_its_requests_from_the_host_pools_slots() -> No
     assert OllamaEncoder(Pool(2), "bge-m3", window_tokens=2048).parallel_requests == 2
     assert OllamaEncoder(Pool(64), "bge-m3", window_tokens=2048).parallel_requests == MAX_EMBED_REQUESTS_IN_FLIGHT
     assert OllamaEncoder(object(), "bge-m3", window_tokens=2048).parallel_requests == 1
+
+
+def test_a_page_for_a_server_is_cut_into_equal_requests_a_multiple_of_its_slots() -> None:
+    """267 distinct chunks of a page at 64 per request and 4 slots: 5 requests in size order made the fifth
+    run alone and the fourth hold the longest chunks; balanced, 8 requests of about equal tokens."""
+    rng = np.random.default_rng(7)
+    sizes = [int(x) for x in rng.integers(200, 1300, size=267)]
+    items = [f"chunk {i}" for i in range(267)]
+    size_of = dict(zip(items, sizes, strict=True))
+    batches = balanced_batches(items, sizes, 64, 4)
+    assert len(batches) == 8 and max(len(b) for b in batches) <= 64
+    assert sorted(x for b in batches for x in b) == sorted(items)
+    totals = [sum(size_of[x] for x in b) for b in batches]
+    assert max(totals) - min(totals) <= max(sizes)
+    in_order = sorted_batches(items, sizes, 64)
+    assert [len(b) for b in in_order] == [64, 64, 64, 64, 11]
+    ordered = [sum(size_of[x] for x in b) for b in in_order[:4]]
+    assert ordered[-1] > 1.5 * ordered[0]  # what a server got before: the last request far the longest
+    assert balanced_batches(items[:3], sizes[:3], 64, 4) == [[x] for x in sorted(items[:3], key=size_of.get, reverse=True)]
+    assert balanced_batches([], [], 64, 4) == []
