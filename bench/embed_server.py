@@ -17,8 +17,8 @@ The default rate, and why (`DEFAULT_TPS_PER_SLOT`): `bench_llm_throughput.py` mo
 prefill at 2,000 tokens/s per slot with 32 slots per host, i.e. ~64,000 prompt tokens/s for a host whose
 slots all prefill. A transformer forward pass costs ~2 FLOP per parameter per token, so bge-m3 (568M
 parameters) costs 1/14 of an 8B model per token: at the same efficiency the same GPU would embed ~900,000
-tokens/s. A small encoder runs far below a GPU's peak (small matrices, and Ollama runs an embedding model
-with `OLLAMA_NUM_PARALLEL` 1 by default, sequences one after another), so the model takes much less:
+tokens/s. A small encoder runs far below a GPU's peak (small matrices, and Ollama runs a model's requests one
+at a time by default, `OLLAMA_NUM_PARALLEL` 1), so the model takes much less:
 4 slots x 5,000 tokens/s = 20,000 tokens/s per host, a third of the chat model's modelled prefill rate
 for a model 14x cheaper per token. One public data point: 1,000 inputs embedded by bge-m3 on an RTX 4090
 through Ollama in 6.8 s in one batched request (ollama/ollama#12239, input lengths not stated). The
