@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_berufenet import COLLOQUIAL, NEGATIVES, dress  # noqa: E402
 from bench.bench_llm_throughput import MODELS, bench_postings  # noqa: E402
 from bench.bench_llm_throughput import responder as scripted_answer  # noqa: E402
-from bench.synthetic_warehouse import STATE_WEIGHTS, build_postings_warehouse, demand_floor, pg_schema  # noqa: E402
+from bench.synthetic_warehouse import STATE_WEIGHTS, build_postings_warehouse, demand_floor  # noqa: E402
 from ty_pipeline.domain.clock import berlin_today  # noqa: E402
 from ty_pipeline.domain.kldb_catalog import NamedProfession  # noqa: E402
 from ty_pipeline.domain.states import STATES  # noqa: E402
@@ -79,6 +79,7 @@ from ty_pipeline_tests.fakes.berufenet_server import FakeBerufenet, numbered_pro
 from ty_pipeline_tests.fakes.jobsuche_server import FakeJobsuche, make_detail, make_v6_item  # noqa: E402
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama  # noqa: E402
 from ty_pipeline_tests.fakes.openai_server import request_schema  # noqa: E402
+from ty_pipeline_tests.pg_schemas import pg_schema  # noqa: E402
 
 FIRMS = ["Nordlicht Dienstleistungen GmbH", "Muster & Söhne KG", "Klinikum Beispielstadt gGmbH",
          "Personalservice Adecco-Beispiel GmbH", "Stadtwerke Musterhausen", "Bäckerei Krume e.K."]
@@ -249,7 +250,7 @@ def main() -> None:
     professions = load_catalog_file(args.catalog).professions
     with ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        url = stack.enter_context(pg_schema())
+        url = stack.enter_context(pg_schema("bench_"))
         fake = stack.enter_context(FakeJobsuche(today=today))
         home, config = Path(tmp) / "dagster_home", Path(tmp) / "run_config.yaml"
         log = Path(args.logs) if args.logs else Path(tmp) / "logs"
