@@ -11,9 +11,10 @@ from pathlib import Path
 os.environ.setdefault("TY_STEP_RETRY_DELAY_S", "0")
 
 import pytest
+import sqlalchemy as sa
 
 from ty_pipeline.domain.clock import berlin_today
-from ty_pipeline.warehouse.engine import dispose_engine
+from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine
 from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank
 from ty_pipeline_tests.fakes.jobsuche_server import FakeJobsuche
 from ty_pipeline_tests.paths import FIXTURES_DIR
@@ -56,6 +57,16 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
         dispose_engine(url)
     else:
         yield request.getfixturevalue("pg_schema_url")
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    """An empty warehouse (the schema, no rows) in a SQLite file, for tests that need no PostgreSQL run."""
+    url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    eng = get_engine(url)
+    ensure_schema(eng)
+    yield eng
+    dispose_engine(url)
 
 
 @pytest.fixture
