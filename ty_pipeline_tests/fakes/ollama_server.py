@@ -263,6 +263,26 @@ class ScriptedFaults:
     def _fault_matches(self, fault: Fault, endpoint: str, model: str | None) -> bool:
         raise NotImplementedError
 
+    def _fault_error(self, fault: Fault, model: str) -> Response:
+        """The server's error answer for a status fault (`500`, `404`, ...), in its own body shape."""
+        raise NotImplementedError
+
+    def _transport_fault(self, fault: Fault, model: str, normal: Callable[[], Response]) -> Response:
+        """What a transport fault answers: the normal answer late, no answer, or an error (with
+        `Retry-After` when the fault sets one)."""
+        if fault.kind == "timeout":
+            resp = normal()
+            resp.delay_s = max(resp.delay_s, fault.delay_s)
+            return resp
+        if fault.kind in ("refuse", "drop"):
+            return Response(drop_connection=True)
+        if fault.kind == "reset":
+            return Response(reset_connection=True)
+        resp = self._fault_error(fault, model)
+        if fault.retry_after is not None:
+            resp.headers["Retry-After"] = fault.retry_after
+        return resp
+
     def _reset_faults(self) -> None:
         with self._state_lock:
             self._faults: list[Fault] = []
@@ -285,12 +305,12 @@ class ScriptedFaults:
         Kinds: `timeout` (answer normally but only after `delay_s`, longer than the client's read
         timeout), `refuse`/`drop` (close the connection without an answer; a listening socket cannot
         refuse, use a closed port for that), `reset` (abort with a TCP RST; Ollama only), `500`, `503`
-        (queue full; `retry_after` adds the header), `429`, `404` (`model 'X' not found`), `400`
+        (queue full), `429`, `404` (`model 'X' not found`), `400`
         (`message`, default `invalid input type`), `401` (OpenAI only), and the answer faults for
         chat/generate: `not_json`, `schema_violation` (valid JSON missing the required keys), `degenerate`
         (every free-text string field, i.e. one without a pattern/enum in the schema, becomes one word
         repeated hundreds of times, cut to its maxLength if it has one: still schema-valid), `length`
-        (`done_reason: "length"` with truncated JSON).
+        (`done_reason: "length"` with truncated JSON). `retry_after` adds that header to an error answer.
 
         `endpoint` and `model` narrow the match. Ollama: `endpoint` is "chat", "/api/embed", "/api/tags",
         ...; without one, transport faults hit model calls (chat, generate, embed) and answer faults hit
@@ -528,29 +548,12 @@ class FakeOllama(ScriptedFaults, LoopbackServer):
             return self._answer(path, model, body, fault=fault)
         return normal()
 
-    def _transport_fault(self, fault: Fault, model: str, normal: Callable[[], Response]) -> Response:
-        kind = fault.kind
-        if kind == "timeout":
-            resp = normal()
-            resp.delay_s = max(resp.delay_s, fault.delay_s)
-            return resp
-        if kind in ("refuse", "drop"):
-            return Response(drop_connection=True)
-        if kind == "reset":
-            return Response(reset_connection=True)
-        if kind == "404":
-            return _error(404, fault.message or f"model '{model}' not found")
-        if kind == "400":
-            return _error(400, fault.message or MSG_INPUT_TYPE)
-        if kind == "429":
-            resp = _error(429, fault.message or MSG_RATE)
-        elif kind == "503":
-            resp = _error(503, fault.message or MSG_BUSY)
-        else:
-            resp = _error(500, fault.message or MSG_RUNNER)
-        if fault.retry_after is not None:
-            resp.headers["Retry-After"] = fault.retry_after
-        return resp
+    def _fault_error(self, fault: Fault, model: str) -> Response:
+        status = int(fault.kind)
+        default = {
+            400: MSG_INPUT_TYPE, 404: f"model '{model}' not found", 429: MSG_RATE, 500: MSG_RUNNER, 503: MSG_BUSY,
+        }[status]
+        return _error(status, fault.message or default)
 
     def _normal_answer(self, path: str, model: str, body: dict[str, Any]) -> Response:
         if canonical(model) not in {canonical(m) for m in self.models}:

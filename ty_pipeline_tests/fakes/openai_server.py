@@ -178,15 +178,8 @@ class FakeOpenAI(ScriptedFaults, LoopbackServer):
             return Response.json_body({"object": "error", **detail}, status=status)
         return Response.json_body({"error": detail}, status=status)
 
-    def _transport_fault(self, fault: Fault, model: str, normal: Any) -> Response:
-        kind = fault.kind
-        if kind == "timeout":
-            resp = normal()
-            resp.delay_s = max(resp.delay_s, fault.delay_s)
-            return resp
-        if kind in ("refuse", "drop"):
-            return Response(drop_connection=True)
-        status = int(kind)
+    def _fault_error(self, fault: Fault, model: str) -> Response:
+        status = int(fault.kind)
         default = {
             400: "Invalid request",
             401: "Incorrect API key provided",
@@ -195,10 +188,7 @@ class FakeOpenAI(ScriptedFaults, LoopbackServer):
             500: "Internal server error",
             503: "The server is overloaded or not ready yet.",
         }[status]
-        resp = self.error(status, fault.message or default)
-        if fault.retry_after is not None:
-            resp.headers["Retry-After"] = fault.retry_after
-        return resp
+        return self.error(status, fault.message or default)
 
     # -- routing ----------------------------------------------------------------------------------------
 
