@@ -159,10 +159,13 @@ def run_step(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, fl
     its output goes to `log`.
 
     Through `/usr/bin/time`: a child forked straight from this (large) process would report this
-    process's RSS as its own peak, since Linux carries the high-water mark across fork and exec."""
+    process's RSS as its own peak, since Linux carries the high-water mark across fork and exec.
+    Run through `reap_all.py`, which waits for the run's orphaned fork server and so for its steps."""
     usage = log.with_suffix(".time")
     with log.open("ab") as out:
-        code = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(usage), *argv], cwd=ROOT, env=env,
+        # reap_all.py: a run's steps are forked from a fork server nobody waits for; it collects them.
+        code = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(usage), sys.executable,
+                               str(Path(__file__).with_name("reap_all.py")), *argv], cwd=ROOT, env=env,
                               stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     wall, user, system, max_kib = usage.read_text().split()[-4:]  # a failed child adds a line before them
     return float(wall), float(user) + float(system), int(max_kib) / 1024, code == 0
