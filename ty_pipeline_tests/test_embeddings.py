@@ -565,8 +565,8 @@ def test_the_server_path_reaches_an_openai_compatible_embeddings_endpoint(
     warehouse_url: str, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """TY_EMBED_BACKEND=ollama goes through the `ollama` resource's client: with TY_LLM_BACKEND=openai that is
-    `/v1/embeddings` on OLLAMA_HOST (the loopback OpenAI-compatible fake), one batched request per 64 texts, and
-    the vectors are stored under `openai:<model>`, apart from what Ollama's own API made of the same texts."""
+    `/v1/embeddings` on OLLAMA_HOST (the loopback OpenAI-compatible fake), at most 64 texts per request spread
+    over the host's 4 slots, and the vectors are stored under `openai:<model>`, apart from what Ollama's own API made of the same texts."""
     from ty_pipeline_tests.fakes.ollama_server import FakeOllama
     from ty_pipeline_tests.fakes.openai_server import FakeOpenAI
 
@@ -583,7 +583,7 @@ def test_the_server_path_reaches_an_openai_compatible_embeddings_endpoint(
         result = dg.materialize([posting_embeddings], partition_key=DAY.isoformat(), resources=resources)
         calls = server.embed_calls("bge-m3")
     assert result.success and check(result).passed
-    assert sorted(len(c.json()["input"]) for c in calls) == [6, 64]
+    assert sorted(len(c.json()["input"]) for c in calls) == [17, 17, 18, 18]
     m = meta(result)
     assert (m["model"], m["new"], m["dim"]) == ("openai:bge-m3", 70, 16)
 
@@ -592,7 +592,7 @@ def test_the_server_path_reaches_an_openai_compatible_embeddings_endpoint(
         monkeypatch.setenv("TY_LLM_BACKEND", "ollama")
         monkeypatch.setenv("OLLAMA_HOST", native.base_url)
         again = dg.materialize([posting_embeddings], partition_key=DAY.isoformat(), resources=resources)
-        assert len(native.embed_calls()) == 2
+        assert len(native.embed_calls()) == 4
     assert again.success and (meta(again)["model"], meta(again)["new"]) == ("ollama:bge-m3", 70)
     with engine.connect() as conn:
         stored = dict(conn.execute(sa.select(embeddings.c.model, sa.func.count()).group_by(embeddings.c.model)).all())
