@@ -8,7 +8,7 @@ exports the transformer (`torch.onnx.export`), ONNX Runtime's own `quantize_dyna
 weights, and mean pooling + L2 normalisation (what the model's Pooling/Normalize modules do) run in
 numpy.
 
-The export needs torch and the model files once, offline; it is cached outside the repository (default
+The export needs torch and the model files once, offline; it is cached in `TY_EMBED_CACHE_DIR` (default
 `$XDG_CACHE_HOME/ty_pipeline/onnx`, else `~/.cache/ty_pipeline/onnx`) under a key of the model's files,
 so a changed model is exported again. Encoding afterwards imports neither torch nor transformers:
 ONNX Runtime, the `tokenizers` library and numpy only, which is what keeps the process small.
@@ -17,6 +17,7 @@ ONNX Runtime, the `tokenizers` library and numpy only, which is what keeps the p
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -116,6 +117,9 @@ def export_quantized(model_name: str, model_path: str, target: Path) -> None:
             "export_format": EXPORT_FORMAT,
         }
         (work / META_FILE).write_text(json.dumps(meta, indent=2))
+        # mkdtemp makes the directory private (0700); the export is read by every process of the pipeline,
+        # which on a shared cache volume (TY_EMBED_CACHE_DIR) may run as other users.
+        work.chmod(0o755)
         try:
             work.rename(target)
         except OSError:
@@ -162,12 +166,20 @@ def _float_matmuls(path: Path) -> list[str]:
 def ensure_export(model_name: str, model_path: str, cache_dir: Path) -> Path:
     """The cached export for this model, exporting it first if there is none."""
     target = cache_dir / _model_key(model_name, model_path)
-    if not (target / META_FILE).exists():
-        # In a child process: the export loads torch and the full model (about 1 GiB), which would
-        # otherwise stay in this process for the whole run, the very memory the onnx path saves.
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            pool.submit(export_quantized, model_name, model_path, target).result()
+    if (target / META_FILE).exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # One exporter per cache entry: processes starting together (two test workers, a run's steps) would
+    # otherwise each spend the export's CPU, and all but one throw it away. The waiting ones find the
+    # export done. The lock only saves work: correctness rests on the rename in `export_quantized`.
+    with open(cache_dir / f".{target.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / META_FILE).exists():
+            # In a child process: the export loads torch and the full model (about 1 GiB), which would
+            # otherwise stay in this process for the whole run, the very memory the onnx path saves.
+            ctx = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                pool.submit(export_quantized, model_name, model_path, target).result()
     return target
 
 
