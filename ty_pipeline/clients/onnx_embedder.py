@@ -57,6 +57,22 @@ def _model_key(model_name: str, model_path: str) -> str:
 
 
 def export_quantized(model_name: str, model_path: str, target: Path) -> None:
+    """Export the model into `target` unless another process did while this one waited for the lock.
+
+    One exporter per cache entry: processes starting together (two test workers, several steps) would
+    otherwise each spend the export's CPU and all but one throw it away; the waiting ones find it done.
+    The lock only saves work (correctness rests on the rename in `_export`), and it is taken here, in
+    the export's own process, not around the spawn: a script without a `__main__` guard runs again in
+    the spawned child, which would then wait forever for its parent's lock instead of failing.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / META_FILE).exists():
+            _export(model_name, model_path, target)
+
+
+def _export(model_name: str, model_path: str, target: Path) -> None:
     """Export the model's transformer to ONNX, quantize it to int8, and save tokenizer + pooling facts.
 
     Written to a temporary directory and renamed into place, so two processes exporting at once, or an
@@ -92,7 +108,6 @@ def export_quantized(model_name: str, model_path: str, target: Path) -> None:
         def forward(self, *args: Any) -> Any:
             return self.model(**dict(zip(names, args, strict=True))).last_hidden_state
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
         axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]}
@@ -166,20 +181,12 @@ def _float_matmuls(path: Path) -> list[str]:
 def ensure_export(model_name: str, model_path: str, cache_dir: Path) -> Path:
     """The cached export for this model, exporting it first if there is none."""
     target = cache_dir / _model_key(model_name, model_path)
-    if (target / META_FILE).exists():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # One exporter per cache entry: processes starting together (two test workers, a run's steps) would
-    # otherwise each spend the export's CPU, and all but one throw it away. The waiting ones find the
-    # export done. The lock only saves work: correctness rests on the rename in `export_quantized`.
-    with open(cache_dir / f".{target.name}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / META_FILE).exists():
-            # In a child process: the export loads torch and the full model (about 1 GiB), which would
-            # otherwise stay in this process for the whole run, the very memory the onnx path saves.
-            ctx = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-                pool.submit(export_quantized, model_name, model_path, target).result()
+    if not (target / META_FILE).exists():
+        # In a child process: the export loads torch and the full model (about 1 GiB), which would
+        # otherwise stay in this process for the whole run, the very memory the onnx path saves.
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            pool.submit(export_quantized, model_name, model_path, target).result()
     return target
 
 
