@@ -37,7 +37,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.synthetic_warehouse import build_postings_warehouse, demand_floor, pg_schema, timed  # noqa: E402
+from bench.synthetic_warehouse import build_postings_warehouse, demand_floor, timed  # noqa: E402
 from ty_pipeline.assets.demand import demand_snapshots  # noqa: E402
 from ty_pipeline.domain.demand import consistency_problems  # noqa: E402
 from ty_pipeline.domain.states import STATES  # noqa: E402
@@ -50,6 +50,7 @@ from ty_pipeline_tests.demand_oracle import (  # noqa: E402
     compute_snapshot,
     replace_snapshot,
 )
+from ty_pipeline_tests.pg_schemas import pg_schema  # noqa: E402
 
 TODAY = date(2026, 11, 18)
 NOW = datetime(2026, 11, 19, 2, 0)
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the warehouse's schema for a later --reuse")
     parser.add_argument("--reuse", metavar="SCHEMA", help="measure on a schema kept by --keep instead of building one")
     args = parser.parse_args()
-    with pg_schema(keep=args.keep, reuse=args.reuse) as url:
+    with pg_schema("bench_", keep=args.keep, reuse=args.reuse) as url:
         started = time.perf_counter()
         if args.reuse is None:
             build(url, args.postings)

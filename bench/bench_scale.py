@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_berufenet import COLLOQUIAL, NEGATIVES, dress  # noqa: E402
 from bench.bench_llm_throughput import MODELS, bench_postings  # noqa: E402
 from bench.bench_llm_throughput import responder as scripted_answer  # noqa: E402
-from bench.synthetic_warehouse import STATE_WEIGHTS, build_postings_warehouse, demand_floor, pg_schema  # noqa: E402
+from bench.synthetic_warehouse import STATE_WEIGHTS, build_postings_warehouse, demand_floor  # noqa: E402
 from ty_pipeline.domain.clock import berlin_today  # noqa: E402
 from ty_pipeline.domain.kldb_catalog import NamedProfession  # noqa: E402
 from ty_pipeline.domain.states import STATES  # noqa: E402
@@ -79,6 +79,7 @@ from ty_pipeline_tests.fakes.berufenet_server import FakeBerufenet, numbered_pro
 from ty_pipeline_tests.fakes.jobsuche_server import FakeJobsuche, make_detail, make_v6_item  # noqa: E402
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama  # noqa: E402
 from ty_pipeline_tests.fakes.openai_server import request_schema  # noqa: E402
+from ty_pipeline_tests.pg_schemas import pg_schema  # noqa: E402
 
 FIRMS = ["Nordlicht Dienstleistungen GmbH", "Muster & Söhne KG", "Klinikum Beispielstadt gGmbH",
          "Personalservice Adecco-Beispiel GmbH", "Stadtwerke Musterhausen", "Bäckerei Krume e.K."]
@@ -158,10 +159,13 @@ def run_step(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, fl
     its output goes to `log`.
 
     Through `/usr/bin/time`: a child forked straight from this (large) process would report this
-    process's RSS as its own peak, since Linux carries the high-water mark across fork and exec."""
+    process's RSS as its own peak, since Linux carries the high-water mark across fork and exec.
+    Run through `reap_all.py`, which waits for the run's orphaned fork server and so for its steps."""
     usage = log.with_suffix(".time")
     with log.open("ab") as out:
-        code = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(usage), *argv], cwd=ROOT, env=env,
+        # reap_all.py: a run's steps are forked from a fork server nobody waits for; it collects them.
+        code = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(usage), sys.executable,
+                               str(Path(__file__).with_name("reap_all.py")), *argv], cwd=ROOT, env=env,
                               stdout=out, stderr=subprocess.STDOUT, check=False).returncode
     wall, user, system, max_kib = usage.read_text().split()[-4:]  # a failed child adds a line before them
     return float(wall), float(user) + float(system), int(max_kib) / 1024, code == 0
@@ -249,7 +253,7 @@ def main() -> None:
     professions = load_catalog_file(args.catalog).professions
     with ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        url = stack.enter_context(pg_schema())
+        url = stack.enter_context(pg_schema("bench_"))
         fake = stack.enter_context(FakeJobsuche(today=today))
         home, config = Path(tmp) / "dagster_home", Path(tmp) / "run_config.yaml"
         log = Path(args.logs) if args.logs else Path(tmp) / "logs"

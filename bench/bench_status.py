@@ -37,7 +37,6 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.synthetic_warehouse import pg_schema as fresh_pg_schema  # noqa: E402
 from ty_pipeline import cli  # noqa: E402
 from ty_pipeline.domain.clock import berlin_today, utcnow  # noqa: E402
 from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine  # noqa: E402
@@ -52,8 +51,9 @@ from ty_pipeline.warehouse.schema import (  # noqa: E402
     postings,
     skill_keywords,
 )
+from ty_pipeline_tests.pg_schemas import PG_URL, pg_unreachable  # noqa: E402
+from ty_pipeline_tests.pg_schemas import pg_schema as fresh_pg_schema  # noqa: E402
 
-PG_URL = os.environ.get("TY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RUNS = 5
 CHUNK = 5000
 BUDGET_S = 3.0  # "answers in under a few seconds"
@@ -276,16 +276,12 @@ def cold_cli_seconds(url: str) -> float:
 
 @contextlib.contextmanager
 def pg_schema() -> Iterator[str | None]:
-    try:
-        admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # any reason the server is unusable: bench SQLite only
+    exc = pg_unreachable()
+    if exc is not None:  # bench SQLite only
         print(f"\nPostgreSQL at {PG_URL} not reachable ({exc.__class__.__name__}); skipping it")
         yield None
         return
-    admin.dispose()
-    with fresh_pg_schema() as url:  # the other benches' helper: a fresh schema, dropped afterwards
+    with fresh_pg_schema("bench_") as url:  # the other benches' helper: a fresh schema, dropped afterwards
         yield url
 
 

@@ -1,5 +1,5 @@
-"""Shared builders of the PostgreSQL benchmarks (bench_demand.py, bench_scale.py): a throw-away schema and
-the production-shaped postings warehouse of issue #13.
+"""Shared builders of the PostgreSQL benchmarks (bench_demand.py, bench_scale.py): the production-shaped
+postings warehouse of issue #13 (the throw-away schema it goes into: ty_pipeline_tests/pg_schemas.py).
 
 The warehouse: `n_postings` Jobsuche postings over 90 daily partitions ending at `today`, ~58 % invalidated
 (older postings more often), 16 Länder weighted by population (1 % without a state, a few in the v6 enum
@@ -13,23 +13,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
 import statistics
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
 from ty_pipeline.domain.states import STATES
 from ty_pipeline.warehouse.demand_store import active_on
-from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine
+from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.schema import berufenet_mappings, postings
 
-PG_URL = os.environ.get("TY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DAYS = 90
 INVALIDATED = 0.58
 # Share of job postings per Land, roughly by population (Statistisches Bundesamt 2023).
@@ -145,28 +141,3 @@ def timed(fn: Callable[[], object], runs: int, *, before: Callable[[], object] |
         result = fn()
         times.append(time.perf_counter() - started)
     return statistics.median(times), result
-
-
-@contextmanager
-def pg_schema(*, keep: bool = False, reuse: str | None = None) -> Iterator[str]:
-    """A URL of a fresh schema on `TY_TEST_PG_URL`, dropped with everything in it afterwards.
-
-    `keep` leaves it in place (to measure again without rebuilding); `reuse` names a schema kept that way,
-    which is then neither created nor dropped.
-    """
-    admin = sa.create_engine(PG_URL)
-    schema = reuse or f"bench_{uuid.uuid4().hex[:10]}"
-    if reuse is None:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    try:
-        yield url
-    finally:
-        dispose_engine(url)
-        if keep or reuse is not None:
-            print(f"schema {schema} kept (drop it with: DROP SCHEMA \"{schema}\" CASCADE)")
-        else:
-            with admin.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()

@@ -17,6 +17,7 @@ from ty_pipeline.assets.llm_enrichment import llm_enrichment
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.assets.profession_similarity import profession_similarity
 from ty_pipeline.automation.berufenet_sensor import berufenet_failed_titles_sensor
+from ty_pipeline.automation.executor import step_executor
 from ty_pipeline.automation.jobs import build_jobs
 from ty_pipeline.automation.schedules import build_nightly_schedule
 from ty_pipeline.automation.sensors import build_new_fetch_sensor
@@ -97,6 +98,7 @@ def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
             berufenet_failed_titles_sensor,
         ],
         resources=resources if resources is not None else build_resources(),
+        executor=step_executor,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,31 +20,21 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.domain.clock import berlin_today
-from ty_pipeline.warehouse.engine import dispose_engine
+from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine
 from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank
 from ty_pipeline_tests.fakes.jobsuche_server import FakeJobsuche
 from ty_pipeline_tests.paths import FIXTURES_DIR
+from ty_pipeline_tests.pg_schemas import PG_URL, pg_schema, pg_unreachable
 
-PG_URL = os.environ.get("TY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _pg_problem() -> str | None:
-    try:
-        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # any reason the server is unusable
-        return f"PostgreSQL at {PG_URL} is unreachable: {exc}"
 
 
 def require_postgres() -> None:
     """In CI a missing PostgreSQL fails the test; on a laptop without it the test is skipped."""
-    problem = _pg_problem()
-    if problem is None:
+    exc = pg_unreachable()
+    if exc is None:
         return
+    problem = f"PostgreSQL at {PG_URL} is unreachable: {exc}"
     if IN_CI:
         pytest.fail(problem)
     pytest.skip(problem)
@@ -61,18 +50,8 @@ def fixtures_dir() -> Path:
 def pg_schema_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
     require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    try:
+    with pg_schema("t_") as url:
         yield url
-    finally:
-        dispose_engine(url)
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -84,6 +63,16 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
         dispose_engine(url)
     else:
         yield request.getfixturevalue("pg_schema_url")
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    """An empty warehouse (the schema, no rows) in a SQLite file, for tests that need no PostgreSQL run."""
+    url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    eng = get_engine(url)
+    ensure_schema(eng)
+    yield eng
+    dispose_engine(url)
 
 
 @pytest.fixture

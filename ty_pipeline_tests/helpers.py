@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.sensor_definition import SensorExecutionData
 
+from ty_pipeline.automation.berufenet_sensor import berufenet_failed_titles_sensor
+from ty_pipeline.domain.failed_titles import PARTITIONS_NAME
 from ty_pipeline.professions.catalog import SEED
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.job_sources import JobSourcesResource
@@ -46,6 +49,22 @@ def resources_for(
         "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED),
         **overrides,
     }
+
+
+def tick_failed_titles_sensor(
+    instance: dg.DagsterInstance, resources: dict[str, Any], cursor: str | None = None
+) -> SensorExecutionData:
+    """One tick of the failed-titles sensor, and what the daemon does with it: the dynamic partitions the
+    tick adds or deletes are registered on `instance` (`evaluate_tick` alone only returns the requests)."""
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = berufenet_failed_titles_sensor.evaluate_tick(context)
+    for request in result.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(PARTITIONS_NAME, list(request.partition_keys))
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(PARTITIONS_NAME, key)
+    return result
 
 
 def table_rows(warehouse_url: str, *tables: str) -> dict[str, list[dict[str, Any]]]:

@@ -118,32 +118,28 @@ def test_a_catalog_missing_when_the_sensor_first_runs_is_built_once() -> None:
         assert requested == set()  # not asked again while that request is pending
 
 
+def _requested_after(instance: dg.DagsterInstance, cursor: object, built: str) -> tuple[set[str], object]:
+    """What the next evaluation requests once `built` has been materialized."""
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=built))
+    return _requested(instance, cursor)
+
+
 def test_profession_similarity_is_rebuilt_after_the_catalog_changes() -> None:
     with dg.instance_for_test() as instance:
-        requested, cursor = _requested(instance)  # a fresh install: both, in one run (test above)
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="profession_similarity"))
-        requested, cursor = _requested(instance, cursor)
-        assert requested == set()
-
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="berufenet_catalog"))
-        requested, cursor = _requested(instance, cursor)
-        assert requested == {"profession_similarity"}
-
-        # Built: nothing until the catalog changes again.
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="profession_similarity"))
-        requested, cursor = _requested(instance, cursor)
-        assert requested == set()
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="berufenet_catalog"))
-        requested, cursor = _requested(instance, cursor)
-        assert requested == {"profession_similarity"}
+        _, cursor = _requested(instance)  # a fresh install: both, in one run (test above)
+        for _change in range(2):  # twice: each catalog change asks for exactly one rebuild, not only the first
+            # Built: nothing until the catalog changes again.
+            requested, cursor = _requested_after(instance, cursor, "profession_similarity")
+            assert requested == set()
+            requested, cursor = _requested_after(instance, cursor, "berufenet_catalog")
+            assert requested == {"profession_similarity"}
 
 
 def test_a_similarity_missing_beside_an_existing_catalog_is_built_once() -> None:
     """A warehouse whose catalog was built before the condition existed: requested at the first evaluation,
     not again while the run is pending its result."""
     with dg.instance_for_test() as instance:
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="berufenet_catalog"))
-        requested, cursor = _requested(instance)
+        requested, cursor = _requested_after(instance, None, "berufenet_catalog")
         assert requested == {"profession_similarity"}
         requested, cursor = _requested(instance, cursor)
         assert requested == set()

@@ -3,7 +3,6 @@ a real SQLite warehouse, the trigram fake encoder and the loopback FakeOllama (o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
@@ -17,7 +16,6 @@ from ty_pipeline.domain.berufenet_status import BerufenetStatus as S
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED, load_catalog_file
 from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.professions.partition_run import CatalogMissing, DaySettings, map_day
-from ty_pipeline.warehouse.engine import dispose_engine, ensure_schema, get_engine
 from ty_pipeline_tests.berufenet_fakes import (
     FAKE_MODEL_ID,
     NOW,
@@ -62,19 +60,10 @@ class Clients:
 
 
 @pytest.fixture
-def empty(tmp_path: Path) -> Iterator[sa.Engine]:
-    url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
-    eng = get_engine(url)
-    ensure_schema(eng)
-    yield eng
-    dispose_engine(url)
-
-
-@pytest.fixture
-def engine(empty: sa.Engine, tmp_path: Path) -> sa.Engine:
+def engine(sqlite_engine: sa.Engine, tmp_path: Path) -> sa.Engine:
     loaded = load_catalog_file(SEED, write_test_catalog(tmp_path, DEFAULT_SEED_CATALOG))
-    build_catalog(empty, loaded, open_encoder=open_encoder, now=lambda: NOW)
-    return empty
+    build_catalog(sqlite_engine, loaded, open_encoder=open_encoder, now=lambda: NOW)
+    return sqlite_engine
 
 
 def test_an_unreachable_llm_leaves_the_band_unverified_and_names_its_titles(engine: sa.Engine) -> None:
@@ -118,12 +107,12 @@ def test_the_llm_verifies_the_band_and_is_opened_only_when_there_is_one(engine: 
     assert verified.coverage.resolved == 2 and len(clients.opened) == 1 and clients.closed == clients.opened
 
 
-def test_an_empty_catalog_raises_before_any_write(empty: sa.Engine) -> None:
-    add_postings(empty, DAY, [("Koch", None)])
+def test_an_empty_catalog_raises_before_any_write(sqlite_engine: sa.Engine) -> None:
+    add_postings(sqlite_engine, DAY, [("Koch", None)])
     clients = Clients(UNUSED_URL)
     with pytest.raises(CatalogMissing, match="berufenet_catalog"):
-        map_day(empty, DAY, SETTINGS, embed_model_id=FAKE_MODEL_ID, open_encoder=open_encoder,
+        map_day(sqlite_engine, DAY, SETTINGS, embed_model_id=FAKE_MODEL_ID, open_encoder=open_encoder,
                 open_llm_client=clients, now=lambda: NOW)
-    with empty.connect() as conn:
+    with sqlite_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM berufenet_mappings")).scalar_one() == 0
     assert clients.opened == []

@@ -35,7 +35,7 @@ from ty_pipeline_tests.berufenet_fakes import (
     prompts_sent,
 )
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
-from ty_pipeline_tests.helpers import UNUSED_URL
+from ty_pipeline_tests.helpers import UNUSED_URL, tick_failed_titles_sensor
 
 DAY1 = date(2026, 11, 18)
 DAY2 = date(2026, 11, 19)
@@ -93,16 +93,7 @@ def map_day(warehouse_url: str, day: date, ollama: FakeOllama, instance: dg.Dags
 
 def tick(instance: dg.DagsterInstance, warehouse_url: str, cursor: str | None = None, cap: int = 5000) -> Any:
     assert berufenet_failed_titles_sensor.name == SENSOR_NAME
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      resources=resources(warehouse_url, UNUSED_URL, cap))
-    result = berufenet_failed_titles_sensor.evaluate_tick(context)
-    for request in result.dynamic_partitions_requests or []:  # what the daemon does with the tick
-        if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(PARTITIONS_NAME, list(request.partition_keys))
-        else:
-            for key in request.partition_keys:
-                instance.delete_dynamic_partition(PARTITIONS_NAME, key)
-    return result
+    return tick_failed_titles_sensor(instance, resources(warehouse_url, UNUSED_URL, cap), cursor)
 
 
 def retry(warehouse_url: str, key: str, ollama: FakeOllama, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:

@@ -35,10 +35,10 @@ from ty_pipeline.domain.degenerate import (
     is_filler_value,
     uniform_scores,
 )
-from ty_pipeline_tests.paths import FIXTURES_DIR
+from ty_pipeline_tests.paths import FIXTURES_DIR, summary_grading_cases
 
 FIXTURES = FIXTURES_DIR
-GRADING_CASES = json.loads((FIXTURES / "summary_grading_cases.json").read_text(encoding="utf-8"))["test_cases"]
+GRADING_CASES = summary_grading_cases()
 CASES_BY_ID = {case["id"]: case for case in GRADING_CASES}
 PASS_IDS = [case["id"] for case in GRADING_CASES if case["expected_verdict"] == "PASS"]
 

@@ -605,7 +605,8 @@ def test_the_server_path_reaches_an_openai_compatible_embeddings_endpoint(
 ) -> None:
     """TY_EMBED_BACKEND=ollama goes through the `ollama` resource's client: with its backend `openai` that is
     `/v1/embeddings` on the configured host, in one batched request per 64 texts."""
-    from ty_pipeline_tests.test_openai_client import EmbeddingFakeOpenAI, good_responder
+    from ty_pipeline_tests.llm_client_cases import good_responder
+    from ty_pipeline_tests.test_openai_client import EmbeddingFakeOpenAI
 
     ids = [add_posting(engine, f"o{i}") for i in range(3)]
     for i, pid in enumerate(ids):

@@ -10,8 +10,8 @@ from datetime import date, datetime
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.definitions.sensor_definition import SensorExecutionData
 
-from ty_pipeline.automation.berufenet_sensor import berufenet_failed_titles_sensor
 from ty_pipeline.domain.failed_titles import (
     PARTITIONS_NAME,
     TITLE_CHARS,
@@ -30,6 +30,7 @@ from ty_pipeline.warehouse import berufenet_store as store
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.migrations import alembic_config, head_revision, upgrade_to_head
 from ty_pipeline.warehouse.schema import berufenet_failed_titles
+from ty_pipeline_tests.helpers import tick_failed_titles_sensor
 
 NOW = datetime(2026, 12, 1, 3, 0)
 # What Dagster 1.13 or its UI's partition selection treat as syntax or refuse: never in a key.
@@ -160,17 +161,9 @@ def test_the_migration_leaves_current_keys_alone() -> None:
             assert migration.new_key(title, title_key(title), taken) == partition_key_for(title, title_key(title), taken)
 
 
-def _tick(instance: dg.DagsterInstance, warehouse_url: str) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, resources={
+def _tick(instance: dg.DagsterInstance, warehouse_url: str) -> SensorExecutionData:
+    return tick_failed_titles_sensor(instance, {
         "warehouse": WarehouseResource(url=warehouse_url), "profession_catalog": ProfessionCatalogResource()})
-    result = berufenet_failed_titles_sensor.evaluate_tick(context)
-    for request in result.dynamic_partitions_requests or []:
-        if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(PARTITIONS_NAME, list(request.partition_keys))
-        else:
-            for key in request.partition_keys:
-                instance.delete_dynamic_partition(PARTITIONS_NAME, key)
-    return result
 
 
 def test_the_sensor_replaces_partitions_registered_under_old_keys(warehouse_url: str) -> None:

@@ -16,8 +16,9 @@ from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.domain.clock import berlin_today
 from ty_pipeline.fetching.sample import SampleSource
-from ty_pipeline_tests.conftest import PG_URL, require_postgres
+from ty_pipeline_tests.conftest import require_postgres
 from ty_pipeline_tests.helpers import resources_for
+from ty_pipeline_tests.pg_schemas import PG_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 

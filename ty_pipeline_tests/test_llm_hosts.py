@@ -7,7 +7,6 @@ with an injected clock; fake latency only keeps calls in flight long enough to o
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,6 +31,7 @@ from ty_pipeline.enrichment.runner import RUN_FATAL_ERRORS, Outcome, interleave,
 from ty_pipeline.enrichment.skills import SkillPipeline, SkillSettings
 from ty_pipeline.enrichment.throughput import host_runs
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
+from ty_pipeline_tests.llm_client_cases import closed_port_url
 
 MODEL = "qwen2.5:7b-instruct"
 OTHER = "llama3.1:8b"
@@ -105,14 +105,6 @@ def test_a_host_listed_twice_is_refused_even_when_spelled_differently() -> None:
 
 
 # -- helpers for the pool -----------------------------------------------------------------------------------
-
-
-def closed_port_url() -> str:
-    """A port nobody listens on: connecting is refused at once (a stopped server)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def client(url: str) -> OllamaClient:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import pickle
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from ty_pipeline.clients.ollama import (
     DEFAULT_CHAT_OPTIONS,
@@ -41,44 +40,16 @@ from ty_pipeline.clients.ollama import (
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline_tests.fakes.http_base import Response
 from ty_pipeline_tests.fakes.ollama_server import MSG_BUSY, NOT_JSON_CONTENT, FakeOllama, fake_vector
-
-CHAT_MODEL = "qwen2.5:7b-instruct"
-EMBED_MODEL = "bge-m3"
-MESSAGES = [
-    {"role": "system", "content": "Du ordnest Stellentitel einem BERUFENET-Beruf zu. Antworte nur mit JSON."},
-    {"role": "user", "content": 'Stellentitel: "Senior Backend-Entwickler Python (m/w/d)"'},
-]
-GOOD_ANSWER = {"beruf": "Softwareentwickler/in", "kldb": "43413", "anforderungsniveau": 3}
-
-
-class Mapping(BaseModel):
-    """A small structured answer with constraints the model can violate."""
-
-    beruf: str
-    kldb: str = Field(pattern=r"^\d{5}$")
-    anforderungsniveau: int = Field(ge=1, le=4)
-
-
-class SleepRecorder:
-    """Injected as the client's `sleep`: records the backoff instead of waiting it out."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-def good_responder(model: str, request: dict[str, Any]) -> dict[str, Any]:
-    return dict(GOOD_ANSWER)
-
-
-def closed_port_url() -> str:
-    """A port nobody listens on: connecting is refused at once (a stopped `ollama serve`)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+from ty_pipeline_tests.llm_client_cases import (
+    CHAT_MODEL,
+    EMBED_MODEL,
+    GOOD_ANSWER,
+    MESSAGES,
+    Mapping,
+    SleepRecorder,
+    closed_port_url,
+    good_responder,
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ embeddings in input order. Timing is asserted through the injected `sleep` and t
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from ty_pipeline.assets.llm_enrichment import llm_enrichment
 from ty_pipeline.clients.llm_base import (
@@ -43,40 +42,18 @@ from ty_pipeline_tests.fakes.http_base import Request, Response
 from ty_pipeline_tests.fakes.llm_timing import LlmTiming
 from ty_pipeline_tests.fakes.ollama_server import NOT_JSON_CONTENT, FakeOllama
 from ty_pipeline_tests.fakes.openai_server import FakeOpenAI, request_schema
+from ty_pipeline_tests.llm_client_cases import (
+    CHAT_MODEL,
+    EMBED_MODEL,
+    GOOD_ANSWER,
+    MESSAGES,
+    Mapping,
+    SleepRecorder,
+    closed_port_url,
+    good_responder,
+)
 
-CHAT_MODEL = "qwen2.5:7b-instruct"
-EMBED_MODEL = "bge-m3"
 KEY = "sk-test-7f3a9c2e5b1d"
-MESSAGES = [
-    {"role": "system", "content": "Du ordnest Stellentitel einem BERUFENET-Beruf zu. Antworte nur mit JSON."},
-    {"role": "user", "content": 'Stellentitel: "Senior Backend-Entwickler Python (m/w/d)"'},
-]
-GOOD_ANSWER = {"beruf": "Softwareentwickler/in", "kldb": "43413", "anforderungsniveau": 3}
-
-
-class Mapping(BaseModel):
-    beruf: str
-    kldb: str = Field(pattern=r"^\d{5}$")
-    anforderungsniveau: int = Field(ge=1, le=4)
-
-
-class SleepRecorder:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-def good_responder(model: str, request: dict[str, Any]) -> dict[str, Any]:
-    return dict(GOOD_ANSWER)
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 class EmbeddingFakeOpenAI(FakeOpenAI):

@@ -17,7 +17,7 @@ from ty_pipeline.domain.output_audit import (
     audit_summaries,
 )
 from ty_pipeline.domain.summary_layout import SummaryFields, render_summary
-from ty_pipeline_tests.paths import FIXTURES_DIR
+from ty_pipeline_tests.paths import summary_grading_cases
 
 GOOD = render_summary(SummaryFields(
     role="Senior Data Engineer", company="Deutsche Bank", location="Frankfurt am Main",
@@ -28,7 +28,7 @@ GOOD = render_summary(SummaryFields(
 
 
 def test_real_pass_summaries_and_a_rendered_summary_pass() -> None:
-    cases = json.loads((FIXTURES_DIR / "summary_grading_cases.json").read_text(encoding="utf-8"))["test_cases"]
+    cases = summary_grading_cases()
     passing = {i: c["summary"].replace("===OUTPUT TEMPLATE===", "") for i, c in enumerate(cases)
                if c["expected_verdict"] == "PASS"}
     assert passing

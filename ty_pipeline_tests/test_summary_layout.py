@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -15,10 +14,10 @@ from ty_pipeline.domain.summary_layout import (
     render_summary,
     validate_summary_fields,
 )
-from ty_pipeline_tests.paths import FIXTURES_DIR
+from ty_pipeline_tests.paths import FIXTURES_DIR, summary_grading_cases
 
 FIXTURES = FIXTURES_DIR
-GRADING_CASES = json.loads((FIXTURES / "summary_grading_cases.json").read_text(encoding="utf-8"))["test_cases"]
+GRADING_CASES = summary_grading_cases()
 
 
 def make_fields(**overrides: object) -> SummaryFields:

@@ -117,15 +117,36 @@ def _set_switch(page: Any, sensor: str, on: bool) -> None:
     )
 
 
+def _run_status(base_url: str, run_id: str) -> str:
+    query = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"
+    answer = requests.post(f"{base_url}/graphql", json={"query": query, "variables": {"id": run_id}}, timeout=10)
+    found = answer.json()["data"]["runOrError"]
+    assert found["__typename"] == "Run", found
+    return str(found["status"])
+
+
 def _wait_for_run_success(page: Any, shot: str) -> None:
-    """Follow the launch toast's *View* link to the run page and wait until the run succeeded."""
+    """Follow the launch toast's *View* link to the run page, wait until the run ended, and read its
+    status there."""
     toast = _visible_text(page, re.compile(r"^Launched run [0-9a-f]{8}$"))
     run_id = toast.inner_text().split()[-1]
     # The toast's link, not another "View" of the page: it points at the run's page.
     page.locator(f'a[href^="/runs/{run_id}"]').first.click()
     page.wait_for_url(re.compile(rf"/runs/{run_id}"), timeout=UI_TIMEOUT_MS)
+    run_page = page.url
+    full_id = run_page.rsplit("/runs/", 1)[1].split("?")[0]
+    # While the run works, the page is parked on about:blank and the run is polled over the webserver's
+    # GraphQL API: a live run page (log stream, Gantt chart) keeps Chromium's renderer busy on a whole core,
+    # which the run's own steps and the other pytest worker need on a two-core machine.
+    page.goto("about:blank")
+    base_url = run_page.split("/runs/", 1)[0]
+    deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+    while _run_status(base_url, full_id) not in ("SUCCESS", "FAILURE", "CANCELED"):
+        assert time.monotonic() < deadline, f"run {full_id} did not end within {RUN_TIMEOUT_MS / 1000:.0f} s"
+        time.sleep(1)
+    page.goto(run_page)
     status = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).filter(visible=True).first
-    status.wait_for(timeout=RUN_TIMEOUT_MS)
+    status.wait_for(timeout=UI_TIMEOUT_MS)
     _shot(page, shot)
     assert status.inner_text() == "Success", page.inner_text("body")[:3000]
 

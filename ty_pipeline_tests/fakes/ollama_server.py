@@ -246,7 +246,138 @@ def _endpoint_path(endpoint: str | None) -> str | None:
     return endpoint if endpoint.startswith("/") else f"/api/{endpoint}"
 
 
-class FakeOllama(LoopbackServer):
+class ScriptedFaults:
+    """The fault queue and the `stop_after` switch of the fake LLM servers (FakeOllama, FakeOpenAI).
+
+    A server sets `_state_lock` and calls `_reset_faults()` from its `reset()`, and says in `fault_kinds`,
+    `_fault_endpoint` and `_fault_matches` which kinds it knows, what an `endpoint` argument names on its
+    routes and which calls a queued fault hits.
+    """
+
+    fault_kinds: frozenset[str]
+    _state_lock: threading.Lock
+
+    def _fault_endpoint(self, endpoint: str | None) -> str | None:
+        raise NotImplementedError
+
+    def _fault_matches(self, fault: Fault, endpoint: str, model: str | None) -> bool:
+        raise NotImplementedError
+
+    def _fault_error(self, fault: Fault, model: str) -> Response:
+        """The server's error answer for a status fault (`500`, `404`, ...), in its own body shape."""
+        raise NotImplementedError
+
+    def _transport_fault(self, fault: Fault, model: str, normal: Callable[[], Response]) -> Response:
+        """What a transport fault answers: the normal answer late, no answer, or an error (with
+        `Retry-After` when the fault sets one)."""
+        if fault.kind == "timeout":
+            resp = normal()
+            resp.delay_s = max(resp.delay_s, fault.delay_s)
+            return resp
+        if fault.kind in ("refuse", "drop"):
+            return Response(drop_connection=True)
+        if fault.kind == "reset":
+            return Response(reset_connection=True)
+        resp = self._fault_error(fault, model)
+        if fault.retry_after is not None:
+            resp.headers["Retry-After"] = fault.retry_after
+        return resp
+
+    def _reset_faults(self) -> None:
+        with self._state_lock:
+            self._faults: list[Fault] = []
+            self._ok_chats = 0
+            self._stop_after: int | None = None
+
+    def fail_next(
+        self,
+        n: int = 1,
+        kind: str = "500",
+        *,
+        model: str | None = None,
+        endpoint: str | None = None,
+        delay_s: float = 1.0,
+        retry_after: str | float | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Make the next `n` matching calls misbehave; queued faults are consumed in order.
+
+        Kinds: `timeout` (answer normally but only after `delay_s`, longer than the client's read
+        timeout), `refuse`/`drop` (close the connection without an answer; a listening socket cannot
+        refuse, use a closed port for that), `reset` (abort with a TCP RST; Ollama only), `500`, `503`
+        (queue full), `429`, `404` (`model 'X' not found`), `400`
+        (`message`, default `invalid input type`), `401` (OpenAI only), and the answer faults for
+        chat/generate: `not_json`, `schema_violation` (valid JSON missing the required keys), `degenerate`
+        (every free-text string field, i.e. one without a pattern/enum in the schema, becomes one word
+        repeated hundreds of times, cut to its maxLength if it has one: still schema-valid), `length`
+        (`done_reason: "length"` with truncated JSON). `retry_after` adds that header to an error answer.
+
+        `endpoint` and `model` narrow the match. Ollama: `endpoint` is "chat", "/api/embed", "/api/tags",
+        ...; without one, transport faults hit model calls (chat, generate, embed) and answer faults hit
+        chat/generate; /api/version and /api/tags are only hit when named explicitly. OpenAI: without
+        `endpoint` a fault hits chat completions; name `models` (or `/v1/models`) to fault the listing.
+        """
+        if kind not in self.fault_kinds:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(self.fault_kinds)}")
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        with self._state_lock:
+            self._faults.append(
+                Fault(
+                    kind=kind,
+                    remaining=n,
+                    model=model,
+                    endpoint=self._fault_endpoint(endpoint),
+                    delay_s=delay_s,
+                    retry_after=None if retry_after is None else str(retry_after),
+                    message=message,
+                )
+            )
+
+    def pending_faults(self) -> int:
+        with self._state_lock:
+            return sum(f.remaining for f in self._faults)
+
+    def stop_after(self, n_calls: int) -> None:
+        """After `n_calls` successful chat answers (counted from server start) every further request,
+        on any route, gets its connection dropped: a server that dies in the middle of a run."""
+        with self._state_lock:
+            self._stop_after = n_calls
+
+    def revive(self) -> None:
+        """Undo `stop_after`: the server answers again (the restart in kill/resume tests)."""
+        with self._state_lock:
+            self._stop_after = None
+
+    @property
+    def successful_chats(self) -> int:
+        with self._state_lock:
+            return self._ok_chats
+
+    def _take_fault(self, endpoint: str, model: str | None) -> Fault | None:
+        with self._state_lock:
+            for fault in self._faults:
+                if self._fault_matches(fault, endpoint, model):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _is_stopped(self) -> bool:
+        with self._state_lock:
+            return self._stop_after is not None and self._ok_chats >= self._stop_after
+
+    def _reserve_chat(self) -> bool:
+        """Count a successful chat atomically, so `stop_after(n)` allows exactly n even under concurrency."""
+        with self._state_lock:
+            if self._stop_after is not None and self._ok_chats >= self._stop_after:
+                return False
+            self._ok_chats += 1
+            return True
+
+
+class FakeOllama(ScriptedFaults, LoopbackServer):
     """Scriptable Ollama. Use as `with FakeOllama(models=[...], responder=fn) as fake:`.
 
     * `models`: installed model names (`x` == `x:latest`); other models answer 404 `model 'x' not found`.
@@ -302,100 +433,20 @@ class FakeOllama(LoopbackServer):
         if self.timing is not None:
             self.timing.reset()
         with self._state_lock:
-            self._faults: list[Fault] = []
             self._loaded: set[str] = set()
-            self._ok_chats = 0
-            self._stop_after: int | None = None
+        self._reset_faults()
         with self._lock:
             self.requests.clear()
 
-    # -- scripting --------------------------------------------------------------------------------------
+    # -- scripting (ScriptedFaults) ---------------------------------------------------------------------
 
-    def fail_next(
-        self,
-        n: int = 1,
-        kind: str = "500",
-        *,
-        model: str | None = None,
-        endpoint: str | None = None,
-        delay_s: float = 1.0,
-        retry_after: str | float | None = None,
-        message: str | None = None,
-    ) -> None:
-        """Make the next `n` matching calls misbehave; queued faults are consumed in order.
+    fault_kinds = FAULT_KINDS
 
-        Kinds: `timeout` (answer normally but only after `delay_s`, longer than the client's read
-        timeout), `refuse`/`drop` (close the connection without an answer; a listening socket cannot
-        refuse, use a closed port for that), `reset` (abort with a TCP RST), `500`, `503` (queue full; `retry_after` adds the header),
-        `429`, `404` (`model 'X' not found`), `400` (`message`, default `invalid input type`), and the
-        answer faults for chat/generate: `not_json`, `schema_violation` (valid JSON missing the
-        required keys), `degenerate` (every free-text string field, i.e. one without a pattern/enum
-        in the schema, becomes one word repeated hundreds of times, cut to its maxLength if it has
-        one: still schema-valid),
-        `length` (`done_reason: "length"` with truncated JSON).
+    def _fault_endpoint(self, endpoint: str | None) -> str | None:
+        return _endpoint_path(endpoint)
 
-        `endpoint` ("chat", "/api/embed", "/api/tags", ...) and `model` narrow the match. Without an
-        endpoint, transport faults hit model calls (chat, generate, embed) and answer faults hit
-        chat/generate; /api/version and /api/tags are only hit when named explicitly.
-        """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)}")
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        with self._state_lock:
-            self._faults.append(
-                Fault(
-                    kind=kind,
-                    remaining=n,
-                    model=model,
-                    endpoint=_endpoint_path(endpoint),
-                    delay_s=delay_s,
-                    retry_after=None if retry_after is None else str(retry_after),
-                    message=message,
-                )
-            )
-
-    def pending_faults(self) -> int:
-        with self._state_lock:
-            return sum(f.remaining for f in self._faults)
-
-    def stop_after(self, n_calls: int) -> None:
-        """After `n_calls` successful chat answers (counted from server start) every further request,
-        on any route, gets its connection dropped: a server that dies in the middle of a run."""
-        with self._state_lock:
-            self._stop_after = n_calls
-
-    def revive(self) -> None:
-        """Undo `stop_after`: the server answers again (the restart in kill/resume tests)."""
-        with self._state_lock:
-            self._stop_after = None
-
-    @property
-    def successful_chats(self) -> int:
-        with self._state_lock:
-            return self._ok_chats
-
-    def _take_fault(self, endpoint: str, model: str | None) -> Fault | None:
-        with self._state_lock:
-            for fault in self._faults:
-                if fault.matches(endpoint, model):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
-
-    def _is_stopped(self) -> bool:
-        with self._state_lock:
-            return self._stop_after is not None and self._ok_chats >= self._stop_after
-
-    def _reserve_chat(self) -> bool:
-        """Count a successful chat atomically, so `stop_after(n)` allows exactly n even under concurrency."""
-        with self._state_lock:
-            if self._stop_after is not None and self._ok_chats >= self._stop_after:
-                return False
-            self._ok_chats += 1
-            return True
+    def _fault_matches(self, fault: Fault, endpoint: str, model: str | None) -> bool:
+        return fault.matches(endpoint, model)
 
     # -- request log helpers ----------------------------------------------------------------------------
 
@@ -497,29 +548,12 @@ class FakeOllama(LoopbackServer):
             return self._answer(path, model, body, fault=fault)
         return normal()
 
-    def _transport_fault(self, fault: Fault, model: str, normal: Callable[[], Response]) -> Response:
-        kind = fault.kind
-        if kind == "timeout":
-            resp = normal()
-            resp.delay_s = max(resp.delay_s, fault.delay_s)
-            return resp
-        if kind in ("refuse", "drop"):
-            return Response(drop_connection=True)
-        if kind == "reset":
-            return Response(reset_connection=True)
-        if kind == "404":
-            return _error(404, fault.message or f"model '{model}' not found")
-        if kind == "400":
-            return _error(400, fault.message or MSG_INPUT_TYPE)
-        if kind == "429":
-            resp = _error(429, fault.message or MSG_RATE)
-        elif kind == "503":
-            resp = _error(503, fault.message or MSG_BUSY)
-        else:
-            resp = _error(500, fault.message or MSG_RUNNER)
-        if fault.retry_after is not None:
-            resp.headers["Retry-After"] = fault.retry_after
-        return resp
+    def _fault_error(self, fault: Fault, model: str) -> Response:
+        status = int(fault.kind)
+        default = {
+            400: MSG_INPUT_TYPE, 404: f"model '{model}' not found", 429: MSG_RATE, 500: MSG_RUNNER, 503: MSG_BUSY,
+        }[status]
+        return _error(status, fault.message or default)
 
     def _normal_answer(self, path: str, model: str, body: dict[str, Any]) -> Response:
         if canonical(model) not in {canonical(m) for m in self.models}:

@@ -39,6 +39,7 @@ from ty_pipeline_tests.fakes.ollama_server import (
     CONTENT_KINDS,
     Fault,
     Responder,
+    ScriptedFaults,
     example_for_schema,
     faulty_content,
 )
@@ -89,7 +90,7 @@ def _endpoint_path(endpoint: str | None) -> str:
     return endpoint if endpoint.startswith("/") else f"/v1/{endpoint}"
 
 
-class FakeOpenAI(LoopbackServer):
+class FakeOpenAI(ScriptedFaults, LoopbackServer):
     """Scriptable OpenAI-compatible server. Use as `with FakeOpenAI(models=[...], responder=fn) as fake:`.
 
     * `responder(model, request_json)`: the assistant content; a dict/list is JSON-encoded, a `Response`
@@ -134,77 +135,19 @@ class FakeOpenAI(LoopbackServer):
         self.report_cached_tokens: bool = init["report_cached_tokens"]
         if self.timing is not None:
             self.timing.reset()
-        with self._state_lock:
-            self._faults: list[Fault] = []
-            self._ok_chats = 0
-            self._stop_after: int | None = None
+        self._reset_faults()
         with self._lock:
             self.requests.clear()
 
-    # -- scripting --------------------------------------------------------------------------------------
+    # -- scripting (ScriptedFaults) ---------------------------------------------------------------------
 
-    def fail_next(
-        self,
-        n: int = 1,
-        kind: str = "500",
-        *,
-        model: str | None = None,
-        endpoint: str | None = None,
-        delay_s: float = 1.0,
-        retry_after: str | float | None = None,
-        message: str | None = None,
-    ) -> None:
-        """Make the next `n` matching calls misbehave (kinds as `FakeOllama.fail_next`, plus `401`).
-        Without `endpoint` a fault hits chat completions; name `models` (or `/v1/models`) to fault the
-        listing."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)}")
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        with self._state_lock:
-            self._faults.append(Fault(
-                kind=kind, remaining=n, model=model, endpoint=_endpoint_path(endpoint), delay_s=delay_s,
-                retry_after=None if retry_after is None else str(retry_after), message=message,
-            ))
+    fault_kinds = FAULT_KINDS
 
-    def pending_faults(self) -> int:
-        with self._state_lock:
-            return sum(f.remaining for f in self._faults)
+    def _fault_endpoint(self, endpoint: str | None) -> str:
+        return _endpoint_path(endpoint)
 
-    def stop_after(self, n_calls: int) -> None:
-        """After `n_calls` successful completions every request gets its connection dropped."""
-        with self._state_lock:
-            self._stop_after = n_calls
-
-    def revive(self) -> None:
-        with self._state_lock:
-            self._stop_after = None
-
-    @property
-    def successful_chats(self) -> int:
-        with self._state_lock:
-            return self._ok_chats
-
-    def _take_fault(self, endpoint: str, model: str | None) -> Fault | None:
-        with self._state_lock:
-            for fault in self._faults:
-                if fault.endpoint == endpoint and (fault.model is None or fault.model == model):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
-
-    def _is_stopped(self) -> bool:
-        with self._state_lock:
-            return self._stop_after is not None and self._ok_chats >= self._stop_after
-
-    def _reserve_chat(self) -> bool:
-        with self._state_lock:
-            if self._stop_after is not None and self._ok_chats >= self._stop_after:
-                return False
-            self._ok_chats += 1
-            return True
+    def _fault_matches(self, fault: Fault, endpoint: str, model: str | None) -> bool:
+        return fault.endpoint == endpoint and (fault.model is None or fault.model == model)
 
     # -- request log helpers ----------------------------------------------------------------------------
 
@@ -235,15 +178,8 @@ class FakeOpenAI(LoopbackServer):
             return Response.json_body({"object": "error", **detail}, status=status)
         return Response.json_body({"error": detail}, status=status)
 
-    def _transport_fault(self, fault: Fault, model: str, normal: Any) -> Response:
-        kind = fault.kind
-        if kind == "timeout":
-            resp = normal()
-            resp.delay_s = max(resp.delay_s, fault.delay_s)
-            return resp
-        if kind in ("refuse", "drop"):
-            return Response(drop_connection=True)
-        status = int(kind)
+    def _fault_error(self, fault: Fault, model: str) -> Response:
+        status = int(fault.kind)
         default = {
             400: "Invalid request",
             401: "Incorrect API key provided",
@@ -252,10 +188,7 @@ class FakeOpenAI(LoopbackServer):
             500: "Internal server error",
             503: "The server is overloaded or not ready yet.",
         }[status]
-        resp = self.error(status, fault.message or default)
-        if fault.retry_after is not None:
-            resp.headers["Retry-After"] = fault.retry_after
-        return resp
+        return self.error(status, fault.message or default)
 
     # -- routing ----------------------------------------------------------------------------------------
 
