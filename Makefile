@@ -34,6 +34,6 @@ lint: install
 
 # Two pytest workers (pytest-xdist): most tests wait on loopback servers, databases and subprocesses, so
 # two workers on two cores halve the suite. `loadgroup` keeps each `xdist_group` (the browser test's one
-# webserver) on one worker.
+# webserver) on one worker. The 25 slowest tests are listed at the end: the suite must stay under 10 minutes.
 test: install lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=25
