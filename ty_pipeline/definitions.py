@@ -72,6 +72,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "embedder": EmbedderResource(
             backend=env_or("TY_EMBED_BACKEND", DEFAULT_EMBED_BACKEND),
             model=env_or("TY_EMBED_MODEL", DEFAULT_EMBED_MODEL),
+            onnx_cache_dir=env_or("TY_EMBED_CACHE_DIR", ""),
         ),
         # Endpoints given here are also resolved from the environment at use (Setting.resolve): run
         # config that sets only a tuning knob replaces this configuration but never the endpoint.

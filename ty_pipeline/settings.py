@@ -22,6 +22,7 @@ from ty_pipeline.domain.setting_values import (
     Setting,
     http_url,
     parse_choice,
+    parse_directory,
     text,
 )
 from ty_pipeline.domain.source_names import SOURCES
@@ -32,6 +33,8 @@ BERUFENET_API_URL = http_url("TY_BERUFENET_API_URL")
 KLDB_CSV = Setting("TY_KLDB_CSV", text)  # a path, a URL or `seed`: checked when the catalog is read
 EMBED_BACKEND = Setting("TY_EMBED_BACKEND", lambda value: parse_choice("TY_EMBED_BACKEND", value, EMBED_BACKENDS))
 EMBED_MODEL = Setting("TY_EMBED_MODEL", text)
+# Where the onnx backend keeps its one-time int8 export of the model (ty_pipeline.clients.onnx_embedder).
+EMBED_CACHE_DIR = Setting("TY_EMBED_CACHE_DIR", lambda value: parse_directory("TY_EMBED_CACHE_DIR", value))
 LLM_BACKEND = Setting("TY_LLM_BACKEND", normalize_backend)
 LLM_API_KEY = Setting("TY_LLM_API_KEY", text)  # a secret: no parser that could quote it
 LLM_SOURCES = llm_scope.SOURCES
@@ -47,6 +50,7 @@ ENVIRONMENT: tuple[Setting[Any], ...] = (
     KLDB_CSV,
     EMBED_BACKEND,
     EMBED_MODEL,
+    EMBED_CACHE_DIR,
     OLLAMA_HOST,
     LLM_BACKEND,
     LLM_HOSTS,

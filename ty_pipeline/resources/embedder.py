@@ -26,7 +26,7 @@ from ty_pipeline.clients.embedder import (
 )
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.setting_fields import checked_by
-from ty_pipeline.settings import EMBED_BACKEND, EMBED_MODEL
+from ty_pipeline.settings import EMBED_BACKEND, EMBED_CACHE_DIR, EMBED_MODEL
 
 CPU_BATCH = 32  # chunks per forward pass on a CPU: larger batches pad more and gain nothing measurable
 OLLAMA_BATCH = 64  # texts per /api/embed request: fewer round trips, still a small request body
@@ -44,7 +44,7 @@ class EmbedderResource(dg.ConfigurableResource):
 
     backend: str = Field(
         default="",
-        description="sentence-transformers, onnx or ollama; empty: `TY_EMBED_BACKEND`, else sentence-transformers",
+        description="onnx, sentence-transformers or ollama; empty: `TY_EMBED_BACKEND`, else onnx",
     )
     model: str = Field(
         default="",
@@ -64,18 +64,24 @@ class EmbedderResource(dg.ConfigurableResource):
     device: str = Field(default="cpu", description="torch device for sentence-transformers")
     onnx_cache_dir: str = Field(
         default="",
-        description="Where the onnx backend keeps its int8 export of the model; empty: "
-        "$XDG_CACHE_HOME/ty_pipeline/onnx (else ~/.cache/ty_pipeline/onnx). Never inside the repository.",
+        description="Where the onnx backend keeps its int8 export of the model (an absolute path); empty: "
+        "`TY_EMBED_CACHE_DIR`, else $XDG_CACHE_HOME/ty_pipeline/onnx (else ~/.cache/ty_pipeline/onnx)",
     )
     threads: int = Field(default=0, description="CPU threads for the onnx backend; 0 = one per core")
 
     _check_backend = checked_by(EMBED_BACKEND, "backend")
+    _check_cache_dir = checked_by(EMBED_CACHE_DIR, "onnx_cache_dir")
 
     def backend_name(self) -> str:
         return EMBED_BACKEND.resolve(self.backend) or DEFAULT_EMBED_BACKEND
 
     def model_name(self) -> str:
         return EMBED_MODEL.resolve(self.model) or DEFAULT_EMBED_MODEL
+
+    def onnx_cache_path(self) -> Path | None:
+        """The configured export cache; None: the default under the user's cache directory."""
+        configured = EMBED_CACHE_DIR.resolve(self.onnx_cache_dir)
+        return Path(configured).expanduser() if configured else None
 
     def configured_model_id(self, ollama: OllamaResource | None = None) -> str:
         """The encoder's `model_id` as configured, known before the (slow) model load. For the server
@@ -104,13 +110,13 @@ class EmbedderResource(dg.ConfigurableResource):
                 from ty_pipeline.clients.onnx_embedder import OnnxEncoder
 
                 onnx_encoder = OnnxEncoder(
-                    model, resolve_model_path(model), threads=self.threads,
-                    cache_dir=Path(self.onnx_cache_dir).expanduser() if self.onnx_cache_dir else None,
+                    model, resolve_model_path(model), threads=self.threads, cache_dir=self.onnx_cache_path()
                 )
             except ImportError as exc:
                 raise dg.Failure(
-                    description=f"TY_EMBED_BACKEND=onnx needs ONNX Runtime ({exc.name} is missing): install the "
-                    "`onnx` extra (pip install -e '.[onnx]'), or use TY_EMBED_BACKEND=sentence-transformers",
+                    description=f"TY_EMBED_BACKEND=onnx needs ONNX Runtime ({exc.name} is missing): reinstall the "
+                    "package (pip install -e .: onnxruntime and onnx are dependencies), or use "
+                    "TY_EMBED_BACKEND=sentence-transformers",
                     allow_retries=False,
                 ) from exc
             if self.window_tokens > 0:
