@@ -248,9 +248,8 @@ class FakeOpenAI(ScriptedFaults, LoopbackServer):
         return {"id": name, "object": "model", "created": 1764806400, "owned_by": OWNED_BY, "root": name,
                 "parent": None, "max_model_len": MAX_MODEL_LEN}
 
-    # -- chat completions -------------------------------------------------------------------------------
-
-    def _chat(self, request: Request) -> Response:
+    def _body_with_model(self, request: Request) -> tuple[dict[str, Any], str] | Response:
+        """The JSON object body and its `model`, or the 400 vLLM answers when either is missing."""
         try:
             body = request.json()
         except ValueError as exc:
@@ -260,6 +259,15 @@ class FakeOpenAI(ScriptedFaults, LoopbackServer):
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return self.error(400, "you must provide a model parameter", param="model")
+        return body, model
+
+    # -- chat completions -------------------------------------------------------------------------------
+
+    def _chat(self, request: Request) -> Response:
+        parsed = self._body_with_model(request)
+        if isinstance(parsed, Response):
+            return parsed
+        body, model = parsed
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return self.error(400, "'messages' must be a non-empty array", param="messages")
@@ -365,15 +373,10 @@ class FakeOpenAI(ScriptedFaults, LoopbackServer):
     # -- embeddings -------------------------------------------------------------------------------------
 
     def _embeddings(self, request: Request) -> Response:
-        try:
-            body = request.json()
-        except ValueError as exc:
-            return self.error(400, f"Invalid JSON body: {exc}")
-        if not isinstance(body, dict):
-            return self.error(400, "The request body must be a JSON object")
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return self.error(400, "you must provide a model parameter", param="model")
+        parsed = self._body_with_model(request)
+        if isinstance(parsed, Response):
+            return parsed
+        body, model = parsed
         raw = body.get("input")
         if isinstance(raw, str) and raw:
             inputs = [raw]
