@@ -20,6 +20,7 @@ concurrency by order and overlap instead of wall-clock time.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import math
@@ -246,7 +247,7 @@ def _endpoint_path(endpoint: str | None) -> str | None:
     return endpoint if endpoint.startswith("/") else f"/api/{endpoint}"
 
 
-class ScriptedFaults:
+class ScriptedFaults(abc.ABC):
     """The fault queue and the `stop_after` switch of the fake LLM servers (FakeOllama, FakeOpenAI).
 
     A server sets `_state_lock` and calls `_reset_faults()` from its `reset()`, and says in `fault_kinds`,
@@ -257,15 +258,17 @@ class ScriptedFaults:
     fault_kinds: frozenset[str]
     _state_lock: threading.Lock
 
+    @abc.abstractmethod
     def _fault_endpoint(self, endpoint: str | None) -> str | None:
-        raise NotImplementedError
+        """Each server's own answer."""
 
+    @abc.abstractmethod
     def _fault_matches(self, fault: Fault, endpoint: str, model: str | None) -> bool:
-        raise NotImplementedError
+        """Each server's own answer."""
 
+    @abc.abstractmethod
     def _fault_error(self, fault: Fault, model: str) -> Response:
         """The server's error answer for a status fault (`500`, `404`, ...), in its own body shape."""
-        raise NotImplementedError
 
     def _transport_fault(self, fault: Fault, model: str, normal: Callable[[], Response]) -> Response:
         """What a transport fault answers: the normal answer late, no answer, or an error (with
