@@ -32,6 +32,9 @@ setup(
         # Warehouse schema migrations (ty_pipeline/warehouse/migrations/); Dagster installs it as well.
         "alembic>=1.13,<2",
         "psycopg2-binary>=2.9,<3",
+        # `ty-pipeline status` reads the Dagster instance's dagster.yaml without importing Dagster (which
+        # brings PyYAML too).
+        "PyYAML>=6,<7",
         "pydantic>=2.5,<3",
         # No pandas: it was declared and never imported. Warehouse rows go through SQLAlchemy Core and
         # vectors through numpy; nothing here is a DataFrame-shaped job, so it would only add install weight.
@@ -63,6 +66,7 @@ setup(
             "import-linter>=2.1,<3",  # `lint-imports`: the layering contracts in pyproject.toml
             "mypy>=1.10",  # `mypy`: the type checker in `make lint`, configured in pyproject.toml
             "types-requests",  # requests ships no types of its own
+            "types-PyYAML",  # nor does PyYAML
             "hypothesis>=6.100,<7",  # property-based fuzzing of the wire parsers and text cleaning
             "playwright>=1.45,<2",  # drives Debian's chromium in the UI test (no browser download)
         ],

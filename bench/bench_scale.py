@@ -302,6 +302,7 @@ def main() -> None:
     parser.add_argument("--catalog", default=None,
                         help="TY_KLDB_CSV for the catalog step and the day's titles (default: the shipped KldB "
                         "directory; 'seed': the small seed catalog, for a quick try)")
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema afterwards (to inspect it)")
     parser.add_argument("--logs", default=None, help="keep each step's output in this directory (default: dropped)")
     parser.add_argument("--berufenet-professions", type=int, default=3000,
                         help="professions the BERUFENET fake lists for the catalog step (0: no BERUFENET API)")
@@ -312,7 +313,7 @@ def main() -> None:
     professions = load_catalog_file(args.catalog).professions
     with ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        url = stack.enter_context(pg_schema("bench_"))
+        url = stack.enter_context(pg_schema("bench_", keep=args.keep))
         fake = stack.enter_context(FakeJobsuche(today=today))
         home, config = Path(tmp) / "dagster_home", Path(tmp) / "run_config.yaml"
         log = Path(args.logs) if args.logs else Path(tmp) / "logs"

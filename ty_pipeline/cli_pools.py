@@ -10,7 +10,9 @@ import argparse
 import os
 from typing import Any, TextIO
 
+from ty_pipeline.domain.slot_holders import HeldSlot
 from ty_pipeline.domain.urls import redact_urls_in
+from ty_pipeline.pool_slot_tables import check_instance_home, locate_instance_tables, read_held_slots
 
 
 def add_dagster_home_argument(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +32,8 @@ def pool_slots(args: argparse.Namespace, err: TextIO) -> list[dict[str, Any]] | 
     home = _home(args)
     if home is None:
         return None
-    from ty_pipeline.pool_slots import held_slots, open_instance  # imports Dagster: only when asked
-
     try:
-        with open_instance(home) as instance:
-            slots = held_slots(instance)
+        slots = _read_held_slots(home)
     except Exception as exc:  # any reason the instance is unreadable is reported, not raised
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         err.write(f"ty-pipeline status: cannot read pool slots from {home}: {redact_urls_in(first)}\n")
@@ -44,6 +43,19 @@ def pool_slots(args: argparse.Namespace, err: TextIO) -> list[dict[str, Any]] | 
          "worker_pid": s.worker_pid, "alive": s.alive, "reason": s.reason}
         for s in slots
     ]
+
+
+def _read_held_slots(home: str) -> list[HeldSlot]:
+    """Straight from the instance's tables when its storage is one we follow (no Dagster import, which alone
+    would cost the status command its one-second budget), else through Dagster's API."""
+    check_instance_home(home)
+    tables = locate_instance_tables(home)
+    if tables is not None:
+        return read_held_slots(tables)
+    from ty_pipeline.pool_slots import held_slots, open_instance  # imports Dagster: ~1 s
+
+    with open_instance(home) as instance:
+        return held_slots(instance)
 
 
 def render_pool_slots(slots: list[dict[str, Any]]) -> str:

@@ -5,33 +5,18 @@ Read by `ty-pipeline status --dagster-home` (docs: "Failure modes", killed run k
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
-from ty_pipeline.domain.slot_holders import judge_slot_holder
-
-
-@dataclass(frozen=True)
-class HeldSlot:
-    pool: str
-    run_id: str
-    step_key: str
-    run_status: str | None
-    worker_pid: int | None
-    alive: bool
-    reason: str
+from ty_pipeline.domain.slot_holders import HeldSlot, judge_slot_holder
+from ty_pipeline.pool_slot_tables import check_instance_home, pid_running
 
 
 def open_instance(dagster_home: str | Path) -> dg.DagsterInstance:
-    home = Path(dagster_home)
-    if not (home / "dagster.yaml").is_file() and not (home / "storage").is_dir():
-        # Opening an empty directory would create a fresh instance there: say so instead.
-        raise FileNotFoundError(f"no Dagster instance at {home} (no dagster.yaml and no storage/)")
-    return dg.DagsterInstance.from_config(str(home))
+    check_instance_home(dagster_home)
+    return dg.DagsterInstance.from_config(str(dagster_home))
 
 
 def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
@@ -48,17 +33,6 @@ def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-def pid_running(pid: int) -> bool:
-    """Whether a process with this id exists on this machine (the quickstart runs everything locally)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def held_slots(instance: dg.DagsterInstance) -> list[HeldSlot]:

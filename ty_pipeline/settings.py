@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ty_pipeline.clients.embedder import BACKENDS as EMBED_BACKENDS
-from ty_pipeline.clients.llm_factory import normalize_backend
 from ty_pipeline.domain import llm_scope
+from ty_pipeline.domain.backend_names import EMBED_BACKENDS, normalize_llm_backend
 from ty_pipeline.domain.llm_hosts import LLM_HOSTS, OLLAMA_HOST
 from ty_pipeline.domain.setting_values import (
     STEP_MAX_RETRIES,
@@ -35,7 +34,7 @@ EMBED_BACKEND = Setting("TY_EMBED_BACKEND", lambda value: parse_choice("TY_EMBED
 EMBED_MODEL = Setting("TY_EMBED_MODEL", text)
 # Where the onnx backend keeps its one-time int8 export of the model (ty_pipeline.clients.onnx_embedder).
 EMBED_CACHE_DIR = Setting("TY_EMBED_CACHE_DIR", lambda value: parse_directory("TY_EMBED_CACHE_DIR", value))
-LLM_BACKEND = Setting("TY_LLM_BACKEND", normalize_backend)
+LLM_BACKEND = Setting("TY_LLM_BACKEND", normalize_llm_backend)
 LLM_API_KEY = Setting("TY_LLM_API_KEY", text)  # a secret: no parser that could quote it
 LLM_SOURCES = llm_scope.SOURCES
 LLM_MAX_POSTINGS = llm_scope.MAX_POSTINGS

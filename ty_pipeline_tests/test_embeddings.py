@@ -30,12 +30,12 @@ from ty_pipeline.domain.embedding_text import (
     chunk_text,
     content_hash,
     normalize_text,
-    pool_chunks,
     skip_reason,
 )
 from ty_pipeline.domain.invalidation import InvalidationReason
 from ty_pipeline.domain.posting_record import PostingRecord, Source
 from ty_pipeline.domain.setting_values import SettingError
+from ty_pipeline.domain.vectors import pool_chunks
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.setting_fields import InvalidSetting

@@ -12,19 +12,16 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.events import EngineEventData
-from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from ty_pipeline import cli
 from ty_pipeline.automation.jobs import build_jobs
 from ty_pipeline.domain.slot_holders import judge_slot_holder
+from ty_pipeline_tests.instance_runs import add_run, claim, dead_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART_YAML = ROOT / "deploy" / "quickstart" / "dagster.yaml"
@@ -36,31 +33,6 @@ def home(tmp_path: Path) -> Path:
     home.mkdir()
     shutil.copy(QUICKSTART_YAML, home / "dagster.yaml")
     return home
-
-
-def dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped): what a kill -9'd run worker leaves."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
-def add_run(instance: dg.DagsterInstance, status: DagsterRunStatus, worker_pid: int | None = None) -> str:
-    initial = DagsterRunStatus.STARTED if status == DagsterRunStatus.FAILURE else status
-    run = instance.add_run(DagsterRun(job_name="enrich_partition", run_id=str(uuid.uuid4()), status=initial))
-    if worker_pid is not None:
-        # What `dagster api execute_run` records when the run worker starts (EngineEventData.in_process).
-        instance.report_engine_event(f"Started process for run (pid: {worker_pid}).", run,
-                                     EngineEventData.in_process(worker_pid))
-    if status == DagsterRunStatus.FAILURE:
-        instance.report_run_failed(run)
-    assert instance.get_run_by_id(run.run_id).status == status
-    return run.run_id
-
-
-def claim(instance: dg.DagsterInstance, run_id: str, step: str) -> None:
-    status = instance.event_log_storage.claim_concurrency_slot("ollama", run_id, step)
-    assert status.is_claimed, status
 
 
 def status_json(home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:

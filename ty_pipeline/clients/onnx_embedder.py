@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ty_pipeline.domain.embedding_text import l2_normalize
+from ty_pipeline.domain.vectors import l2_normalize
 
 EXPORT_FORMAT = 3  # bump when the export or quantization recipe changes: old caches are then not used
 ONNX_FILE = "model_qint8.onnx"

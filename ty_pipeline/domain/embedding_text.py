@@ -1,4 +1,5 @@
-"""What text a posting is embedded with, its one canonical normal form and hash, chunking and pooling.
+"""What text a posting is embedded with, its one canonical normal form and hash, and chunking (pooling the
+chunks' vectors: domain/vectors.py).
 
 The replaced system hashed in Python but normalised in SQL; the two drifted and produced 12,772
 duplicate rows and 7,608 corrupt hashes (docs/domain_rules.md §7). Here `normalize_text` is the only
@@ -20,8 +21,6 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-
-import numpy as np
 
 MIN_EMBED_CHARS = 150
 """Texts shorter than this (in code points, after normalisation) are not embedded (docs/contract.md).
@@ -184,29 +183,3 @@ def _cut_point(text: str, target: int, max_chars: int) -> int:
         if space >= floor:
             return space
     return max_chars
-
-
-def pool_chunks(vectors: np.ndarray, weights: Sequence[float]) -> np.ndarray:
-    """Length-weighted mean of L2-normalised chunk vectors, re-normalised to unit length.
-
-    Weighting by chunk length makes a text's vector independent of where the cuts fall.
-    """
-    if len(vectors) == 0:
-        raise ValueError("no chunk vectors to pool")
-    w = np.asarray(weights, dtype=np.float64).reshape(-1, 1)
-    mean = (vectors.astype(np.float64) * w).sum(axis=0) / w.sum()
-    pooled: np.ndarray = l2_normalize(mean.reshape(1, -1))[0]
-    return pooled
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length, as float32. Zero rows stay zero (callers treat them as failures)."""
-    vectors = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    safe = np.where(norms > 0, norms, 1.0)
-    return (vectors / safe).astype(np.float32)
-
-
-def usable_vector(vector: np.ndarray) -> bool:
-    """A vector worth storing: finite and of unit length (bge-m3 once returned NaN, docs/domain_rules.md §7)."""
-    return bool(np.all(np.isfinite(vector))) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3

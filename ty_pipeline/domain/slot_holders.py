@@ -16,6 +16,19 @@ NEVER_STARTED = frozenset({"NOT_STARTED", "QUEUED", "MANAGED"})
 
 
 @dataclass(frozen=True)
+class HeldSlot:
+    """A claimed slot of a concurrency pool and the verdict on the run holding it."""
+
+    pool: str
+    run_id: str
+    step_key: str
+    run_status: str | None
+    worker_pid: int | None
+    alive: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class SlotHolderVerdict:
     alive: bool
     reason: str

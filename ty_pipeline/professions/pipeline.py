@@ -35,12 +35,12 @@ from ty_pipeline.clients.ollama import (
 )
 from ty_pipeline.domain.berufenet_status import LEARNABLE, BerufenetStatus
 from ty_pipeline.domain.concurrency import Bounded
-from ty_pipeline.domain.embedding_text import usable_vector
 from ty_pipeline.domain.profession_matching import Candidate, CatalogMatrix, rank_candidates
 from ty_pipeline.domain.profession_names import AliasResolution, AliasTier, resolve_candidates
 from ty_pipeline.domain.profession_records import CatalogSnapshot, KnownFailure, LearnedAlias, PostingTitle
 from ty_pipeline.domain.progress import Progress
 from ty_pipeline.domain.titles import clean_job_title, title_key
+from ty_pipeline.domain.vectors import usable_vector
 from ty_pipeline.professions.llm import Choice
 from ty_pipeline.professions.thresholds import MatchThresholds
 

@@ -15,7 +15,8 @@ import numpy as np
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 
 from ty_pipeline.domain.description_status import DescriptionStatus
-from ty_pipeline.domain.embedding_text import PostingText, content_hash, usable_vector
+from ty_pipeline.domain.embedding_text import PostingText, content_hash
+from ty_pipeline.domain.vectors import usable_vector
 from ty_pipeline.warehouse.schema import (
     embeddings,
     job_descriptions,

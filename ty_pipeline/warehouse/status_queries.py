@@ -274,14 +274,16 @@ def _embedding_counts(conn: Connection, since: date) -> list[Count]:
 
     Measuring a text's length means reading all of it (3 kB on average, out of line on both backends),
     so it is measured only for postings without a current embedding: a linked posting was eligible when
-    the embedder linked it. Length is bucketed in steps of MIN_EMBED_CHARS in the same pass: bucket 0 is
-    too short, 2 and up is eligible, and bucket 1 (150-299 raw characters) is re-checked with the
-    embedder's own normalisation, because collapsing whitespace can take such a text under 150.
+    the embedder linked it, and only up to 2 x MIN_EMBED_CHARS characters: PostgreSQL then decompresses
+    just that prefix of a TOASTed description (a 16,000-posting day not yet embedded: 0.43 s -> 0.11 s).
+    Length is bucketed in steps of MIN_EMBED_CHARS in the same pass: bucket 0 is too short, 2 is
+    eligible, and bucket 1 (150-299 raw characters) is re-checked with the embedder's own normalisation,
+    because collapsing whitespace can take such a text under 150.
     """
     p, jd, ps = postings, job_descriptions, posting_summaries
     source: FromClause = p.outerjoin(jd, jd.c.posting_id == p.c.posting_id).outerjoin(ps, ps.c.posting_id == p.c.posting_id)
     valid = [p.c.partition_date >= since, p.c.invalidated.is_(False)]
-    text_len = func.length(_embedding_text_expr(), type_=Integer)
+    text_len = func.length(func.substr(_embedding_text_expr(), 1, 2 * MIN_EMBED_CHARS), type_=Integer)
     source, embedded = _embedded_flag(conn, source, since)
     inner = select(
         p.c.partition_date.label("day"),
