@@ -29,7 +29,7 @@ from ty_pipeline.professions.catalog import (
     load_catalog_file,
     with_berufenet,
 )
-from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.resources.setting_fields import checked_fields
 from ty_pipeline.settings import BERUFENET_API_URL, KLDB_CSV
 
 
@@ -72,7 +72,7 @@ class ProfessionCatalogResource(dg.ConfigurableResource):
         description="share of BERUFENET detail calls that may fail (left out, counted) before the build fails",
     )
 
-    _check_berufenet_api_url = checked_by(BERUFENET_API_URL, "berufenet_api_url")
+    _check_settings = checked_fields(berufenet_api_url=BERUFENET_API_URL)
 
     def kldb_csv_path(self) -> str | None:
         return KLDB_CSV.resolve(self.kldb_csv)
