@@ -23,7 +23,16 @@ from ty_pipeline.warehouse.migrations import (
     head_revision,
     upgrade_to_head,
 )
-from ty_pipeline.warehouse.schema import VIEWS, ihl_scores, metadata, posting_payloads, postings
+from ty_pipeline.warehouse.schema import (
+    VIEWS,
+    description_leases,
+    ihl_scores,
+    job_descriptions,
+    metadata,
+    posting_payloads,
+    postings,
+)
+from ty_pipeline_tests.helpers import table_rows
 
 # What the start-up code before Alembic added to a warehouse created by an earlier version of it, so an old
 # warehouse can lack them: tables, columns of existing tables, and indexes.
@@ -256,3 +265,92 @@ def test_the_payload_revision_moves_raw_json_out_and_back_without_losing_a_row(w
         assert conn.execute(sa.text("SELECT raw_json FROM postings")).scalar_one() == '{"id": "old-1"}'
         assert "posting_payloads" not in sa.inspect(conn).get_table_names()
         assert conn.execute(sa.text("SELECT ihl_score FROM postings_enriched")).scalar_one() == 7
+
+
+def _warehouse_at_0003_with_rows_at_the_old_limits(engine: sa.Engine) -> None:
+    """Revision 0003 with rows: one whose id, postal code and country fill VARCHAR(255), (16) and (64), and
+    rows in side tables that point at the postings (a rebuild of `postings` would cascade them away)."""
+    from alembic import command
+
+    from ty_pipeline.warehouse.migrations import alembic_config
+
+    _build_pre_alembic_warehouse(engine, old=False)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0003")
+    t = datetime(2026, 11, 2, 2)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(postings).values(
+            posting_id=2, source="arbeitsagentur", external_id="10001-" + "9" * 249, origin="api", title="Bäcker",
+            postal_code="3" * 16, country="Ü" * 64, partition_date=date(2026, 11, 2), first_seen_at=t,
+            last_seen_at=t, content_hash="h2", invalidated=False))
+        conn.execute(sa.insert(posting_payloads).values(posting_id=2, content_hash="h2", raw_json="{}", updated_at=t))
+        conn.execute(sa.insert(job_descriptions).values(posting_id=2, status="ok", description="Brot backen",
+                                                        attempts=1, fetched_at=t))
+        conn.execute(sa.insert(description_leases).values(posting_id=1, run_id="r1", claimed_at=t, expires_at=t))
+
+
+def _posting_types(engine: sa.Engine) -> tuple[str, ...]:
+    """The declared types of postings.external_id, postal_code and country."""
+    with engine.connect() as conn:
+        columns = {c["name"]: c["type"] for c in sa.inspect(conn).get_columns("postings")}
+    return tuple(str(columns[name].compile(dialect=engine.dialect)) for name in ("external_id", "postal_code", "country"))
+
+
+def test_revision_0004_widens_posting_ids_and_keeps_every_row(warehouse_url: str) -> None:
+    engine = get_engine(warehouse_url)
+    _warehouse_at_0003_with_rows_at_the_old_limits(engine)
+    tables = [name for name in metadata.tables]
+    before = table_rows(warehouse_url, *tables)
+    assert len(before["postings"]) == 2 and len(before["job_descriptions"]) == 1
+
+    ensure_schema(engine)  # what the first step of the new version does: 0003 -> head
+
+    assert _diffs(engine) == []
+    assert _posting_types(engine) == ("VARCHAR(2048)", "TEXT", "TEXT")  # declared on SQLite too
+    assert table_rows(warehouse_url, *tables) == before  # every row of every table, as it was
+    with engine.connect() as conn:
+        assert _version_table_rows(conn) == [head_revision()]
+        assert conn.execute(sa.text("SELECT count(*) FROM postings_enriched")).scalar_one() == 2
+    # Now an id of 2,000 characters, a long postal code and country are stored as they are, and the unique
+    # key (source, external_id) still holds for them.
+    long_id, t = "70001-" + "7" * 1994, datetime(2026, 11, 3, 2)
+    values = dict(source="deutsche_bank", external_id=long_id, origin="api", postal_code="34117 " * 10,
+                  country="Bundesrepublik Deutschland " * 5, partition_date=date(2026, 11, 3), first_seen_at=t,
+                  last_seen_at=t, invalidated=False)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(postings).values(posting_id=3, **values))  # ids set: no sequence on PostgreSQL
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(postings.c.external_id, postings.c.postal_code, postings.c.country)
+                              .where(postings.c.source == "deutsche_bank")).one()
+    assert tuple(stored) == (long_id, values["postal_code"], values["country"])
+    with pytest.raises(sa.exc.IntegrityError, match="uq_postings_source_external_id|UNIQUE constraint failed: "
+                       "postings.source, postings.external_id"), engine.begin() as conn:
+        conn.execute(sa.insert(postings).values(posting_id=4, **values))
+
+
+def test_revision_0004_downgrades_and_refuses_while_postgresql_rows_need_the_wider_columns(
+    warehouse_url: str
+) -> None:
+    from alembic import command
+
+    from ty_pipeline.warehouse.migrations import alembic_config
+
+    engine = get_engine(warehouse_url)
+    _warehouse_at_0003_with_rows_at_the_old_limits(engine)
+    ensure_schema(engine)
+    assert _posting_types(engine) == ("VARCHAR(2048)", "TEXT", "TEXT")
+    with engine.begin() as conn:
+        conn.execute(sa.update(postings).where(postings.c.posting_id == 2).values(external_id="x" * 256))
+    if engine.dialect.name == "postgresql":
+        with pytest.raises(RuntimeError, match=r"cannot downgrade below 0004: .*1 with external_id longer than 255"), \
+                engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0003")
+        with engine.begin() as conn:
+            assert current_revision(conn) == head_revision()  # rolled back as a whole
+            conn.execute(sa.update(postings).where(postings.c.posting_id == 2).values(external_id="x" * 255))
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0003")
+    assert _posting_types(engine) == ("VARCHAR(255)", "VARCHAR(16)", "VARCHAR(64)")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM postings_enriched")).scalar_one() == 2
+        assert conn.execute(sa.text("SELECT count(*) FROM job_descriptions")).scalar_one() == 1

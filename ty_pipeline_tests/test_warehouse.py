@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.domain.invalidation import InvalidationReason, StaleRules
-from ty_pipeline.domain.posting_record import PostingRecord, Source
+from ty_pipeline.domain.posting_record import MAX_EXTERNAL_ID_BYTES, PostingRecord, Source
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.postings_store import (
     invalidate_posting,
@@ -159,13 +159,34 @@ def test_db_sweep_invalidates_unseen_and_refuses_to_hit_more_than_half(engine: s
 
 def test_failed_chunk_is_counted_and_the_other_chunks_still_land(engine: sa.Engine) -> None:
     good = [rec(f"g{i}") for i in range(3)]
-    bad = [PostingRecord(source=Source.ARBEITSAGENTUR, external_id="y" * 300, title="too long id", raw={})]
+    # A lone surrogate: neither psycopg2 nor sqlite3 can encode it, so the chunk fails on both backends.
+    bad = [rec("y1", title="Koch\ud800")]
     stats = upsert_postings(engine, good + bad, partition_date=DAY, now=NOW, chunk_size=3)
-    if engine.dialect.name == "postgresql":
-        assert stats.errors == 1 and stats.new == 3  # varchar(255) is enforced: that chunk fails alone
-    else:
-        assert stats.errors == 0 and stats.new == 4  # SQLite does not enforce lengths
-    assert {"g0", "g1", "g2"} <= set(rows(engine))
+    assert stats.errors == 1 and stats.new == 3 and stats.lost[0].startswith("arbeitsagentur:y1: ")
+    assert set(rows(engine)) == {"g0", "g1", "g2"}
+
+
+def test_ids_up_to_the_byte_limit_are_stored_and_longer_ones_are_refused_alike_on_both_backends(
+    engine: sa.Engine
+) -> None:
+    """2,048 bytes of UTF-8 is the limit, not 2,048 characters: 1,025 "ü" are 2,050 bytes."""
+    at_limit = "R" * (MAX_EXTERNAL_ID_BYTES - 4) + "üü"  # exactly 2,048 bytes
+    umlauts = "ü" * (MAX_EXTERNAL_ID_BYTES // 2 + 1)  # 1,025 characters, 2,050 bytes
+    one_over = "R" * (MAX_EXTERNAL_ID_BYTES + 1)
+    good = [rec(f"g{i}") for i in range(4)]
+    stats = upsert_postings(engine, [*good[:2], rec(at_limit), rec(umlauts), rec(one_over), *good[2:]],
+                            partition_date=DAY, now=NOW, chunk_size=2)
+    assert (stats.new, stats.errors) == (5, 2)
+    assert set(rows(engine)) == {"g0", "g1", "g2", "g3", at_limit}
+    assert [row["problem"] for row in stats.lost_rows] == [
+        "external id is 2,050 bytes long (UTF-8); the warehouse indexes (source, external_id) and stores ids "
+        "of at most 2,048 bytes",
+        "external id is 2,049 bytes long (UTF-8); the warehouse indexes (source, external_id) and stores ids "
+        "of at most 2,048 bytes",
+    ]
+    # Reports name a refused id by its start and length, not by kilobytes of it.
+    assert stats.lost_rows[1]["external_id"] == f"arbeitsagentur:{'R' * 80}… (2,049 characters)"
+    assert stats.lost[1] == f"arbeitsagentur:{'R' * 80}… (2,049 characters): {stats.lost_rows[1]['problem']}"
 
 
 def _set_up_schema(url: str) -> None:

@@ -11,6 +11,42 @@ from typing import Any
 
 from ty_pipeline.domain.text_clean import clean_text, strip_unstorable
 
+# The longest external id the warehouse stores, in UTF-8 bytes. (source, external_id) is a unique btree
+# key, and a PostgreSQL btree entry holds at most 2,704 bytes (a third of an 8 kB page; "index row size
+# ... exceeds btree version 4 maximum"): with the 32-character source and the tuple header an id fits up to
+# ~2,650 bytes of incompressible text. 2,048 leaves room below that limit and is far beyond any real id
+# (Jobsuche refnr ~20 characters, Deutsche Bank ids ~6), so only malformed input meets it. The limit is in
+# bytes, not characters: 2,048 umlauts or emoji would be 4-8 kB. `postings.external_id` is declared
+# VARCHAR of this many characters, which every id within the byte limit satisfies.
+MAX_EXTERNAL_ID_BYTES = 2048
+# How much of a refused id names it in reports (the check's table, the failure message, the run log).
+_SHOWN_ID_CHARS = 80
+
+
+def external_id_bytes(external_id: str) -> int:
+    """The id's length as the database stores it (UTF-8); a lone surrogate counts, it does not raise."""
+    return len(external_id.encode("utf-8", "surrogatepass"))
+
+
+def external_id_problem(external_id: str) -> str | None:
+    """Why the warehouse cannot store a posting with this id, or None when it can.
+
+    Checked before the write on every backend alike: SQLite would store any length, and PostgreSQL would
+    refuse the row only inside the chunk's transaction, after costing a row-by-row retry of the chunk.
+    """
+    size = external_id_bytes(external_id)
+    if size <= MAX_EXTERNAL_ID_BYTES:
+        return None
+    return (f"external id is {size:,} bytes long (UTF-8); the warehouse indexes (source, external_id) "
+            f"and stores ids of at most {MAX_EXTERNAL_ID_BYTES:,} bytes")
+
+
+def shown_external_id(external_id: str) -> str:
+    """The id as reports name a posting: whole when storable, else its start and its length."""
+    if external_id_bytes(external_id) <= MAX_EXTERNAL_ID_BYTES:
+        return external_id
+    return f"{external_id[:_SHOWN_ID_CHARS]}… ({len(external_id):,} characters)"
+
 
 class Source(StrEnum):
     ARBEITSAGENTUR = "arbeitsagentur"

@@ -37,7 +37,13 @@ from ty_pipeline.domain.invalidation import (
     recheck_due_at,
     sweep_allowed,
 )
-from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source
+from ty_pipeline.domain.posting_record import (
+    Origin,
+    PostingRecord,
+    Source,
+    external_id_problem,
+    shown_external_id,
+)
 from ty_pipeline.domain.text_clean import strip_unstorable
 from ty_pipeline.domain.urls import redact_urls_in
 from ty_pipeline.warehouse.schema import job_descriptions, posting_payloads, postings
@@ -116,11 +122,21 @@ def upsert_postings(
 
     Each chunk is its own transaction. A chunk that fails is rolled back and retried row by row, so
     one unstorable posting costs only itself (issue #9: one NUL byte used to lose the whole day);
-    such a posting is named in `stats.lost`, and the caller fails the partition for it.
+    such a posting is named in `stats.lost`, and the caller fails the partition for it. A posting whose
+    id is too long to index (`external_id_problem`) is named there without being tried.
     """
     stats = UpsertStats()
-    for start in range(0, len(records), chunk_size):
-        chunk = records[start : start + chunk_size]
+    storable: list[PostingRecord] = []
+    for record in records:
+        # An id too long to index would fail its whole chunk on PostgreSQL (and be stored on SQLite): it is
+        # refused here, alike on both, and costs only itself.
+        problem = external_id_problem(record.external_id)
+        if problem is None:
+            storable.append(record)
+        else:
+            _count_lost(stats, record, problem)
+    for start in range(0, len(storable), chunk_size):
+        chunk = storable[start : start + chunk_size]
         try:
             _upsert_chunk(engine, chunk, partition_date, now, stats)
         except Exception:  # noqa: BLE001 - any database error: find the row(s) that caused it
@@ -128,15 +144,19 @@ def upsert_postings(
                 try:
                     _upsert_chunk(engine, [record], partition_date, now, stats)
                 except Exception as exc:  # noqa: BLE001 - this row is lost; the rest still lands
-                    # Names and reasons go to metadata and the event log: they must be storable too.
-                    key = strip_unstorable(f"{record.source}:{record.external_id}")
                     first_line = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    reason = strip_unstorable(redact_urls_in(first_line))
-                    stats.lost.append(f"{key}: {reason[:300]}")
-                    stats.lost_rows.append({"external_id": key, "title": strip_unstorable(record.title or ""),
-                                            "problem": reason[:300]})
-                    stats.add_error(f"posting {key} could not be stored: {reason[:300]}", 1)
+                    _count_lost(stats, record, redact_urls_in(first_line))
     return stats
+
+
+def _count_lost(stats: UpsertStats, record: PostingRecord, reason: str) -> None:
+    """Name a posting that could not be stored, with why, in the run's metadata, check and log."""
+    # Names and reasons go to metadata and the event log: they must be storable too.
+    key = strip_unstorable(f"{record.source}:{shown_external_id(record.external_id)}")
+    reason = strip_unstorable(reason)[:300]
+    stats.lost.append(f"{key}: {reason}")
+    stats.lost_rows.append({"external_id": key, "title": strip_unstorable(record.title or ""), "problem": reason})
+    stats.add_error(f"posting {key} could not be stored: {reason}", 1)
 
 
 def _upsert_chunk(

@@ -29,6 +29,8 @@ from sqlalchemy import (
     true,
 )
 
+from ty_pipeline.domain.posting_record import MAX_EXTERNAL_ID_BYTES
+
 metadata = MetaData()
 
 postings = Table(
@@ -36,15 +38,20 @@ postings = Table(
     metadata,
     Column("posting_id", Integer, primary_key=True, autoincrement=True),
     Column("source", String(32), nullable=False),
-    Column("external_id", String(255), nullable=False),
+    # Any id within MAX_EXTERNAL_ID_BYTES of UTF-8 (the longest the unique key below can index on PostgreSQL;
+    # domain/posting_record.py); a longer one is refused before the write and named as a lost row.
+    Column("external_id", String(MAX_EXTERNAL_ID_BYTES), nullable=False),
     Column("origin", String(16), nullable=False, server_default="api"),
     Column("title", Text),
     Column("employer", Text),
     Column("beruf", Text),  # the BERUFENET label Jobsuche attaches (`hauptberuf` / `beruf`)
     Column("city", Text),
-    Column("postal_code", String(16)),
+    # Postal code and country are stored as the API wrote them (cleaned): a bound there refused the whole
+    # posting on PostgreSQL for one overlong value (revision 0004). `state` stays bounded: it is always one
+    # of the 16 names of domain/states.py or NULL, never the API's text.
+    Column("postal_code", Text),
     Column("state", String(64)),
-    Column("country", String(64)),
+    Column("country", Text),
     Column("latitude", Float),
     Column("longitude", Float),
     Column("external_url", Text),
