@@ -1,8 +1,8 @@
-"""Property-based fuzzing of what turns an LLM answer into stored text.
+"""Property-based fuzzing of what turns an LLM answer or a BERUFENET record into stored text.
 
 The same nasty text as the wire parsers' fuzzing (`test_parser_fuzz.py`: controls, lone surrogates,
 entities, markup) goes into every text field of the LLM answer schemas, through the one parse step
-every backend uses (`judge_answer`). Properties: an accepted value
+every backend uses (`judge_answer`), and into BERUFENET detail records. Properties: an accepted value
 keeps no control character or surrogate and is never empty where the contract needs text; an answer
 left with nothing usable is rejected (asked again, then a recorded failure), never accepted empty; and
 clean text (line breaks, tabs, markdown included) passes through unchanged.
@@ -17,8 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from ty_pipeline.clients.berufenet import profession_from_detail
 from ty_pipeline.clients.llm_base import judge_answer
 from ty_pipeline.domain.ihl import AnalystOutput, HRExpertOutput
+from ty_pipeline.domain.kldb_catalog import NamedProfession
 from ty_pipeline.domain.skills import SkillList
 from ty_pipeline.domain.summary_layout import SummaryFields, render_summary, validate_summary_fields
 from ty_pipeline.enrichment.ihl import validate_role_output
@@ -133,3 +135,20 @@ def test_summaries_and_grades_render_storable_text(role: str, bullets: list[str]
         assert_storable(grade.obj.reasons, "reasons")
     else:
         assert grade.kind == "rejected"
+
+
+@FUZZ
+@given(st.one_of(nasty_text, st.none(), st.integers()), st.one_of(nasty_text, st.none()),
+       st.one_of(nasty_text, st.sampled_from(["B 28212", "B 2821\x002", "٢٨٢١٢", "B ٤٣٤١٤", "28212\x00"])))
+def test_berufenet_details_become_storable_professions_or_counted_skips(
+    name: Any, list_name: str | None, kldb: str
+) -> None:
+    outcome = profession_from_detail("12345", {"kurzBezeichnungNeutral": name, "kldb2010": kldb}, list_name)
+    if isinstance(outcome, NamedProfession):
+        assert outcome.name.strip() and outcome.name == " ".join(outcome.name.split())
+        assert_storable(outcome.name, "name")
+        assert outcome.kldb.isascii() and outcome.kldb.isdigit() and len(outcome.kldb) == 5
+    else:
+        kind, example = outcome
+        assert kind in ("no_kldb", "no_name")
+        assert_storable(example, "skip example")  # shown in the catalog's log and warnings

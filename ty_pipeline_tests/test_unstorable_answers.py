@@ -1,8 +1,8 @@
-"""LLM answers carrying bytes a warehouse cannot store (NUL, lone surrogates, C0
+"""BERUFENET records and LLM answers carrying bytes a warehouse cannot store (NUL, lone surrogates, C0
 controls) or should not store verbatim (HTML entities): cleaned where they are parsed, and a value with
 nothing left after cleaning is a reported failure, never a placeholder. The rest of the batch is stored.
 
-Real HTTP to the loopback fake Ollama, real SQLite and PostgreSQL warehouses. A NUL fails
+Real HTTP to the loopback fakes (BERUFENET, Ollama), real SQLite and PostgreSQL warehouses. A NUL fails
 a PostgreSQL insert ("A string literal cannot contain NUL"); a lone surrogate fails both backends (it has
 no UTF-8 encoding), so without the cleaning these runs lose rows or fail on either backend.
 """
@@ -15,12 +15,22 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from ty_pipeline.assets.berufenet_catalog import berufenet_catalog
 from ty_pipeline.domain.summary_layout import SummaryFields, render_summary
+from ty_pipeline.domain.titles import clean_job_title, title_key
+from ty_pipeline.resources.ollama import OllamaResource
+from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
+from ty_pipeline.resources.warehouse import WarehouseResource
+from ty_pipeline.warehouse.berufenet_store import aliases_for_keys
 from ty_pipeline.warehouse.engine import ensure_schema, get_engine
-from ty_pipeline.warehouse.schema import skill_keyword_items
+from ty_pipeline.warehouse.schema import berufenet_aliases, skill_keyword_items
+from ty_pipeline.warehouse.schema import berufenet_catalog as catalog_table
+from ty_pipeline_tests.berufenet_fakes import fake_embedder
+from ty_pipeline_tests.fakes.berufenet_server import FakeBeruf, FakeBerufenet, numbered_professions
 from ty_pipeline_tests.fakes.http_base import Response
 from ty_pipeline_tests.fakes.ollama_server import FakeOllama
 from ty_pipeline_tests.test_llm_assets import (
@@ -217,3 +227,40 @@ def test_an_answer_with_nothing_left_after_cleaning_is_a_reported_failure_and_th
     view = enriched(engine)
     assert all(view[clean][c] is not None for c in ("summary", "skill_keywords", "ihl_score"))
     assert view[refused]["summary"] is not None and view[refused]["ihl_score"] is not None
+
+
+# -- BERUFENET records ----------------------------------------------------------------------------------
+
+
+def test_berufenet_names_are_stored_cleaned_and_a_name_with_nothing_left_is_counted_not_stored(
+    warehouse_url: str,
+) -> None:
+    professions = [
+        *numbered_professions(5),
+        FakeBeruf(40001, "Fach\u0000kraft\u0007 f\u00fcr Lager&amp;logistik\ud800", "B 51312"),
+        FakeBeruf(40002, "\u0000\u0001\ud800\u001b", "B 28212"),
+        FakeBeruf(40003, "Hafenlotse/-lotsin", "B 5231\u00002"),
+    ]
+    with FakeBerufenet(professions) as fake:
+        result = dg.materialize(
+            [berufenet_catalog],
+            resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": fake_embedder(),
+                       "profession_catalog": ProfessionCatalogResource(kldb_csv="seed", berufenet_api_url=fake.base_url),
+                       "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
+        )
+    assert result.success
+    meta_ = {k: v.value for k, v in result.asset_materializations_for_node("berufenet_catalog")[0].metadata.items()}
+    assert (meta_["berufenet_fetched"], meta_["entries_berufenet"]) == (8, 6)
+    assert (meta_["berufenet_skipped_no_name"], meta_["berufenet_skipped_no_kldb"]) == (1, 1)
+
+    engine = get_engine(warehouse_url)
+    assert_all_storable(engine, "berufenet_catalog", "berufenet_aliases")
+    with engine.connect() as conn:
+        names = dict(conn.execute(sa.select(catalog_table.c.profession_id, catalog_table.c.name)
+                                  .where(catalog_table.c.source == "berufenet")).all())
+        alias_ids = set(conn.execute(sa.select(berufenet_aliases.c.profession_id)).scalars())
+    assert names["bn-40001"] == "Fachkraft für Lager&logistik"
+    assert "bn-40002" not in names and "bn-40003" not in names and len(names) == 6
+    # The cleaned name is what titles resolve to.
+    key = title_key(clean_job_title("Fachkraft für Lager&logistik (m/w/d)"))
+    assert aliases_for_keys(engine, [key]) == {key: ["bn-40001"]} and "bn-40001" in alias_ids
