@@ -114,8 +114,9 @@ FIRMS = ["Nordlicht Dienstleistungen GmbH", "Muster & Söhne KG", "Klinikum Beis
 # measure the configured rate. Unlimited here: a rate no step reaches, the default 6 requests in flight.
 # Only knobs the resource has are set, so the bench survives a change in how pacing is configured.
 NO_PAUSES = {"requests_per_s": 100_000.0, "burst": 1000, "page_delay_s": 0.0, "detail_delay_s": 0.0}
-# The same for the BERUFENET walk of the catalog build (0.1 s after each call per worker by default).
-NO_CATALOG_PAUSES = {"berufenet_delay_s": 0.0}
+# The same for the BERUFENET walk of the catalog build (5 requests/s by default; older versions paused
+# 0.1 s after each call per worker).
+NO_CATALOG_PAUSES = {"berufenet_requests_per_s": 100_000.0, "berufenet_burst": 1000, "berufenet_delay_s": 0.0}
 # The LLM fleet of bench_llm_throughput.py's memory arm: 2 hosts x 32 slots, no modelled latency.
 LLM_HOSTS, LLM_SLOTS = 2, 32
 # Issue #13's measured day: 14,475 texts, 2.12 MiniLM chunks each, a chunk at most 635 characters.

@@ -5,6 +5,7 @@ the `berufenet_catalog` asset with the API added to the seed catalog on SQLite a
 from __future__ import annotations
 
 import csv
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,8 +70,48 @@ def fake() -> Iterator[FakeBerufenet]:
 
 
 def fetch(fake: FakeBerufenet, sleeps: Sleeps, **kw: Any) -> BerufenetFetch:
-    options: dict[str, Any] = {"delay_s": 0.0, "policy": FAST, "sleep": sleeps, **kw}
+    # Unpaced unless a test is about the pace: `sleeps` then holds only the retries' back-off.
+    options: dict[str, Any] = {"requests_per_s": None, "policy": FAST, "sleep": sleeps, **kw}
     return fetch_berufenet(fake.base_url, **options)
+
+
+class FrozenClock:
+    """Time stands still and `sleep` only records (thread-safe): each request's wait is then exactly the
+    offset the rate limiter reserved for it."""
+
+    def __init__(self) -> None:
+        self.now = 50.0
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+
+
+def test_every_list_and_detail_request_is_paced_by_one_limiter(fake: FakeBerufenet) -> None:
+    fake.professions = numbered_professions(43)  # 3 list pages + 43 details
+    clock = FrozenClock()
+    result = fetch_berufenet(fake.base_url, policy=FAST, sleep=clock.sleep, clock=clock, workers=3,
+                             requests_per_s=5.0, burst=2)
+    assert (result.pages, result.fetched) == (3, 43) and len(fake.requests) == 46
+    # All 46 requests arrive at one instant: 2 start at once (the burst), every later one 0.2 s after the
+    # previous, list pages and details from three threads alike; nothing else pauses.
+    assert sorted(clock.sleeps) == pytest.approx([k / 5.0 for k in range(1, 45)])
+    assert result.pacing["requests"] == 46
+    assert result.pacing["configured"] == "5 req/s, burst 2, 3 in flight"
+    assert result.pacing["max_in_flight_seen"] <= 3  # type: ignore[operator]
+
+
+def test_the_default_pace_is_the_polite_one(fake: FakeBerufenet) -> None:
+    fake.professions = numbered_professions(3)
+    clock = FrozenClock()
+    result = fetch_berufenet(fake.base_url, policy=FAST, sleep=clock.sleep, clock=clock)
+    assert result.pacing["configured"] == "5 req/s, burst 2, 4 in flight"
+    assert sorted(clock.sleeps) == pytest.approx([0.2, 0.4])  # 1 page + 3 details: two waits
 
 
 def test_list_is_paged_from_zero_and_details_become_professions(fake: FakeBerufenet, sleeps: Sleeps) -> None:
@@ -217,7 +258,8 @@ def test_catalog_asset_adds_berufenet_professions_to_the_seed(warehouse_url: str
         result = dg.materialize(
             [berufenet_catalog],
             resources={"warehouse": WarehouseResource(url=warehouse_url), "embedder": fake_embedder(),
-                       "profession_catalog": ProfessionCatalogResource(kldb_csv=SEED, berufenet_api_url=base_url),
+                       "profession_catalog": ProfessionCatalogResource(
+                           kldb_csv=SEED, berufenet_api_url=base_url, berufenet_requests_per_s=1000.0),
                        "ollama": OllamaResource(host="http://127.0.0.1:9", max_retries=0)},
         )
     assert result.success
@@ -228,6 +270,9 @@ def test_catalog_asset_adds_berufenet_professions_to_the_seed(warehouse_url: str
             meta["berufenet_failed"]) == (24, 24, 1, 0)
     assert (meta["entries_seed"], meta["entries_berufenet"], meta["entries"]) == (seed_count, 23, seed_count + 23)
     assert base_url in str(meta["origin"])
+    # The resource's pace reaches the client: every request of the build went through its limiter.
+    pacing = meta["requests_berufenet"]
+    assert pacing["configured"] == "1000 req/s, burst 2, 4 in flight" and pacing["requests"] == 2 + 24
 
     engine = get_engine(warehouse_url)
     with engine.connect() as conn:

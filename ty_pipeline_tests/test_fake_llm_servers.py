@@ -26,6 +26,7 @@ SCHEMA = {
     "properties": {"verdict": {"type": "string", "enum": ["PASS", "FAIL"]},
                    "reasons": {"type": "array", "items": {"type": "string"}, "maxItems": 8}},
     "required": ["verdict", "reasons"],
+    "additionalProperties": False,  # sent as a strict json_schema too, which OpenAI's rules require
 }
 
 

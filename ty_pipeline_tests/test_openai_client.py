@@ -18,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import requests
 import sqlalchemy as sa
 from pydantic import BaseModel
 
@@ -32,7 +33,12 @@ from ty_pipeline.clients.llm_base import (
 )
 from ty_pipeline.clients.llm_factory import make_llm_client
 from ty_pipeline.clients.ollama import OllamaClient, OllamaInvalidAnswer, OllamaTransientError
-from ty_pipeline.clients.openai_compat import OpenAICompatClient, normalize_base_url
+from ty_pipeline.clients.openai_compat import OpenAICompatClient, normalize_base_url, strict_response_format
+from ty_pipeline.domain import ihl as ihl_schemas
+from ty_pipeline.domain.skills import SkillList
+from ty_pipeline.domain.summary_layout import SummaryFields
+from ty_pipeline.enrichment.summaries import Grade
+from ty_pipeline.professions.llm import choice_schema
 from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
@@ -41,7 +47,7 @@ from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline_tests.fakes.http_base import Request, Response
 from ty_pipeline_tests.fakes.llm_timing import LlmTiming
 from ty_pipeline_tests.fakes.ollama_server import NOT_JSON_CONTENT, FakeOllama
-from ty_pipeline_tests.fakes.openai_server import FakeOpenAI, request_schema
+from ty_pipeline_tests.fakes.openai_server import FakeOpenAI, request_schema, strict_schema_problem
 from ty_pipeline_tests.llm_client_cases import (
     CHAT_MODEL,
     EMBED_MODEL,
@@ -54,6 +60,9 @@ from ty_pipeline_tests.llm_client_cases import (
 )
 
 KEY = "sk-test-7f3a9c2e5b1d"
+# What OpenAI's strict mode needs of `Mapping`, written out rather than computed: it only lacked
+# `additionalProperties: false` (all three fields are required already).
+STRICT_MAPPING = {**Mapping.model_json_schema(), "additionalProperties": False}
 
 
 class EmbeddingFakeOpenAI(FakeOpenAI):
@@ -141,7 +150,9 @@ def test_an_invalid_answer_gets_one_corrective_retry_on_both_backends(
     expected = {"not_json": "not valid JSON", "schema_violation": "does not match the schema",
                 "length": "finish_reason=length" if backend == "openai" else "done_reason=length"}[kind]
     assert correction["role"] == "user" and expected in correction["content"]
-    assert request_schema(second) == request_schema(first) == Mapping.model_json_schema()
+    # Ollama gets the pydantic schema as it is; the OpenAI-compatible server the strict form of it.
+    sent = Mapping.model_json_schema() if backend == "ollama" else STRICT_MAPPING
+    assert request_schema(second) == request_schema(first) == sent
     assert [m.done_reason for m in metrics] == ["length" if kind == "length" else "stop", "stop"]
     assert sleeps.delays == []  # a corrective retry is a new question, not an HTTP retry
 
@@ -219,7 +230,7 @@ def test_a_structured_answer_plain_and_streamed(fake: FakeOpenAI, sleeps: SleepR
     body = call.json()
     assert body["response_format"] == {
         "type": "json_schema",
-        "json_schema": {"name": "Mapping", "schema": Mapping.model_json_schema(), "strict": True},
+        "json_schema": {"name": "Mapping", "schema": STRICT_MAPPING, "strict": True},
     }
     assert (body["temperature"], body["seed"], body["max_tokens"], body["top_p"]) == (0, 42, 300, 0.9)
     assert not {"num_ctx", "num_predict", "options", "format", "keep_alive"} & set(body)
@@ -505,3 +516,95 @@ def test_the_host_pool_fails_over_between_openai_compatible_hosts(fake: FakeOpen
             assert chat(pool)[0] == Mapping(**GOOD_ANSWER)
     assert len(fake.chat_calls()) == 3
     assert {r.headers.get("authorization") for r in fake.chat_calls()} == {f"Bearer {KEY}"}
+
+
+# -- OpenAI's strict structured-output rules ----------------------------------------------------------------
+
+
+class Place(BaseModel):
+    """Nested, without `extra="forbid"`, and with an optional field: pydantic's schema of it breaks two
+    of OpenAI's strict rules (no `additionalProperties: false`, `postcode` not in `required`)."""
+
+    city: str
+    postcode: str | None = None
+
+
+class Posting(BaseModel):
+    title: str
+    places: list[Place]
+    main: Place
+    note: str = ""
+
+
+def strict_body(schema: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    return {"model": CHAT_MODEL, "messages": MESSAGES, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "Posting", "schema": schema, "strict": strict}}}
+
+
+def test_the_fake_refuses_strict_schemas_openai_refuses_with_openais_400(fake: FakeOpenAI) -> None:
+    url = f"{fake.base_url}/v1/chat/completions"
+    raw = Posting.model_json_schema()
+    answer = requests.post(url, json=strict_body(raw), timeout=5)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": {
+        "message": "Invalid schema for response_format 'Posting': In context=(), 'additionalProperties' is "
+                   "required to be supplied and to be false.",
+        "type": "invalid_request_error", "param": "response_format", "code": None}}
+    # Closed at the root but not in the nested definition; then closed everywhere but `note` not required.
+    closed_root = {**raw, "additionalProperties": False, "required": ["title", "places", "main", "note"]}
+    closed_root["properties"] = {**raw["properties"], "note": {"title": "Note", "type": "string"}}
+    assert "In context=('$defs', 'Place'), 'additionalProperties'" in str(strict_schema_problem(closed_root, "P"))
+    place = {**raw["$defs"]["Place"], "additionalProperties": False}
+    place["properties"] = {**place["properties"], "postcode": {"anyOf": [{"type": "string"}, {"type": "null"}]}}
+    closed = {**closed_root, "$defs": {"Place": place}}
+    assert strict_schema_problem(closed, "P") == (
+        "Invalid schema for response_format 'P': In context=('$defs', 'Place'), 'required' is required to be "
+        "supplied and to be an array including every key in properties. Missing 'postcode'.")
+    assert "'default' is not permitted" in str(strict_schema_problem(raw["$defs"]["Place"] | {
+        "additionalProperties": False, "required": ["city", "postcode"]}, "P"))
+    # Without `strict`, OpenAI takes any schema as guidance, and so does the fake.
+    assert requests.post(url, json=strict_body(raw, strict=False), timeout=5).status_code == 200
+
+
+def test_nested_objects_and_optional_fields_go_out_in_openais_strict_form(
+    fake: FakeOpenAI, sleeps: SleepRecorder
+) -> None:
+    good = {"title": "Koch/Köchin", "places": [{"city": "Berlin", "postcode": None}],
+            "main": {"city": "Berlin", "postcode": "10115"}, "note": ""}
+    fake.responder = lambda _model, _body: good
+    with OpenAICompatClient(fake.base_url, sleep=sleeps) as c:
+        answer, _ = c.chat_structured(model=CHAT_MODEL, messages=MESSAGES, schema=Posting)
+    assert answer == Posting(**good)
+    [call] = fake.chat_calls()
+    spec = call.json()["response_format"]["json_schema"]
+    sent = spec["schema"]
+    assert spec["strict"] is True
+    assert (sent["additionalProperties"], sent["required"]) == (False, ["title", "places", "main", "note"])
+    place = sent["$defs"]["Place"]  # reached through `items` and `$ref` alike
+    assert (place["additionalProperties"], place["required"]) == (False, ["city", "postcode"])
+    assert "default" not in place["properties"]["postcode"] and "default" not in sent["properties"]["note"]
+    # Nullable stays nullable: a strict model may still say "no postcode".
+    assert {"type": "null"} in place["properties"]["postcode"]["anyOf"]
+
+
+IHL_SCHEMAS = [v for v in vars(ihl_schemas).values()
+               if isinstance(v, type) and issubclass(v, BaseModel) and v.__name__.endswith("Output")]
+
+
+@pytest.mark.parametrize("schema", [SkillList, SummaryFields, choice_schema(7), *IHL_SCHEMAS],
+                         ids=lambda m: m.__name__)
+def test_every_schema_the_pipeline_sends_passes_openais_strict_rules(schema: type[BaseModel]) -> None:
+    spec = strict_response_format(schema.model_json_schema())["json_schema"]
+    assert spec["strict"] is True
+    assert strict_schema_problem(spec["schema"], spec["name"]) is None
+
+
+def test_the_grade_schema_keeps_its_variants_and_goes_out_not_strict() -> None:
+    """OpenAI refuses a root `anyOf` in strict mode; the grade's two variants (a FAIL needs a reason) are
+    what grammar-constrained servers enforce, so they are kept and the schema goes out with `strict: false`
+    rather than being flattened into one object that allows a FAIL without reasons."""
+    spec = strict_response_format(Grade.model_json_schema())["json_schema"]
+    assert spec["strict"] is False
+    assert strict_schema_problem(spec["schema"], spec["name"]) is not None  # it really cannot be strict
+    fail = spec["schema"]["anyOf"][1]
+    assert fail["properties"]["reasons"]["minItems"] == 1 and fail["additionalProperties"] is False

@@ -181,3 +181,23 @@ def test_every_setting_of_the_environment_is_checked_at_load(env: pytest.MonkeyP
     assert {"TY_WAREHOUSE_URL", "OLLAMA_HOST", "TY_LLM_API_KEY", "TY_KLDB_CSV", "TY_EMBED_MODEL"} <= set(names)
     env.setenv("TY_LLM_API_KEY", "sk-not-shown")  # free-form: no parser could refuse (and quote) it
     assert check_environment() == []
+
+
+def test_every_bad_value_of_a_resource_is_refused_at_once(env: pytest.MonkeyPatch) -> None:
+    """Three bad `ollama` fields in run config fail the run with all three lines, in field order, not with
+    the first only (which left the next two to be found one run at a time)."""
+    bad = {"host": "ftp://ops:pw123@gpu1", "backend": "vllm", "hosts": "http://gpu1:8000=zero"}
+    variables = {"host": "OLLAMA_HOST", "backend": "TY_LLM_BACKEND", "hosts": "TY_LLM_HOSTS"}
+    by_name = {p.name: str(p) for p in check_environment({variables[f]: v for f, v in bad.items()})}
+    expected = "; ".join(by_name[variables[f]] for f in bad)
+    assert setting_failure(run({"ollama": bad})) == expected
+    assert SEEN == {} and "pw123" not in expected
+    with pytest.raises(InvalidSetting) as info:
+        OllamaResource(**bad)
+    assert str(info.value) == expected
+    assert [e.name for e in info.value.setting_errors] == list(variables.values())
+    # Across resources Dagster stops at the first one it fails to build, so a second bad resource is
+    # only named once the first is fixed: the run reports exactly one resource's lines.
+    [scope_line] = [str(p) for p in check_environment({"TY_LLM_MAX_POSTINGS": "-5"})]
+    both = setting_failure(run({"ollama": bad, "llm_scope": {"max_postings": -5}}))
+    assert both in (expected, scope_line)

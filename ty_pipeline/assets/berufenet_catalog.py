@@ -134,6 +134,8 @@ def berufenet_catalog(
             "berufenet_pages": api.pages,
             "berufenet_seconds": api.seconds,
         })
+        if api.pacing:  # the same figures as the job APIs' `requests_<source>`
+            metadata["requests_berufenet"] = dg.MetadataValue.json(api.pacing)
     for source, n in sorted(build.by_source.items()):
         metadata[f"entries_{source}"] = n
     for level, n in sorted(build.by_level.items()):

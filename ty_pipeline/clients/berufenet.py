@@ -5,6 +5,11 @@ carry as their profession, so having them in the catalog lets those titles resol
 ships BERUFENET's id + name + KldB (§3.4), and the KldB code is only in each profession's detail record:
 one list walk (0-based pages of 20, ≈180 pages) plus one detail call per profession (≈3,570).
 
+Pacing: every request (list pages, details, retries) goes through one `RateLimiter` per fetch, shared by
+the detail threads, like Jobsuche and Deutsche Bank (`clients/rate_limit.py`). The former pause after each
+call per worker made the rate a product of workers, pause and latency (about 27 requests/s against the
+same host as Jobsuche) and never reached the list pages' retries.
+
 Failure policy, because the catalog is replaced as a whole: a list page that still fails after retries is
 an error (a half list must not quietly shrink the catalog). Single detail calls may fail; up to a share
 they are counted and that profession is left out, beyond it the run fails. A detail whose `kldb2010` is
@@ -22,7 +27,8 @@ from typing import Any
 
 import requests
 
-from ty_pipeline.clients.http_retry import KeyedJsonClient, RetryPolicy, SourceError, request_json
+from ty_pipeline.clients.http_retry import KeyedJsonClient, RetryPolicy, SourceError
+from ty_pipeline.clients.rate_limit import RateLimit, RateLimiter
 from ty_pipeline.domain.concurrency import Bounded, Finished
 from ty_pipeline.domain.kldb_catalog import BERUFENET_ID_PREFIX, QUALIFICATION_LEVELS, NamedProfession
 from ty_pipeline.domain.progress import Progress
@@ -35,6 +41,15 @@ USER_AGENT = "ty-pipeline/0.1 (profession catalog; +https://github.com/ty-pipeli
 BERUFE_PATH = "/infosysbub/bnet/pc/v1/berufe"
 MAX_LIST_PAGES = 1000  # ≈180 expected; a server that keeps linking "next" must not keep us forever
 MAX_EXAMPLES = 5
+# The polite default pace. BERUFENET publishes no limit; it is served by rest.arbeitsagentur.de, the host
+# the nightly Jobsuche fetch already calls at up to 30 requests/s. One request every 0.2 s is in the middle
+# of the 0.1-0.3 s public clients keep between detail calls to the Bundesagentur's REST APIs
+# (docs/wire_formats.md §1.7), and a catalog build is rare (once, and after a catalog change), so the
+# ≈3,750 calls may take ≈13 minutes rather than hurry. A burst of 2 lets the first list page and detail go
+# without waiting; 4 in flight is the number of detail threads.
+DEFAULT_REQUESTS_PER_S = 5.0
+DEFAULT_BURST = 2
+DEFAULT_WORKERS = 4
 
 # "B 28212": the letter names the catalogue, the five digits are the KldB 2010 Berufsgattung. Nothing
 # shorter or longer is accepted: zero-padding "B 2821" would invent a code (normalise_kldb pads, which is
@@ -65,6 +80,7 @@ class BerufenetFetch:
     skipped_examples: tuple[str, ...] = ()
     failed_examples: tuple[str, ...] = ()
     seconds: float = 0.0
+    pacing: dict[str, float | int | str | None] = field(default_factory=dict)  # `RateLimiter.summary()`
 
 
 def parse_kldb2010(value: object) -> str | None:
@@ -140,21 +156,24 @@ class BerufenetClient(KeyedJsonClient):
     default_api_key = PUBLIC_API_KEY
     default_user_agent = USER_AGENT
 
-    def list_url(self, page: int) -> str:
+    @staticmethod
+    def list_path(page: int) -> str:
         # Spelled out rather than passed as `params`: requests would send `suchwoerter=%2A`, and the
         # documented request is the literal `*`.
-        return f"{self.base_url}{BERUFE_PATH}?suchwoerter=*&page={page}"
+        return f"{BERUFE_PATH}?suchwoerter=*&page={page}"
+
+    def list_url(self, page: int) -> str:
+        return f"{self.base_url}{self.list_path(page)}"
 
     def shown_list_url(self, page: int) -> str:
         """`list_url` as errors show it: the configured base URL reduced to scheme://host:port (no user,
         password or query of TY_BERUFENET_API_URL), then the documented path and query."""
-        return f"{redact_url(self.base_url)}{BERUFE_PATH}?suchwoerter=*&page={page}"
+        return f"{redact_url(self.base_url)}{self.list_path(page)}"
 
+    # Both calls go through `fetch_json`, which passes this client's limiter: no request can skip the pace.
     def list_page(self, page: int) -> dict[str, Any]:
-        url = self.list_url(page)
         try:
-            _, payload = request_json(self.session, "GET", url, what=f"BERUFENET list page {page}", policy=self.policy,
-                                      timeout=self.timeout, sleep=self.sleep)
+            _, payload = self.fetch_json("GET", self.list_path(page), what=f"BERUFENET list page {page}")
         except SourceError as exc:
             raise BerufenetError(
                 f"BERUFENET list page {page} failed ({self.shown_list_url(page)}): {exc}; the catalog was left unchanged",
@@ -167,14 +186,11 @@ class BerufenetClient(KeyedJsonClient):
         return payload
 
     def detail(self, profession_id: str) -> Any:
-        url = f"{self.base_url}{BERUFE_PATH}/{profession_id}"
-        _, payload = request_json(self.session, "GET", url, what=f"BERUFENET detail {profession_id}", policy=self.policy,
-                                  timeout=self.timeout, sleep=self.sleep)
+        _, payload = self.fetch_json("GET", f"{BERUFE_PATH}/{profession_id}", what=f"BERUFENET detail {profession_id}")
         return payload
 
 
-def list_professions(client: BerufenetClient, *, delay_s: float = 0.0,
-                     log: Callable[[str], None] = lambda _m: None) -> _Listing:
+def list_professions(client: BerufenetClient, *, log: Callable[[str], None] = lambda _m: None) -> _Listing:
     """Walk the list until the last page: no `_links.next`, `number + 1 >= totalPages`, or an empty page."""
     listing = _Listing()
     seen: set[str] = set()
@@ -204,8 +220,6 @@ def list_professions(client: BerufenetClient, *, delay_s: float = 0.0,
             log(f"BERUFENET list: {len(listing.ids)} professions on {listing.pages} pages "
                 f"(API reports {listing.reported_total})")
             return listing
-        if delay_s > 0:
-            client.sleep(delay_s)
     raise BerufenetError(
         f"BERUFENET list did not end after {MAX_LIST_PAGES} pages ({client.shown_list_url(MAX_LIST_PAGES)})"
     )
@@ -215,31 +229,36 @@ def fetch_berufenet(
     base_url: str = DEFAULT_BERUFENET_BASE_URL,
     *,
     api_key: str = PUBLIC_API_KEY,
-    workers: int = 4,
-    delay_s: float = 0.1,
+    workers: int = DEFAULT_WORKERS,
+    requests_per_s: float | None = DEFAULT_REQUESTS_PER_S,
+    burst: int = DEFAULT_BURST,
     max_failed_share: float = 0.02,
     policy: RetryPolicy | None = None,
     timeout_s: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
     log: Callable[[str], None] = lambda _m: None,
     progress_every_s: float = 30.0,
 ) -> BerufenetFetch:
-    """List every profession, then fetch the details on `workers` threads (each pausing `delay_s`
-    after a call, to stay polite to a public API)."""
+    """List every profession, then fetch the details on `workers` threads. Every request of the fetch
+    starts at no more than `requests_per_s` (after a `burst`), with at most `workers` open at once;
+    `requests_per_s=None` leaves the calls unpaced (for tests of everything else)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if not 0.0 <= max_failed_share <= 1.0:
         raise ValueError(f"max_failed_share must be between 0 and 1, got {max_failed_share}")
+    limiter = (None if requests_per_s is None
+               else RateLimiter(RateLimit(requests_per_s, burst, workers), clock=clock, sleep=sleep))
     started = time.monotonic()
     client = BerufenetClient(base_url, api_key=api_key, timeout_s=timeout_s, policy=policy, pool_size=workers,
-                             sleep=sleep)
+                             sleep=sleep, limiter=limiter)
     try:
-        listing = list_professions(client, delay_s=delay_s, log=log)
+        listing = list_professions(client, log=log)
         if not listing.ids:
             raise BerufenetError(f"BERUFENET list at {client.shown_list_url(0)} returned no professions; "
                                  "the catalog was left unchanged")
-        details = _fetch_details(client, listing, workers=workers, delay_s=delay_s,
-                                 max_failed_share=max_failed_share, log=log, progress_every_s=progress_every_s)
+        details = _fetch_details(client, listing, workers=workers, max_failed_share=max_failed_share, log=log,
+                                 progress_every_s=progress_every_s)
     finally:
         client.close()
     professions: list[NamedProfession] = []
@@ -271,6 +290,7 @@ def fetch_berufenet(
         skipped_examples=tuple((skipped[SKIP_NO_KLDB] + skipped[SKIP_NO_NAME])[:MAX_EXAMPLES]),
         failed_examples=tuple(details.failed[:MAX_EXAMPLES]),
         seconds=round(time.monotonic() - started, 2),
+        pacing=limiter.summary() if limiter is not None else {},
     )
 
 
@@ -285,7 +305,6 @@ def _fetch_details(
     listing: _Listing,
     *,
     workers: int,
-    delay_s: float,
     max_failed_share: float,
     log: Callable[[str], None],
     progress_every_s: float,
@@ -295,16 +314,9 @@ def _fetch_details(
     out = _Details()
     progress = Progress("BERUFENET details", len(ids), log, every_s=progress_every_s)
 
-    def one(pid: str) -> Any:
-        try:
-            return client.detail(pid)
-        finally:
-            if delay_s > 0:
-                client.sleep(delay_s)
-
     # A bounded window of submitted calls instead of all ≈3,570 at once: when the failure limit is passed
     # the run stops within `2 * workers` calls rather than after every queued call was tried with retries.
-    with Bounded(one, ids, workers=workers, in_flight=2 * workers, name="berufenet") as run:
+    with Bounded(client.detail, ids, workers=workers, in_flight=2 * workers, name="berufenet") as run:
         for done in run:
             _record(out, done)
             progress.step()

@@ -6,7 +6,9 @@ Why: vLLM, SGLang, llama.cpp's server, LM Studio and Ollama's own `/v1` all spea
 the retry policy, the metrics and the one corrective retry come from `llm_base.py`; what is its own:
 
 * structured output through `response_format` `{"type": "json_schema", "json_schema": {"name", "schema",
-  "strict": true}}`; the content is still a JSON string to parse and validate;
+  "strict": true}}`, the schema conformed to OpenAI's strict rules (`domain/strict_schema.py`: every
+  object closed and fully `required`; OpenAI answers 400 otherwise); the content is still a JSON string
+  to parse and validate;
 * options in Ollama's names are mapped: `num_predict` -> `max_tokens`, `temperature`, `seed`, `top_p`
   pass through; `num_ctx` is not sent (the context length is the server's setting, e.g. vLLM
   `--max-model-len`); `finish_reason == "length"` is the cut-off verdict;
@@ -53,6 +55,7 @@ from ty_pipeline.clients.llm_base import (
     send,
 )
 from ty_pipeline.clients.retry_policy import TransientFailure
+from ty_pipeline.domain.strict_schema import openai_strict_schema
 from ty_pipeline.domain.urls import redact_secrets_of
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,19 @@ def schema_name(schema: dict[str, Any]) -> str:
     title = schema.get("title")
     name = _SCHEMA_NAME.sub("_", title)[:64] if isinstance(title, str) and title else ""
     return name or "answer"
+
+
+def strict_response_format(json_schema: dict[str, Any]) -> dict[str, Any]:
+    """The `response_format` for a pydantic schema: conformed to OpenAI's strict rules (every object
+    closed and fully `required`, no `default`), and `strict: true` unless the schema cannot be strict
+    without changing the answer's shape (the summary grade's root `anyOf`). Such a schema goes out with
+    `strict: false`, which OpenAI accepts as guidance while vLLM, SGLang and llama.cpp, which ignore
+    `strict`, still constrain decoding to all of it. The Ollama client sends the schema unchanged."""
+    conformed, not_strict = openai_strict_schema(json_schema)
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": schema_name(json_schema), "schema": conformed, "strict": not_strict is None},
+    }
 
 
 def metrics_from_completion(
@@ -300,11 +316,7 @@ class OpenAICompatClient(PooledHttpClient):
         """Ask for JSON in `schema` (sent as a strict `response_format` json_schema) and return the
         validated object; an unusable answer gets one corrective retry, as on Ollama."""
         merged = chat_options({**DEFAULT_CHAT_OPTIONS, **(options or {})})
-        json_schema = schema.model_json_schema()
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {"name": schema_name(json_schema), "schema": json_schema, "strict": True},
-        }
+        response_format = strict_response_format(schema.model_json_schema())
 
         def exchange(conversation: list[dict[str, Any]]) -> Exchange:
             body: dict[str, Any] = {"model": model, "messages": conversation, "response_format": response_format,

@@ -10,7 +10,7 @@ from ty_pipeline.clients.deutsche_bank import DEFAULT_DB_BASE_URL, USER_AGENT, D
 from ty_pipeline.clients.http_retry import RetryPolicy
 from ty_pipeline.clients.rate_limit import RateLimit, RateLimiter
 from ty_pipeline.domain.deutsche_bank_format import GERMANY_COUNTRY_ID
-from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.resources.setting_fields import checked_fields
 from ty_pipeline.settings import DB_BASE_URL
 
 
@@ -36,7 +36,7 @@ class DeutscheBankResource(dg.ConfigurableResource):
     )
     max_items: int = Field(default=5000, description="safety cap on items paged per run")
 
-    _check_base_url = checked_by(DB_BASE_URL, "base_url")
+    _check_settings = checked_fields(base_url=DB_BASE_URL)
 
     def endpoint(self) -> str:
         return DB_BASE_URL.resolve(self.base_url) or DEFAULT_DB_BASE_URL

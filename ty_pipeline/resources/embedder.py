@@ -25,7 +25,7 @@ from ty_pipeline.clients.embedder import (
     server_model_id,
 )
 from ty_pipeline.resources.ollama import OllamaResource
-from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.resources.setting_fields import checked_fields
 from ty_pipeline.settings import EMBED_BACKEND, EMBED_CACHE_DIR, EMBED_MODEL
 
 CPU_BATCH = 32  # chunks per forward pass on a CPU: larger batches pad more and gain nothing measurable
@@ -69,8 +69,7 @@ class EmbedderResource(dg.ConfigurableResource):
     )
     threads: int = Field(default=0, description="CPU threads for the onnx backend; 0 = one per core")
 
-    _check_backend = checked_by(EMBED_BACKEND, "backend")
-    _check_cache_dir = checked_by(EMBED_CACHE_DIR, "onnx_cache_dir")
+    _check_settings = checked_fields(backend=EMBED_BACKEND, onnx_cache_dir=EMBED_CACHE_DIR)
 
     def backend_name(self) -> str:
         return EMBED_BACKEND.resolve(self.backend) or DEFAULT_EMBED_BACKEND

@@ -13,7 +13,7 @@ from ty_pipeline.fetching.sample import DEFAULT_SAMPLE_DIR
 from ty_pipeline.fetching.source_access import SourceAccess
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
 from ty_pipeline.resources.jobsuche import JobsucheResource
-from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.resources.setting_fields import checked_fields
 
 __all__ = ["JobSourcesResource", "parse_sources"]  # parse_sources: the postings asset's run config uses it
 
@@ -26,7 +26,7 @@ class JobSourcesResource(dg.ConfigurableResource):
     )
     sample_dir: str = Field(default=str(DEFAULT_SAMPLE_DIR), description="directory of the sample source files")
 
-    _check_enabled = checked_by(SOURCES, "enabled")
+    _check_settings = checked_fields(enabled=SOURCES)
 
     def sources(self) -> list[str]:
         return SOURCES.resolve(self.enabled) or parse_sources(DEFAULT_SOURCES)

@@ -9,7 +9,7 @@ from pydantic import Field
 from ty_pipeline.clients.http_retry import RetryPolicy
 from ty_pipeline.clients.jobsuche import DEFAULT_AA_BASE_URL, PUBLIC_API_KEY, USER_AGENT, JobsucheClient
 from ty_pipeline.clients.rate_limit import RateLimit, RateLimiter
-from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.resources.setting_fields import checked_fields
 from ty_pipeline.settings import AA_BASE_URL
 
 
@@ -32,7 +32,7 @@ class JobsucheResource(dg.ConfigurableResource):
     max_in_flight: int = Field(default=6, description="requests open at once (also the detail workers)")
     page_size: int = Field(default=100, description="results per search page (API maximum 100)")
 
-    _check_base_url = checked_by(AA_BASE_URL, "base_url")
+    _check_settings = checked_fields(base_url=AA_BASE_URL)
 
     def endpoint(self) -> str:
         return AA_BASE_URL.resolve(self.base_url) or DEFAULT_AA_BASE_URL

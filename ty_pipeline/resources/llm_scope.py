@@ -19,7 +19,7 @@ from ty_pipeline.domain.llm_scope import (
     default_llm_sources,
     min_complete_share,
 )
-from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.resources.setting_fields import checked_fields
 
 
 class LlmScopeResource(dg.ConfigurableResource):
@@ -46,9 +46,7 @@ class LlmScopeResource(dg.ConfigurableResource):
         "LLM asset's completeness check to pass; unset: `TY_LLM_MIN_COMPLETE`, else 0.95",
     )
 
-    _check_sources = checked_by(SOURCES, "sources")
-    _check_max_postings = checked_by(MAX_POSTINGS, "max_postings")
-    _check_min_complete_share = checked_by(MIN_COMPLETE, "min_complete_share")
+    _check_settings = checked_fields(sources=SOURCES, max_postings=MAX_POSTINGS, min_complete_share=MIN_COMPLETE)
 
     def source_list(self) -> list[str]:
         return SOURCES.resolve(self.sources) or list(default_llm_sources())

@@ -15,7 +15,7 @@ from ty_pipeline.clients.llm_hosts import HostPool
 from ty_pipeline.clients.ollama import DEFAULT_OLLAMA_HOST, normalize_host
 from ty_pipeline.clients.openai_compat import normalize_base_url
 from ty_pipeline.domain.llm_hosts import LLM_HOSTS, OLLAMA_HOST, HostSpec, parse_llm_hosts
-from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.resources.setting_fields import checked_fields
 from ty_pipeline.settings import LLM_API_KEY, LLM_BACKEND
 
 MULTI_HOST_RETRIES = 1
@@ -63,9 +63,7 @@ class OllamaResource(dg.ConfigurableResource):
         "generation's connection busy through proxies"
     )
 
-    _check_host = checked_by(OLLAMA_HOST, "host")
-    _check_backend = checked_by(LLM_BACKEND, "backend")
-    _check_hosts = checked_by(LLM_HOSTS, "hosts")
+    _check_settings = checked_fields(host=OLLAMA_HOST, backend=LLM_BACKEND, hosts=LLM_HOSTS)
 
     def backend_name(self) -> str:
         """`ollama` or `openai`: the configured backend, else `TY_LLM_BACKEND`, else ollama."""

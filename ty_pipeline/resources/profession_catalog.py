@@ -14,7 +14,13 @@ from collections.abc import Callable
 import dagster as dg
 from pydantic import Field
 
-from ty_pipeline.clients.berufenet import PUBLIC_API_KEY, fetch_berufenet
+from ty_pipeline.clients.berufenet import (
+    DEFAULT_BURST,
+    DEFAULT_REQUESTS_PER_S,
+    DEFAULT_WORKERS,
+    PUBLIC_API_KEY,
+    fetch_berufenet,
+)
 from ty_pipeline.domain.failed_titles import DEFAULT_MAX_PARTITIONS
 from ty_pipeline.professions.catalog import (
     DEFAULT_SEED_CATALOG,
@@ -23,7 +29,7 @@ from ty_pipeline.professions.catalog import (
     load_catalog_file,
     with_berufenet,
 )
-from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.resources.setting_fields import checked_fields
 from ty_pipeline.settings import BERUFENET_API_URL, KLDB_CSV
 
 
@@ -50,14 +56,23 @@ class ProfessionCatalogResource(dg.ConfigurableResource):
         ),
     )
     berufenet_api_key: str = Field(default=PUBLIC_API_KEY, description="X-API-Key header (public client id)")
-    berufenet_workers: int = Field(default=4, description="parallel BERUFENET detail requests")
-    berufenet_delay_s: float = Field(default=0.1, description="pause after each BERUFENET call per worker")
+    berufenet_workers: int = Field(
+        default=DEFAULT_WORKERS, description="parallel BERUFENET detail requests; also the cap on requests open at once"
+    )
+    # One limiter paces every BERUFENET request of the build (list pages, details, retries); the polite
+    # default and why: `clients/berufenet.py`. It replaces `berufenet_delay_s` (a pause per worker).
+    berufenet_requests_per_s: float = Field(
+        default=DEFAULT_REQUESTS_PER_S, description="sustained BERUFENET request rate for the whole build (> 0)"
+    )
+    berufenet_burst: int = Field(
+        default=DEFAULT_BURST, description="BERUFENET requests that may start back to back after an idle spell"
+    )
     berufenet_max_failed_share: float = Field(
         default=0.02,
         description="share of BERUFENET detail calls that may fail (left out, counted) before the build fails",
     )
 
-    _check_berufenet_api_url = checked_by(BERUFENET_API_URL, "berufenet_api_url")
+    _check_settings = checked_fields(berufenet_api_url=BERUFENET_API_URL)
 
     def kldb_csv_path(self) -> str | None:
         return KLDB_CSV.resolve(self.kldb_csv)
@@ -75,7 +90,8 @@ class ProfessionCatalogResource(dg.ConfigurableResource):
             api_url,
             api_key=self.berufenet_api_key,
             workers=self.berufenet_workers,
-            delay_s=self.berufenet_delay_s,
+            requests_per_s=self.berufenet_requests_per_s,
+            burst=self.berufenet_burst,
             max_failed_share=self.berufenet_max_failed_share,
             log=log or (lambda _m: None),
         )

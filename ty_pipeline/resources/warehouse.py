@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ty_pipeline.domain.setting_values import WAREHOUSE_URL
 from ty_pipeline.domain.urls import redact_url
-from ty_pipeline.resources.setting_fields import checked_by
+from ty_pipeline.resources.setting_fields import checked_fields
 from ty_pipeline.step_retries import redacted_failure
 from ty_pipeline.warehouse.engine import DEFAULT_WAREHOUSE_URL, ensure_schema, get_engine
 from ty_pipeline.warehouse.errors import describe_db_error
@@ -20,7 +20,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     url: str = Field(default=DEFAULT_WAREHOUSE_URL, description="SQLAlchemy URL, e.g. postgresql://user@host/db")
 
-    _check_url = checked_by(WAREHOUSE_URL, "url")
+    _check_settings = checked_fields(url=WAREHOUSE_URL)
 
     def get_engine(self) -> Engine:
         """The engine, or a one-line `dg.Failure` naming TY_WAREHOUSE_URL (redacted) and what went wrong.

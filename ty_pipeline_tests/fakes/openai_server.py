@@ -21,6 +21,9 @@ Embeddings: `input` is a string or an array of strings (anything else, or nothin
 Ollama's deterministic `fake_vector`, so both fakes give the same vector for the same model and text),
 `encoding_format` `float` (default) or `base64` (little-endian float32), `dimensions` cuts and
 re-normalises; an input longer than `MAX_MODEL_LEN` tokens is a 400, as vLLM answers it.
+Strict schemas: a `response_format` json_schema with `strict: true` is checked by OpenAI's rules
+(`strict_schema_problem`) and refused with OpenAI's 400 body, although vLLM and SGLang would take it, so
+every test through this fake also proves the client's schemas would pass OpenAI's API.
 Errors: `{"error": {"message", "type", "param", "code"}}` (OpenAI and current vLLM), or with
 `error_style="vllm_legacy"` the older vLLM body `{"object": "error", "message", "type", "param", "code"}`.
 
@@ -86,6 +89,56 @@ def request_schema(body: dict[str, Any]) -> dict[str, Any] | None:
         return schema if isinstance(schema, dict) else None
     ollama_format = body.get("format")
     return ollama_format if isinstance(ollama_format, dict) else None
+
+
+def strict_schema_problem(schema: dict[str, Any], name: str) -> str | None:
+    """OpenAI's 400 message for a strict json_schema it refuses, or None. The rules and wording are
+    OpenAI's (platform docs, "Structured Outputs" → "Supported schemas", and its error messages): the root
+    is an object, not `anyOf`; every object has `additionalProperties: false` and lists every property
+    in `required`; `default` is not permitted. Written apart from the client's rewrite on purpose, so
+    that a test through this fake can catch that rewrite's mistakes."""
+    prefix = f"Invalid schema for response_format '{name}': "
+    if schema.get("type") != "object" or "anyOf" in schema:
+        return prefix + f"schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{schema.get('type')}\"'."
+
+    def walk(node: Any, context: tuple[str, ...]) -> str | None:
+        if not isinstance(node, dict):
+            return None
+        where = f"In context={context!r}, "
+        if "default" in node:
+            return prefix + where + "'default' is not permitted."
+        properties = node.get("properties")
+        if node.get("type") == "object" or isinstance(properties, dict):
+            if node.get("additionalProperties") is not False:
+                return prefix + where + "'additionalProperties' is required to be supplied and to be false."
+            required = node.get("required")
+            keys = list(properties or {})
+            missing = [k for k in keys if not isinstance(required, list) or k not in required]
+            if missing:
+                return (prefix + where + "'required' is required to be supplied and to be an array including "
+                        f"every key in properties. Missing '{missing[0]}'.")
+            extra = [k for k in required or [] if k not in keys]
+            if extra:
+                return prefix + where + f"Extra required key '{extra[0]}' supplied."
+        children: list[tuple[Any, tuple[str, ...]]] = []
+        for key, sub in (properties or {}).items():
+            children.append((sub, (*context, "properties", key)))
+        for key in ("items", "additionalProperties", "not"):
+            if isinstance(node.get(key), dict):
+                children.append((node[key], (*context, key)))
+        for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            for i, sub in enumerate(node.get(key) or []):
+                children.append((sub, (*context, key, str(i))))
+        for key in ("$defs", "definitions"):
+            for def_name, sub in (node.get(key) or {}).items():
+                children.append((sub, (*context, key, def_name)))
+        for sub, sub_context in children:
+            problem = walk(sub, sub_context)
+            if problem is not None:
+                return problem
+        return None
+
+    return walk(schema, ())
 
 
 def prompt_text(messages: Any) -> str:
@@ -200,9 +253,11 @@ class FakeOpenAI(ScriptedFaults, LoopbackServer):
 
     # -- errors -----------------------------------------------------------------------------------------
 
-    def error(self, status: int, message: str, *, param: str | None = None, code: Any = None) -> Response:
-        kind = ERROR_TYPES.get(status, "InternalServerError")
-        detail = {"message": message, "type": kind, "param": param, "code": status if code is None else code}
+    def error(self, status: int, message: str, *, param: str | None = None, code: Any = None,
+              kind: str | None = None, null_code: bool = False) -> Response:
+        kind = kind or ERROR_TYPES.get(status, "InternalServerError")
+        detail = {"message": message, "type": kind, "param": param,
+                  "code": code if code is not None or null_code else status}
         if self.error_style == "vllm_legacy":
             return Response.json_body({"object": "error", **detail}, status=status)
         return Response.json_body({"error": detail}, status=status)
@@ -278,6 +333,12 @@ class FakeOpenAI(ScriptedFaults, LoopbackServer):
                 return self.error(400, f"Invalid response_format: {json.dumps(fmt)}", param="response_format")
             if kind == "json_schema" and request_schema(body) is None:
                 return self.error(400, "response_format json_schema needs json_schema.schema", param="response_format")
+            spec = fmt.get("json_schema") if isinstance(fmt, dict) else None
+            if kind == "json_schema" and isinstance(spec, dict) and spec.get("strict") is True:
+                problem = strict_schema_problem(spec["schema"], str(spec.get("name")))
+                if problem is not None:  # OpenAI's body for it: type invalid_request_error, code null
+                    return self.error(400, problem, param="response_format", kind="invalid_request_error",
+                                      code=None, null_code=True)
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             return self.error(400, "max_tokens must be a positive integer", param="max_tokens")
