@@ -138,6 +138,21 @@ def test_entities_whitespace_and_short_keys_in_a_small_file() -> None:
     assert cat.domain_titles == {"01": "Angehörige der Streitkräfte", "43": "Informatik"}
 
 
+def test_control_characters_in_a_catalog_file_are_not_kept() -> None:
+    """A NUL would fail the whole catalog replace on PostgreSQL (TY_KLDB_CSV may point at any file)."""
+    text = _csv_text([
+        ["43", "2", "Informatik\x00", "Informatik"],
+        ["43414", "5", "Berufe in der \x01Softwareentwicklung", "Softwareentwicklung\x7f", "", "",
+         "Zugeordnete Berufe (Beispiele):  43414-102 Software\x00entwickler/in\x1b   43414-103 Data &amp;#0; AI"],
+    ])
+    cat = load_kldb_catalog(io.StringIO(text))
+    assert {p.profession_id: p.name for p in cat.professions} == {
+        "43414-102": "Softwareentwickler/in", "43414-103": "Data \ufffd AI"}
+    assert (cat.occupations[0].title, cat.occupations[0].short_title) == (
+        "Berufe in der Softwareentwicklung", "Softwareentwicklung")
+    assert cat.domain_titles == {"43": "Informatik"}
+
+
 def test_binary_stream_is_accepted_and_left_open() -> None:
     raw = io.BytesIO(
         (HEADER + "43414;5;Softwareentwicklung;SW;;;Zugeordnete Berufe (Beispiele):  43414-102 Entwickler/in;;\n")

@@ -128,6 +128,8 @@ def berufenet_catalog(
             "berufenet_listed": api.listed,
             "berufenet_fetched": api.fetched,
             "berufenet_skipped_no_kldb": api.skipped_no_kldb,
+            # Details without a usable name, including names that were only control characters.
+            "berufenet_skipped_no_name": api.skipped_no_name,
             "berufenet_failed": api.failed,
             "berufenet_pages": api.pages,
             "berufenet_seconds": api.seconds,

@@ -30,13 +30,9 @@ import requests
 from ty_pipeline.clients.http_retry import KeyedJsonClient, RetryPolicy, SourceError
 from ty_pipeline.clients.rate_limit import RateLimit, RateLimiter
 from ty_pipeline.domain.concurrency import Bounded, Finished
-from ty_pipeline.domain.kldb_catalog import (
-    BERUFENET_ID_PREFIX,
-    QUALIFICATION_LEVELS,
-    NamedProfession,
-    clean_text,
-)
+from ty_pipeline.domain.kldb_catalog import BERUFENET_ID_PREFIX, QUALIFICATION_LEVELS, NamedProfession
 from ty_pipeline.domain.progress import Progress
+from ty_pipeline.domain.text_clean import clean_text
 from ty_pipeline.domain.urls import redact_url
 
 DEFAULT_BERUFENET_BASE_URL = "https://rest.arbeitsagentur.de"
@@ -57,8 +53,9 @@ DEFAULT_WORKERS = 4
 
 # "B 28212": the letter names the catalogue, the five digits are the KldB 2010 Berufsgattung. Nothing
 # shorter or longer is accepted: zero-padding "B 2821" would invent a code (normalise_kldb pads, which is
-# right for the KldB CSV's lost leading zeros but not here).
-_KLDB2010 = re.compile(r"^(?:[A-Z]\s*)?(\d{5})$")
+# right for the KldB CSV's lost leading zeros but not here). ASCII digits only: `\d` would also take
+# "٢٨٢١٢" (Arabic-Indic digits), a code no other catalog entry, snapshot or KldB reader would match.
+_KLDB2010 = re.compile(r"^(?:[A-Z]\s*)?([0-9]{5})$")
 _BERUFS_ID = re.compile(r"^\d{1,13}$")
 
 
@@ -119,6 +116,13 @@ def unwrap_detail(payload: Any, wanted_id: str) -> dict[str, Any] | None:
     return None
 
 
+def profession_name(raw: object) -> str:
+    """A `kurzBezeichnungNeutral` as the catalog stores it: like every API string, entities decoded once
+    and nothing left that cannot be stored (NUL, control characters, lone surrogates; domain/text_clean.py),
+    then white space collapsed as in every catalog name. "" when nothing is left."""
+    return " ".join(clean_text(str(raw)).split())
+
+
 SKIP_NO_KLDB = "no_kldb"
 SKIP_NO_NAME = "no_name"
 
@@ -131,8 +135,8 @@ def profession_from_detail(
     if kldb is None:
         raw = detail.get("kldb2010", "<missing>")
         return SKIP_NO_KLDB, f"{wanted_id}: kldb2010 {raw!r}"
-    name = clean_text(str(detail.get("kurzBezeichnungNeutral") or list_name or ""))
-    if not name:
+    name = profession_name(detail.get("kurzBezeichnungNeutral") or list_name or "")
+    if not name:  # also a name that was nothing but control characters: skipped and counted, never stored
         return SKIP_NO_NAME, f"{wanted_id}: no kurzBezeichnungNeutral"
     return NamedProfession(f"{BERUFENET_ID_PREFIX}{wanted_id}", name, kldb, int(kldb[4]), kldb[:2])
 

@@ -36,6 +36,7 @@ from ty_pipeline.clients.retry_policy import (
     RetriesExhausted,
     TransientFailure,
 )
+from ty_pipeline.domain.text_clean import clean_payload, strip_unstorable
 from ty_pipeline.domain.urls import redact_url
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,10 @@ class LlmError(Exception):
     """
 
     def __init__(self, message: str, *, status: int | None = None, metrics: list[CallMetrics] | None = None) -> None:
-        super().__init__(message)
+        # The message may quote the server's error body or the model's answer, and ends up in `error`
+        # columns and the event log: a NUL or a lone surrogate in it must not make the failure itself
+        # unstorable (as for the job APIs' `SourceError`).
+        super().__init__(strip_unstorable(message))
         self.status = status
         self.metrics: list[CallMetrics] = list(metrics or [])
 
@@ -106,7 +110,7 @@ class LlmRequestError(LlmError):
     def __init__(self, message: str, *, status: int | None = None, error: str | None = None,
                  metrics: list[CallMetrics] | None = None) -> None:
         super().__init__(message, status=status, metrics=metrics)
-        self.error = error  # the server's own error text
+        self.error = None if error is None else strip_unstorable(error)  # the server's own error text
 
 
 class LlmTransientError(LlmError):
@@ -124,7 +128,7 @@ class LlmInvalidAnswer(LlmError):
     def __init__(self, message: str, *, reason: str, raw: str | None, kind: str = "invalid",
                  metrics: list[CallMetrics] | None = None) -> None:
         super().__init__(message, metrics=metrics)
-        self.reason = reason
+        self.reason = strip_unstorable(reason)  # stored with the error (`describe_error`)
         self.raw = raw
         self.kind = kind
 
@@ -442,7 +446,11 @@ def judge_answer(
     if not isinstance(content, str) or not content.strip():
         return Verdict(None, "not_json", "the answer was empty instead of a JSON object")
     try:
-        data = json.loads(content)
+        # Cleaned before the schema sees it, like every API answer (domain/text_clean.py): a `\u0000` or a
+        # lone `\ud800` escape the model wrote, or a stray control character, can neither fail a store nor
+        # be saved; line breaks stay. A required text with nothing left then fails the schema or the
+        # validator below, so it is asked again and never saved as an empty value.
+        data = clean_payload(json.loads(content))
     except json.JSONDecodeError as exc:
         return Verdict(None, "not_json", f"the answer is not valid JSON ({exc})")
     try:

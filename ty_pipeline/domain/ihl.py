@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from ty_pipeline.domain.answer_text import AnswerText
+
 IHL_MIN_SCORE = 0
 IHL_MAX_SCORE = 10
 
@@ -64,7 +66,7 @@ CandidatePool = Literal["LARGE (1000+)", "MEDIUM (100-1000)", "SMALL (10-100)", 
 Recommendation = Literal["APPLY", "CAUTION", "SKIP"]
 
 
-# `validate_role_output` rejects an empty reasoning or evidence; the schema says so, so a grammar-constrained
+# `validate_role_output` rejects an empty reasoning, flag or evidence; the schema says so, so a grammar-constrained
 # server cannot emit one. Schema only: pydantic itself stays lenient and the validator words the retry.
 _NON_EMPTY: dict[str, Any] = {"minLength": 1}
 
@@ -75,8 +77,8 @@ class _Schema(BaseModel):
 
 
 class RedFlag(_Schema):
-    flag: str = Field(description="Description of the red flag.")
-    evidence: str = Field(description="Exact quote from the posting that shows it.", json_schema_extra=_NON_EMPTY)
+    flag: AnswerText = Field(description="Description of the red flag.", json_schema_extra=_NON_EMPTY)
+    evidence: AnswerText = Field(description="Exact quote from the posting that shows it.", json_schema_extra=_NON_EMPTY)
     severity: Severity = Field(description="How strongly this suggests a pre-selected candidate.")
 
 
@@ -87,13 +89,13 @@ class AnalystOutput(_Schema):
     analyst_verdict: Literal["GENUINE", "SUSPICIOUS", "PRE_WIRED"]
     suggested_ihl_score: ScoreInt = Field(ge=1, le=10, description="1 = totally genuine, 10 = totally fake.")
     red_flags: list[RedFlag] = Field(description="Real red flags only; an empty list if there are none.")
-    reasoning: str = Field(description="1-2 sentences explaining the verdict.", json_schema_extra=_NON_EMPTY)
+    reasoning: AnswerText = Field(description="1-2 sentences explaining the verdict.", json_schema_extra=_NON_EMPTY)
 
 
 class CounterArgument(_Schema):
-    analyst_flag: str = Field(description="Which red flag of the analyst is being challenged.")
-    counter_evidence: str = Field(description="Why this might be legitimate.")
-    severity_downgrade: str = Field(description="Why this is not as suspicious as claimed.")
+    analyst_flag: AnswerText = Field(description="Which red flag of the analyst is being challenged.")
+    counter_evidence: AnswerText = Field(description="Why this might be legitimate.")
+    severity_downgrade: AnswerText = Field(description="Why this is not as suspicious as claimed.")
 
 
 class SkepticOutput(_Schema):
@@ -104,7 +106,7 @@ class SkepticOutput(_Schema):
         ge=1, le=5, description="1 = totally genuine, 5 = the analyst may have a point."
     )
     counter_arguments: list[CounterArgument]
-    reasoning: str = Field(
+    reasoning: AnswerText = Field(
         description="1-2 sentences explaining why this job might be genuine.", json_schema_extra=_NON_EMPTY
     )
 
@@ -123,7 +125,7 @@ class HRExpertOutput(_Schema):
     red_flags: list[RedFlag]
     candidate_pool_estimate: CandidatePool
     recommendation: Recommendation
-    reasoning: str = Field(
+    reasoning: AnswerText = Field(
         description="2-3 sentences explaining the final decision, considering both sides.", json_schema_extra=_NON_EMPTY
     )
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from ty_pipeline.domain.catalog_guard import check_row_width
+from ty_pipeline.domain.text_clean import strip_unstorable
 
 # Column headers of the official CSV (after BOM removal).
 COL_KEY = "Schlüssel KldB 2010, V. 2020"
@@ -60,9 +61,12 @@ QUALIFICATION_LEVELS = {1: "Helfer", 2: "Fachkraft", 3: "Spezialist", 4: "Expert
 
 
 def clean_text(value: str) -> str:
-    """Decode HTML entities and collapse all whitespace (incl. NBSP, tabs) to single spaces."""
+    """Decode HTML entities, drop what cannot be stored and collapse all whitespace (incl. NBSP, tabs)
+    to single spaces."""
     # Entities can be double-encoded ("&amp;nbsp;"); two rounds are enough for anything seen in practice.
-    text = html.unescape(html.unescape(value))
+    # A catalog file (TY_KLDB_CSV may be any URL) can carry a NUL or a control character like any other
+    # source; stripping after decoding keeps the whole catalog replace from failing on it.
+    text = strip_unstorable(html.unescape(html.unescape(value)))
     return _WHITESPACE.sub(" ", text.replace("\u00a0", " ")).strip()
 
 

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ty_pipeline.domain.answer_text import AnswerText
+
 Importance = Literal["essential", "critical", "important", "preferred"]
 # Best first; the legacy weights were essential 90-100, critical 65-89, important 35-64, preferred 10-34.
 IMPORTANCE_RANK: dict[str, int] = {"essential": 0, "critical": 1, "important": 2, "preferred": 3}
@@ -29,7 +31,9 @@ MAX_SKILLS = 30
 class SkillItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(
+    # Entities decoded and control characters removed on validation ("R&amp;D" is stored as "R&D"); a
+    # name with nothing left is dropped by `normalize_skills` like any other unusable name.
+    name: AnswerText = Field(
         description="Short atomic skill, tool, technology, soft skill or domain knowledge as named in the "
         "posting (1-4 words, German kept German), e.g. 'Python', 'IFRS', 'Teamfähigkeit'. Not a sentence.",
         # Schema only (what a constrained server can emit); a longer name from an unconstrained one is

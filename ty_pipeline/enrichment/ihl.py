@@ -36,10 +36,12 @@ def validate_role_output(answer: BaseModel) -> str | None:
         problems.append("reasoning: empty; explain the verdict in one or two sentences")
     if isinstance(answer, AnalystOutput | HRExpertOutput):
         texts += _flag_texts(answer.red_flags, "red_flags item")
-        problems += [
-            f"red_flags item {i}: evidence is empty; quote the posting" for i, f in
-            enumerate(answer.red_flags, start=1) if not f.evidence.strip()
-        ]
+        for i, flag in enumerate(answer.red_flags, start=1):
+            # A flag can also be empty once its control characters are removed: never store it blank.
+            if not flag.flag.strip():
+                problems.append(f"red_flags item {i}: flag is empty; name the red flag")
+            if not flag.evidence.strip():
+                problems.append(f"red_flags item {i}: evidence is empty; quote the posting")
     if isinstance(answer, SkepticOutput):
         for i, c in enumerate(answer.counter_arguments, start=1):
             texts += [(f"counter_arguments item {i} counter_evidence", c.counter_evidence),

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ty_pipeline.domain.answer_text import AnswerText
 from ty_pipeline.domain.concurrency import run_all
 from ty_pipeline.domain.llm_hashing import input_hash
 from ty_pipeline.domain.llm_selection import LlmStatus, WorkItem
@@ -61,7 +62,7 @@ class Grade(BaseModel):
     verdict: Literal["PASS", "FAIL"] = Field(
         description="PASS if the summary is accurate, complete and follows the layout; otherwise FAIL."
     )
-    reasons: list[str] = Field(
+    reasons: list[AnswerText] = Field(
         default_factory=list,
         max_length=MAX_REASONS,
         description="Short sentences, each naming one concrete problem; empty for PASS.",
@@ -191,7 +192,9 @@ class SummaryPipeline(PipelineIdentity):
                 continue
             grade, call_metrics = end.result()
             metrics += list(call_metrics)
-            grades.append({"model": model, "verdict": grade.verdict, "reasons": [r.strip() for r in grade.reasons]})
+            # A reason with nothing left once cleaned says nothing: it is not kept as an empty string.
+            reasons = [r.strip() for r in grade.reasons if r.strip()]
+            grades.append({"model": model, "verdict": grade.verdict, "reasons": reasons})
         if first_error is not None:
             assert isinstance(first_error, _GraderError)
             first_error.metrics_so_far = metrics

@@ -155,8 +155,10 @@ DETAIL_PREFIX = "/pc/v4/jobdetails/"
 
 
 def stable_int(text: str, modulo: int) -> int:
-    """Deterministic pseudo-random number from a string, so built items are identical on every run."""
-    return zlib.crc32(text.encode("utf-8")) % modulo
+    """Deterministic pseudo-random number from a string, so built items are identical on every run.
+
+    `surrogatepass`: tests send lone surrogates in names and titles on purpose; hashing one must work."""
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % modulo
 
 
 def state_enum(state: str) -> str:
