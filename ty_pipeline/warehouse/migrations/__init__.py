@@ -10,11 +10,12 @@ revisions agree.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, exc, text
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
 # Serialises schema changes between processes on PostgreSQL (the parallel steps of one run all call
-# ensure_schema when they start). The number is arbitrary but fixed: the same one the pre-Alembic code took.
+# ensure_schema when they start; `alembic upgrade` by hand takes it too, in env.py). The number is arbitrary
+# but fixed: the same one the pre-Alembic code took.
 PG_LOCK_KEY = 73573001
 
 
@@ -88,23 +90,51 @@ def upgrade_to_head(engine: Engine) -> UpgradeResult:
     if before == head:
         return UpgradeResult(before, head)
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"))
-        else:
-            # pysqlite opens no transaction for DDL, so two processes interleaved their DDL and one failed
-            # ("view ... already exists"). Taking the write lock first makes the whole upgrade one
-            # transaction; the other process waits (busy_timeout) and then finds the revision at head.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        take_migration_lock(conn)
         before = current_revision(conn)
         if before is not None and before != head:
             _check_known(before)
         if before != head:
             # Alembic sees the open transaction and runs inside it: no commit of its own, so on PostgreSQL
-            # a failed revision leaves the warehouse as it was (DDL is transactional there).
+            # a failed revision leaves the warehouse as it was (DDL is transactional there). env.py takes
+            # no lock for a connection it is given: this one holds it already.
             from alembic import command
 
             command.upgrade(alembic_config(conn), "head")
     return UpgradeResult(before, head)
+
+
+def take_migration_lock(conn: Connection, on_wait: Callable[[], None] | None = None) -> None:
+    """Take the lock that serialises schema changes, held until `conn`'s transaction ends.
+
+    `conn` must be in a transaction that has run nothing yet (SQLite can only take its write lock as the
+    first statement). `upgrade_to_head` and `alembic upgrade/downgrade/stamp` by hand (env.py) both come
+    here, so neither can run its revisions while the other does. `on_wait` is called once, before waiting,
+    when another connection holds the lock (env.py tells the person at the terminal why nothing happens).
+    """
+    if conn.dialect.name == "postgresql":
+        if on_wait is not None:
+            if conn.execute(text(f"SELECT pg_try_advisory_xact_lock({PG_LOCK_KEY})")).scalar_one():
+                return
+            on_wait()
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"))
+        return
+    # pysqlite opens no transaction for DDL, so two processes interleaved their DDL and one failed
+    # ("view ... already exists"). Taking the write lock first makes the whole upgrade one transaction;
+    # the other process waits (busy_timeout) and then finds the revision at head.
+    if on_wait is not None:
+        waits_ms = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+        conn.exec_driver_sql("PRAGMA busy_timeout = 0")  # one try that fails at once when it is held
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except exc.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            on_wait()
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(waits_ms)}")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _check_known(revision: str) -> None:

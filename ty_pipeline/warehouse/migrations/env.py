@@ -3,6 +3,12 @@
 Two ways in: from code (`upgrade_to_head`, which passes an open connection in `config.attributes`), and
 `alembic` run by hand from the checkout (alembic.ini at the repository root), which connects to
 `$TY_WAREHOUSE_URL`, else to the ini's `sqlalchemy.url` (the quickstart SQLite file).
+
+By hand, a command that moves the revision (upgrade, downgrade, stamp) takes the lock `upgrade_to_head`
+takes (`take_migration_lock`: PostgreSQL's advisory lock, SQLite's write lock) and runs in one transaction
+under it, so it cannot race the steps of a run that start meanwhile. A connection passed from code is the
+caller's transaction and the caller's lock: `upgrade_to_head` holds it already on that very connection,
+and taking it again here would deadlock on SQLite (a second BEGIN inside its transaction).
 """
 
 from __future__ import annotations
@@ -12,9 +18,14 @@ from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy.engine import make_url
 
 from ty_pipeline.domain.urls import redact_url
+from ty_pipeline.warehouse.migrations import take_migration_lock
 from ty_pipeline.warehouse.schema import metadata
+
+# How long a command by hand waits for SQLite's write lock: as long as the pipeline's steps (engine.py).
+SQLITE_LOCK_WAIT_S = 30
 
 
 def run_with(connection: Connection) -> None:
@@ -24,6 +35,21 @@ def run_with(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
+
+
+def moves_the_revision() -> bool:
+    """upgrade, downgrade and stamp name a destination revision; current, check and revision
+    --autogenerate only read, and need no lock (on SQLite it would wait for every writer of a run)."""
+    try:
+        context.get_revision_argument()
+    except KeyError:  # Alembic keeps the destination in a dict: no key, no destination
+        return False
+    return True
+
+
+def _say_waiting() -> None:
+    print("waiting for the migration lock, which another process holds (on SQLite: any process writing)",
+          flush=True)  # seen at once when the output goes to a pipe or a log
 
 
 def main() -> None:
@@ -44,11 +70,19 @@ def main() -> None:
     if not url:
         raise SystemExit("set TY_WAREHOUSE_URL (or sqlalchemy.url in alembic.ini) to the warehouse to migrate")
     print(f"warehouse {redact_url(url)}")  # never the password the URL may carry
-    engine = create_engine(url, poolclass=pool.NullPool)
+    sqlite = make_url(url).get_backend_name() == "sqlite"
+    engine = create_engine(url, poolclass=pool.NullPool,
+                           connect_args={"timeout": SQLITE_LOCK_WAIT_S} if sqlite else {})
     try:
         with engine.connect() as conn:
-            run_with(conn)
-            conn.commit()
+            if moves_the_revision():
+                # Alembic sees the open transaction and runs inside it, as in upgrade_to_head.
+                with conn.begin():
+                    take_migration_lock(conn, on_wait=_say_waiting)
+                    run_with(conn)
+            else:
+                run_with(conn)
+                conn.commit()
     finally:
         engine.dispose()
 
