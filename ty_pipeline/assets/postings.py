@@ -47,7 +47,8 @@ ALL_STORED_CHECK = "all_postings_stored"
     ],
     description=(
         "Postings published on the partition day (Europe/Berlin) from the Jobsuche API (16 per-state "
-        "queries) and the Deutsche Bank careers API, upserted by (source, external_id). Known postings "
+        "queries) and the Deutsche Bank careers API, upserted by (source, external_id). A Deutsche Bank posting "
+        "without a readable publication date is stored once, by today's partition, with no date. Known postings "
         "seen again are marked alive, except those the source declared gone (they wait for a detail "
         "re-check); stale ones are invalidated with a reason, only after a complete fetch of their source."
     ),
@@ -101,6 +102,11 @@ def postings_metadata(run: PostingsRun) -> dict[str, Any]:
         "listed_but_held_gone": stats.held_gone,
         "revived_not_found_reinvalidated": run.held_again,
         "seen_in_other_partitions": run.touched,
+        # Listed without a readable publication date (docs/domain_rules.md §1.4): stored now under the
+        # day first seen, already stored (a sighting), or new but left to today's run by a backfill.
+        "undated_stored": len(run.undated.store),
+        "undated_seen": len(run.undated.seen),
+        "undated_deferred": len(run.undated.deferred),
         "duplicates_dropped": sum(f.duplicates for f in run.fetches),
         "malformed_items": sum(f.malformed for f in run.fetches),
         "errors": len(fetch_errors) + stats.errors,
