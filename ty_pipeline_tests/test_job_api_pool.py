@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -26,7 +25,7 @@ from ty_pipeline import cli, defs
 from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.domain.pool_names import JOB_APIS_POOL, OLLAMA_POOL
-from ty_pipeline_tests.instance_runs import add_run
+from ty_pipeline_tests.instance_runs import add_run, assert_api_steps_of_two_runs_take_turns, pool_of
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART_YAML = ROOT / "deploy" / "quickstart" / "dagster.yaml"
@@ -62,33 +61,6 @@ def test_every_step_that_can_call_a_job_api_is_in_the_job_apis_pool() -> None:
             callers.add(check_def.node_def.name)
             assert check_def.node_def.pools == {JOB_APIS_POOL}, check_def.node_def.name
     assert callers == {"postings", "job_descriptions"}
-
-
-def pool_of(assets_def: dg.AssetsDefinition) -> str:
-    pool = assets_def.op.pool
-    assert pool == JOB_APIS_POOL, f"{assets_def.op.name} runs in pool {pool!r}"
-    return pool
-
-
-def assert_api_steps_of_two_runs_take_turns(instance: dg.DagsterInstance) -> None:
-    """Run A's `postings` step holds the pool; run B's `job_descriptions` step (another day, or a second
-    backfill run) must wait until A's step has ended, then gets the slot."""
-    first = instance.get_run_by_id(add_run(instance, DagsterRunStatus.STARTED))
-    second = instance.get_run_by_id(add_run(instance, DagsterRunStatus.STARTED))
-    assert first is not None and second is not None
-    with InstanceConcurrencyContext(instance, first) as a, InstanceConcurrencyContext(instance, second) as b:
-        assert a.claim(pool_of(postings), "postings")
-        # The shipped default limit initialised the new pool on first use: one slot.
-        assert instance.event_log_storage.get_concurrency_info(JOB_APIS_POOL).slot_count == 1
-        assert not b.claim(pool_of(job_descriptions), "job_descriptions")
-        assert b.has_pending_claims()
-        a.free_step("postings")  # A's step ended
-        # B's step retries its claim, as the executor does while "blocked by limit for pool job_apis".
-        deadline = time.monotonic() + 30
-        while not b.claim(pool_of(job_descriptions), "job_descriptions"):
-            assert time.monotonic() < deadline, "the waiting step never got the freed slot"
-            time.sleep(0.1)
-        b.free_step("job_descriptions")
 
 
 def test_two_runs_api_steps_do_not_overlap_on_the_quickstart_instance(quickstart_home: Path) -> None:
