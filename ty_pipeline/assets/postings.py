@@ -7,6 +7,7 @@ import dagster as dg
 
 from ty_pipeline.assets.check_report import explained
 from ty_pipeline.domain.clock import berlin_today, utcnow
+from ty_pipeline.domain.pool_names import JOB_APIS_POOL
 from ty_pipeline.fetching.postings_run import PostingsRun, ingest_postings
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
@@ -28,6 +29,9 @@ ALL_STORED_CHECK = "all_postings_stored"
     partitions_def=daily_partitions,
     group_name="ingestion",
     kinds={"python", "sql"},
+    # One job-API step per instance at a time: the per-step request pace is then the rate the APIs see,
+    # also while a backfill's runs and the nightly run fetch at once (see domain/pool_names.py).
+    pool=JOB_APIS_POOL,
     check_specs=[
         dg.AssetCheckSpec(
             FETCH_COMPLETE_CHECK,
