@@ -1,4 +1,4 @@
-"""The pool-slot part of `ty-pipeline`: who holds `ollama` slots (in `status`) and `free-slots RUN_ID`.
+"""The pool-slot part of `ty-pipeline`: who holds pool slots (`ollama`, `job_apis`; in `status`) and `free-slots RUN_ID`.
 
 Kept apart from the warehouse status so the Dagster instance is only opened when asked for:
 `--dagster-home DIR` or `DAGSTER_HOME`.

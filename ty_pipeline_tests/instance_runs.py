@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 
 import dagster as dg
 from dagster._core.events import EngineEventData
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+from ty_pipeline.assets.descriptions import job_descriptions
+from ty_pipeline.assets.postings import postings
+from ty_pipeline.domain.pool_names import JOB_APIS_POOL
 
 
 def dead_pid() -> int:
@@ -34,3 +40,30 @@ def add_run(instance: dg.DagsterInstance, status: DagsterRunStatus, worker_pid: 
 def claim(instance: dg.DagsterInstance, run_id: str, step: str, pool: str = "ollama") -> None:
     status = instance.event_log_storage.claim_concurrency_slot(pool, run_id, step)
     assert status.is_claimed, status
+
+
+def pool_of(assets_def: dg.AssetsDefinition) -> str:
+    pool = assets_def.op.pool
+    assert pool == JOB_APIS_POOL, f"{assets_def.op.name} runs in pool {pool!r}"
+    return pool
+
+
+def assert_api_steps_of_two_runs_take_turns(instance: dg.DagsterInstance) -> None:
+    """Run A's `postings` step holds the pool; run B's `job_descriptions` step (another day, or a second
+    backfill run) must wait until A's step has ended, then gets the slot."""
+    first = instance.get_run_by_id(add_run(instance, DagsterRunStatus.STARTED))
+    second = instance.get_run_by_id(add_run(instance, DagsterRunStatus.STARTED))
+    assert first is not None and second is not None
+    with InstanceConcurrencyContext(instance, first) as a, InstanceConcurrencyContext(instance, second) as b:
+        assert a.claim(pool_of(postings), "postings")
+        # The shipped default limit initialised the new pool on first use: one slot.
+        assert instance.event_log_storage.get_concurrency_info(JOB_APIS_POOL).slot_count == 1
+        assert not b.claim(pool_of(job_descriptions), "job_descriptions")
+        assert b.has_pending_claims()
+        a.free_step("postings")  # A's step ended
+        # B's step retries its claim, as the executor does while "blocked by limit for pool job_apis".
+        deadline = time.monotonic() + 30
+        while not b.claim(pool_of(job_descriptions), "job_descriptions"):
+            assert time.monotonic() < deadline, "the waiting step never got the freed slot"
+            time.sleep(0.1)
+        b.free_step("job_descriptions")

@@ -16,9 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.berufenet_mappings import MAPPED_CHECK, VERIFIED_CHECK, berufenet_mappings
+from ty_pipeline.clients.embedder import TextEncoder
 from ty_pipeline.domain.berufenet_status import BerufenetStatus as S
 from ty_pipeline.professions.catalog import DEFAULT_SEED_CATALOG, SEED
 from ty_pipeline.professions.catalog_build import build_catalog
+from ty_pipeline.professions.vectors import ensure_name_vectors
 from ty_pipeline.resources.embedder import EmbedderResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
@@ -28,6 +30,7 @@ from ty_pipeline.warehouse.schema import berufenet_failed_titles, berufenet_lear
 from ty_pipeline_tests.berufenet_fakes import (
     ENCODE_CALLS,
     NOW,
+    TrigramEmbedder,
     add_postings,
     choose_by_name,
     encoded,
@@ -294,6 +297,51 @@ def test_without_a_catalog_the_asset_fails_with_what_to_do(warehouse_url: str, o
     assert not result.success
     failure = [e for e in result.all_events if e.is_step_failure][0]
     assert "berufenet_catalog" in str(failure.step_failure_data.error)
+
+
+# One entry per `CountingEmbedder.build_encoder` call. Building the encoder costs a step ~10 s and ~300 MiB
+# (bench/README.md), so a run whose titles all resolve by lookup must not build it; `refuse` makes it fail.
+BUILDS: list[str] = []
+
+
+class CountingEmbedder(TrigramEmbedder):
+    refuse: bool = False
+
+    def build_encoder(self, ollama: OllamaResource | None = None) -> TextEncoder:
+        BUILDS.append(self.model)
+        if self.refuse:
+            raise AssertionError("no title needed the embedding stage, yet the encoder was built")
+        return super().build_encoder(ollama)
+
+
+def test_the_encoder_and_catalog_matrix_are_built_only_for_a_title_that_needs_them(
+    warehouse_url: str, engine: sa.Engine, ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    matrices: list[str] = []
+
+    def counted_ensure(*args: Any, **kwargs: Any) -> Any:
+        matrices.append("catalog vectors")  # read (and completed) only to build the catalog matrix
+        return ensure_name_vectors(*args, **kwargs)
+
+    monkeypatch.setattr("ty_pipeline.professions.partition_run.ensure_name_vectors", counted_ensure)
+    BUILDS.clear()
+    # Label, exact name, alias and a title without content: all settled before the embedding stage.
+    add_postings(engine, DAY1, [("Mitarbeiter Fuhrpark (m/w/d)", "Berufskraftfahrer/in"),
+                                ("Softwareentwickler (m/w/d) in München", None),
+                                ("Fachinformatiker (m/w/d) ab sofort", None), ("(m/w/d)", None)])
+    cheap = materialize(warehouse_url, DAY1, ollama_url=ollama.base_url,
+                        embedder=CountingEmbedder(model="trigram", refuse=True))
+    assert cheap.success and BUILDS == [] and matrices == []
+    assert meta(cheap)["encoded_titles"] == 0 and meta(cheap)["embedding_model"] == "fake:trigram"  # as configured
+
+    # Two titles left for the embedding stage, one per encoder call: one build, one catalog matrix.
+    add_postings(engine, DAY2, [("Senior Softwareentwickler (m/w/d)", None), ("Staplerfahrer Lager", None),
+                                ("Koch (m/w/d)", None)])
+    embedded = materialize(warehouse_url, DAY2, ollama_url=ollama.base_url, embedder=CountingEmbedder(model="trigram"),
+                           encode_batch=1)
+    assert embedded.success and BUILDS == ["trigram"] and matrices == ["catalog vectors"]
+    assert (meta(embedded)["encoded_titles"], meta(embedded)["encode_calls"]) == (2, 2)
+    assert encoded() == ["Senior Softwareentwickler", "Staplerfahrer Lager"]
 
 
 def test_invalidated_postings_are_not_mapped(warehouse_url: str, engine: sa.Engine, ollama: FakeOllama) -> None:

@@ -19,6 +19,7 @@ from ty_pipeline.fetching.sample import SampleSource
 from ty_pipeline_tests.conftest import require_postgres
 from ty_pipeline_tests.helpers import resources_for
 from ty_pipeline_tests.pg_schemas import PG_URL
+from ty_pipeline_tests.test_job_api_pool import assert_api_steps_of_two_runs_take_turns
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,3 +124,15 @@ def test_ollama_pool_limit_is_honoured_across_runs(tmp_path: Path, dagster_pg_ur
     assert len(spans) == 2
     assert spans[1][0] >= spans[0][1], f"the two pooled steps overlapped: {spans}"
     assert any("blocked by limit for pool ollama" in out for out in outputs)
+
+
+def test_job_apis_pool_limit_is_one_on_the_production_instance(tmp_path: Path, dagster_pg_url: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production `dagster.yaml` gives the `job_apis` pool one slot: two runs' job-API steps take turns."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_PG_URL", dagster_pg_url)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.global_op_concurrency_default_limit == 1
+        assert_api_steps_of_two_runs_take_turns(instance)

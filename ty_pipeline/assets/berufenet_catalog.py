@@ -9,6 +9,7 @@ from ty_pipeline.assets.check_report import explained
 from ty_pipeline.domain.catalog_guard import DEFAULT_MIN_SHARE_OF_STORED, CatalogRejected
 from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.kldb_catalog import QUALIFICATION_LEVELS
+from ty_pipeline.domain.pool_names import OLLAMA_POOL
 from ty_pipeline.domain.urls import redact_url, redact_urls_in
 from ty_pipeline.professions.catalog_build import build_catalog
 from ty_pipeline.resources.embedder import EmbedderResource
@@ -41,7 +42,10 @@ CATALOG_AUTOMATION = (
     group_name="professions",
     kinds={"python", "sql"},
     # TY_EMBED_BACKEND=ollama sends the embeddings to the GPU server: share its pool with the LLM steps.
-    pool="ollama",
+    # The step also calls the BERUFENET API (with TY_BERUFENET_API_URL set), but an op has one pool only.
+    # It needs no pool of its own: the catalog is unpartitioned, so at the `ollama` limit of 1 no two
+    # builds run at once and its `berufenet_requests_per_s` is the rate BERUFENET sees.
+    pool=OLLAMA_POOL,
     # Built once when missing (with `default_automation_condition_sensor` on); after changing TY_KLDB_CSV,
     # TY_BERUFENET_API_URL or the embedding model, materialize it again by hand.
     automation_condition=CATALOG_AUTOMATION,

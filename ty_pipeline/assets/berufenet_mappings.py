@@ -13,6 +13,7 @@ from ty_pipeline.domain.berufenet_status import BerufenetStatus
 from ty_pipeline.domain.check_report import MAX_EXAMPLES, examples_table
 from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.failed_titles import OPEN_TITLES_SHOWN, open_titles_rows
+from ty_pipeline.domain.pool_names import OLLAMA_POOL
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL
 from ty_pipeline.professions.partition_run import CatalogMissing, DayMapping, DaySettings, map_day
@@ -50,7 +51,7 @@ def configured_model_id(embedder: EmbedderResource, ollama: OllamaResource | Non
     partitions_def=daily_partitions,
     group_name="professions",
     kinds={"python", "sql"},
-    pool="ollama",
+    pool=OLLAMA_POOL,
     deps=["postings", "berufenet_catalog"],
     check_specs=[
         dg.AssetCheckSpec(

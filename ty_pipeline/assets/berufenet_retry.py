@@ -19,6 +19,7 @@ from ty_pipeline.clients.ollama import OllamaError
 from ty_pipeline.domain.berufenet_status import UNRESOLVED
 from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.failed_titles import PARTITIONS_NAME
+from ty_pipeline.domain.pool_names import OLLAMA_POOL
 from ty_pipeline.professions.llm import DEFAULT_BERUFENET_MODEL, DESCRIPTION_CHARS, LlmChooser
 from ty_pipeline.professions.partition_run import CatalogMissing
 from ty_pipeline.professions.retry import RetryRejected, UnknownFailedTitle, retry_title
@@ -42,7 +43,7 @@ class TitleRetryConfig(dg.Config):
     partitions_def=failed_titles_partitions,
     group_name="professions",
     kinds={"python", "sql"},
-    pool="ollama",
+    pool=OLLAMA_POOL,
     deps=["berufenet_catalog"],
     check_specs=[
         dg.AssetCheckSpec(

@@ -8,6 +8,7 @@ import dagster as dg
 from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.domain.clock import berlin_today, utcnow
 from ty_pipeline.domain.description_status import DescriptionStatus
+from ty_pipeline.domain.pool_names import JOB_APIS_POOL
 from ty_pipeline.fetching.descriptions_run import DescriptionsRun, fetch_descriptions
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
@@ -43,6 +44,8 @@ def _finished_runs(instance: dg.DagsterInstance, run_ids: set[str]) -> set[str]:
     group_name="ingestion",
     kinds={"python", "sql"},
     deps=["postings"],
+    # The same pool as `postings`: the detail calls go to the same APIs (see domain/pool_names.py).
+    pool=JOB_APIS_POOL,
     check_specs=[
         dg.AssetCheckSpec(
             DESCRIPTIONS_CHECK,

@@ -12,6 +12,7 @@ from ty_pipeline.assets.check_report import explained, posting_examples
 from ty_pipeline.domain.check_report import MAX_EXAMPLES
 from ty_pipeline.domain.clock import utcnow
 from ty_pipeline.domain.embedding_text import MIN_EMBED_CHARS, SkipReason
+from ty_pipeline.domain.pool_names import OLLAMA_POOL
 from ty_pipeline.enrichment.embeddings import Certification, EmbedRun, certify_partition, embed_partition
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.embedder import EmbedderResource
@@ -34,7 +35,7 @@ class EmbeddingsConfig(dg.Config):
     group_name="market",
     kinds={"python", "sql"},
     # TY_EMBED_BACKEND=ollama sends the embeddings to the GPU server: share its pool with the LLM steps.
-    pool="ollama",
+    pool=OLLAMA_POOL,
     deps=UPSTREAM,
     check_specs=[
         dg.AssetCheckSpec(

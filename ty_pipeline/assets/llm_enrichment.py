@@ -43,6 +43,7 @@ from ty_pipeline.domain.llm_capacity import (
     posting_equivalents,
     total_rate,
 )
+from ty_pipeline.domain.pool_names import OLLAMA_POOL
 from ty_pipeline.enrichment.partition_run import (
     Lane,
     LlmPipeline,
@@ -145,7 +146,7 @@ def build_lanes(config: LlmEnrichmentConfig, client: Any, selected: set[str]) ->
     can_subset=True,
     # The pool guards the LLM hosts across runs: one enrichment step (or BERUFENET/embedding step on
     # the GPU) at a time drives them; inside the step the client's slot budget spreads the calls.
-    pool="ollama",
+    pool=OLLAMA_POOL,
 )
 def llm_enrichment(
     context: dg.AssetExecutionContext,

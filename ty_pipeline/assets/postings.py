@@ -7,6 +7,7 @@ import dagster as dg
 
 from ty_pipeline.assets.check_report import explained
 from ty_pipeline.domain.clock import berlin_today, utcnow
+from ty_pipeline.domain.pool_names import JOB_APIS_POOL
 from ty_pipeline.fetching.postings_run import PostingsRun, ingest_postings
 from ty_pipeline.partitions import daily_partitions, partition_date
 from ty_pipeline.resources.deutsche_bank import DeutscheBankResource
@@ -28,6 +29,9 @@ ALL_STORED_CHECK = "all_postings_stored"
     partitions_def=daily_partitions,
     group_name="ingestion",
     kinds={"python", "sql"},
+    # One job-API step per instance at a time: the per-step request pace is then the rate the APIs see,
+    # also while a backfill's runs and the nightly run fetch at once (see domain/pool_names.py).
+    pool=JOB_APIS_POOL,
     check_specs=[
         dg.AssetCheckSpec(
             FETCH_COMPLETE_CHECK,
@@ -47,7 +51,8 @@ ALL_STORED_CHECK = "all_postings_stored"
     ],
     description=(
         "Postings published on the partition day (Europe/Berlin) from the Jobsuche API (16 per-state "
-        "queries) and the Deutsche Bank careers API, upserted by (source, external_id). Known postings "
+        "queries) and the Deutsche Bank careers API, upserted by (source, external_id). A Deutsche Bank posting "
+        "without a readable publication date is stored once, by today's partition, with no date. Known postings "
         "seen again are marked alive, except those the source declared gone (they wait for a detail "
         "re-check); stale ones are invalidated with a reason, only after a complete fetch of their source."
     ),
@@ -101,6 +106,11 @@ def postings_metadata(run: PostingsRun) -> dict[str, Any]:
         "listed_but_held_gone": stats.held_gone,
         "revived_not_found_reinvalidated": run.held_again,
         "seen_in_other_partitions": run.touched,
+        # Listed without a readable publication date (docs/domain_rules.md §1.4): stored now under the
+        # day first seen, already stored (a sighting), or new but left to today's run by a backfill.
+        "undated_stored": len(run.undated.store),
+        "undated_seen": len(run.undated.seen),
+        "undated_deferred": len(run.undated.deferred),
         "duplicates_dropped": sum(f.duplicates for f in run.fetches),
         "malformed_items": sum(f.malformed for f in run.fetches),
         "errors": len(fetch_errors) + stats.errors,

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from ty_pipeline.assets.check_report import explained
 from ty_pipeline.domain.clock import utcnow
+from ty_pipeline.domain.pool_names import OLLAMA_POOL
 from ty_pipeline.professions.partition_run import CatalogMissing
 from ty_pipeline.professions.similarity import DEFAULT_TOP_N, MIN_SCORE, SimilarityAudit, audit_similarity
 from ty_pipeline.professions.similarity_build import build_similarity
@@ -47,7 +48,7 @@ class SimilarityConfig(dg.Config):
     group_name="professions",
     kinds={"python", "sql"},
     # TY_EMBED_BACKEND=ollama sends the embeddings to the GPU server: share its pool with the LLM steps.
-    pool="ollama",
+    pool=OLLAMA_POOL,
     deps=["berufenet_catalog"],
     automation_condition=SIMILARITY_AUTOMATION,
     check_specs=[

@@ -12,20 +12,30 @@ The export needs torch and the model files once, offline; it is cached in `TY_EM
 `$XDG_CACHE_HOME/ty_pipeline/onnx`, else `~/.cache/ty_pipeline/onnx`) under a key of the model's files,
 so a changed model is exported again. Encoding afterwards imports neither torch nor transformers:
 ONNX Runtime, the `tokenizers` library and numpy only, which is what keeps the process small.
+
+The export is noisy (torch's TracerWarnings, the quantizer's advice on the root logger, transformers'
+progress bar): it runs with warnings, log records and the process's stdout/stderr captured, and the
+caller logs one line (what, where, how long, how many warnings) with each captured item at debug level.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +47,8 @@ EXPORT_FORMAT = 3  # bump when the export or quantization recipe changes: old ca
 ONNX_FILE = "model_qint8.onnx"
 META_FILE = "export.json"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -56,7 +68,24 @@ def _model_key(model_name: str, model_path: str) -> str:
     return f"{safe}-{digest.hexdigest()[:16]}"
 
 
-def export_quantized(model_name: str, model_path: str, target: Path) -> None:
+@dataclass
+class ExportNoise:
+    """What the export would have printed: warnings and log records (WARNING and up, as Python would have
+    shown them), and any other lines written to stdout/stderr (progress bars, native code)."""
+
+    warnings: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """One `export_quantized` call, returned from the export's process to the caller, which logs it."""
+
+    exported: bool  # False: another process exported the model while this one waited for the lock
+    noise: ExportNoise = field(default_factory=ExportNoise)
+
+
+def export_quantized(model_name: str, model_path: str, target: Path) -> ExportOutcome:
     """Export the model into `target` unless another process did while this one waited for the lock.
 
     One exporter per cache entry: processes starting together (two test workers, several steps) would
@@ -64,12 +93,79 @@ def export_quantized(model_name: str, model_path: str, target: Path) -> None:
     The lock only saves work (correctness rests on the rename in `_export`), and it is taken here, in
     the export's own process, not around the spawn: a script without a `__main__` guard runs again in
     the spawned child, which would then wait forever for its parent's lock instead of failing.
+
+    Runs in `ensure_export`'s child process, whose whole output is the export's: its stdout and stderr
+    are captured at the file-descriptor level (see `_captured`) and handed back for the caller's log.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / META_FILE).exists():
+        if (target / META_FILE).exists():
+            return ExportOutcome(exported=False)
+        with _captured() as noise:
             _export(model_name, model_path, target)
+        return ExportOutcome(exported=True, noise=noise)
+
+
+class _RecordList(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+
+
+@contextlib.contextmanager
+def _captured() -> Iterator[ExportNoise]:
+    """Record warnings and log records, and send stdout and stderr into a temporary file.
+
+    Redirected at the file-descriptor level because not all of the noise passes through `sys.stderr`:
+    transformers' logger holds a handler on the stream it found at import, tqdm bars and torch's native
+    code write to the descriptor. Only for a process that does nothing else (the export's child): another
+    thread's output would be captured too. When the export fails, what was captured is written back to
+    stderr, next to the traceback it may explain.
+    """
+    noise = ExportNoise()
+    handler = _RecordList(noise.warnings)
+    root = logging.getLogger()
+    root.addHandler(handler)  # a root handler also keeps `logging.lastResort` from printing them
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    streams: list[Any] = []
+    failed = True
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True) as caught:
+        try:
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            # Python-level writes too, for a `sys.stdout` that is not the descriptor (replaced by a caller).
+            # Streams on the descriptors themselves, left open: a library handler created during the export
+            # keeps the stream it found, and writes to the real stderr again after the restore below.
+            streams = [open(fd, "w", encoding="utf-8", errors="replace", closefd=False) for fd in (1, 2)]  # noqa: SIM115
+            with contextlib.redirect_stdout(streams[0]), contextlib.redirect_stderr(streams[1]):
+                yield noise
+            failed = False
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for stream in streams:
+                stream.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            root.removeHandler(handler)
+            noise.warnings[:0] = [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught]
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace")
+            for raw in text.split("\n"):
+                # A progress bar redraws its line after carriage returns: keep what it showed last.
+                shown = [part.strip() for part in raw.split("\r") if part.strip()]
+                if shown:
+                    noise.output.append(shown[-1])
+            if failed and (text or noise.warnings):
+                sys.stderr.write("".join(f"{w}\n" for w in noise.warnings) + text)
+                sys.stderr.flush()
 
 
 def _export(model_name: str, model_path: str, target: Path) -> None:
@@ -178,16 +274,42 @@ def _float_matmuls(path: Path) -> list[str]:
     return sorted(set(keep))
 
 
-def ensure_export(model_name: str, model_path: str, cache_dir: Path) -> Path:
-    """The cached export for this model, exporting it first if there is none."""
+def ensure_export(model_name: str, model_path: str, cache_dir: Path, logger: logging.Logger | None = None) -> Path:
+    """The cached export for this model, exporting it first if there is none (reported on `logger`, by
+    default this module's: one INFO line, and each suppressed warning at DEBUG)."""
     target = cache_dir / _model_key(model_name, model_path)
     if not (target / META_FILE).exists():
+        started = time.monotonic()
         # In a child process: the export loads torch and the full model (about 1 GiB), which would
         # otherwise stay in this process for the whole run, the very memory the onnx path saves.
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            pool.submit(export_quantized, model_name, model_path, target).result()
+            outcome = pool.submit(export_quantized, model_name, model_path, target).result()
+        report_export(logger or log, model_name, target, time.monotonic() - started, outcome)
     return target
+
+
+def report_export(
+    logger: logging.Logger, model_name: str, target: Path, seconds: float, outcome: ExportOutcome
+) -> None:
+    """One INFO line for the run's log instead of the export's own output; that output at DEBUG."""
+    if not outcome.exported:
+        logger.info(f"onnx export of {model_name}: done by another process while this one waited "
+                    f"({seconds:.1f} s), using {target}")
+        return
+    noise = outcome.noise
+    lines = f" and {_count(len(noise.output), 'line')} of library output" if noise.output else ""
+    logger.info(f"onnx export of {model_name}: int8 model written to {target} in {seconds:.1f} s (once per model "
+                f"and cache directory); {_count(len(noise.warnings), 'warning')}{lines} suppressed, "
+                "shown at debug level")
+    for item in noise.warnings:
+        logger.debug(f"onnx export of {model_name}, suppressed warning: {item}")
+    for line in noise.output:
+        logger.debug(f"onnx export of {model_name}, suppressed output: {line}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 _sessions: dict[tuple[str, int], tuple[Any, Any, dict[str, Any]]] = {}
@@ -225,8 +347,11 @@ class OnnxEncoder:
     """int8 ONNX Runtime encoder of a sentence-transformers model; the same vectors as the torch path up to
     quantization noise (cosine >= 0.99, tested), several times faster on a CPU."""
 
-    def __init__(self, model: str, model_path: str, *, cache_dir: Path | None = None, threads: int = 0) -> None:
-        export_dir = ensure_export(model, model_path, cache_dir or default_cache_dir())
+    def __init__(
+        self, model: str, model_path: str, *, cache_dir: Path | None = None, threads: int = 0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        export_dir = ensure_export(model, model_path, cache_dir or default_cache_dir(), logger)
         self._session, self._tokenizer, meta = _load(export_dir, threads)
         self._inputs = list(meta["inputs"])
         self.dim = int(meta["dim"])

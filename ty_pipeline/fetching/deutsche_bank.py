@@ -1,4 +1,8 @@
-"""Fetch the Deutsche Bank listing (it has no date filter) and keep the partition day's postings."""
+"""Fetch the Deutsche Bank listing (it has no date filter) and keep the partition day's postings.
+
+Items without a readable publication date match no partition day; they are handed back apart
+(`SourceFetch.undated`) for the run to file under the day first seen (domain/undated.py).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ def fetch_deutsche_bank(
 ) -> SourceFetch:
     """Page through every listed posting. All of them count as "seen" (the listing is complete), so
     Deutsche Bank's stale sweep can run after a successful fetch. Pages are paced by the client's rate
-    limiter."""
+    limiter. Items without a readable publication date go to `undated`: the caller files them
+    (domain/undated.py)."""
     result = SourceFetch(source=str(Source.DEUTSCHE_BANK))
     seen: set[str] = set()
     first = 1
@@ -47,7 +52,10 @@ def fetch_deutsche_bank(
                     result.duplicates += 1
                     continue
                 seen.add(record.external_id)
-                if record.published_date == partition_date:
+                if record.published_date is None:
+                    # Equal to no partition date: left out here, it would be stored nowhere.
+                    result.undated.append(record)
+                elif record.published_date == partition_date:
                     result.records.append(record)
                 else:
                     result.seen_elsewhere.append((record.source, record.external_id))
@@ -61,5 +69,8 @@ def fetch_deutsche_bank(
         log(f"Deutsche Bank search failed at FirstItem={first}: {exc}")
         return result
     result.complete = not result.errors
-    log(f"Deutsche Bank: {result.fetched} listed, {result.kept} published on {partition_date}")
+    log(
+        f"Deutsche Bank: {result.fetched} listed, {result.kept} published on {partition_date}, "
+        f"{len(result.undated)} without a readable publication date"
+    )
     return result

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, func, select
 
 from ty_pipeline.domain.invalidation import StaleRules
 from ty_pipeline.domain.posting_record import Source
+from ty_pipeline.domain.undated import UndatedPlacement, place_undated
 from ty_pipeline.fetching.deutsche_bank import fetch_deutsche_bank
 from ty_pipeline.fetching.jobsuche import fetch_jobsuche
 from ty_pipeline.fetching.result import SourceFetch
@@ -27,6 +28,7 @@ from ty_pipeline.warehouse.postings_store import (
     UpsertStats,
     count_stored,
     hold_revived_not_found,
+    stored_keys,
     sweep_stale_arbeitsagentur,
     sweep_stale_deutsche_bank,
     touch_seen,
@@ -59,6 +61,8 @@ class PostingsRun:
     sweep_arbeitsagentur: Sweep = Sweep(0, "Jobsuche not fetched in this run")
     sweep_deutsche_bank: Sweep = Sweep(0, "Deutsche Bank not fetched in this run")
     partition_rows: int = 0  # rows of the partition in the warehouse after the run
+    # Postings listed without a readable publication date, by where they went (domain/undated.py).
+    undated: UndatedPlacement = field(default_factory=UndatedPlacement)
 
     @property
     def records(self) -> int:
@@ -155,6 +159,7 @@ def ingest_postings(
     log(f"Fetching postings published on {day} from {', '.join(sources)}")
     run = PostingsRun(day=day, sources=list(sources))
     run.fetches, run.pacing = fetch_sources(sources, day, access, today=today, log=log)
+    run.undated = file_undated(engine, run.fetches, day=day, today=today, warn=warn)
 
     records = [r for f in run.fetches for r in f.records]
     started, started_cpu = time.perf_counter(), time.process_time()
@@ -183,6 +188,33 @@ def ingest_postings(
     # Rows that reached the warehouse in this run, per fetch: what the totals check compares.
     run.stored = [sum(count_stored(engine, f.records).values()) for f in run.fetches]
     return run
+
+
+def file_undated(
+    engine: Engine, fetches: list[SourceFetch], *, day: date, today: date,
+    warn: Callable[[str], None] = lambda _m: None,
+) -> UndatedPlacement:
+    """Move each fetch's undated postings into its `records` (new, and this is today's partition) or its
+    `seen_elsewhere` (already stored), so the upsert, the sightings, the sweep and the totals check treat
+    them like any other posting; the rest wait for today's run. Returns the placement over all fetches."""
+    total = UndatedPlacement()
+    for fetch in fetches:
+        if not fetch.undated:
+            continue
+        stored = stored_keys(engine, ((str(r.source), r.external_id) for r in fetch.undated))
+        placement = place_undated(fetch.undated, stored, day=day, today=today)
+        fetch.records.extend(placement.store)
+        fetch.seen_elsewhere.extend(placement.seen)
+        total.store.extend(placement.store)
+        total.seen.extend(placement.seen)
+        total.deferred.extend(placement.deferred)
+    if total.deferred:
+        warn(
+            f"{len(total.deferred)} listed posting(s) without a readable publication date are new but not stored "
+            f"by this backfill of {day}: they would be filed under a day they were not seen on; the run of "
+            f"today's partition ({today}) stores them if they are still listed"
+        )
+    return total
 
 
 def _sweep_after_complete_fetch(

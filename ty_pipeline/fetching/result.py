@@ -12,6 +12,9 @@ class SourceFetch:
     source: str
     records: list[PostingRecord] = field(default_factory=list)  # published on the partition date
     seen_elsewhere: list[tuple[str, str]] = field(default_factory=list)  # listed, but another date
+    # Listed without a readable publication date: no partition matches them, so the run decides against
+    # the warehouse where they go (domain/undated.py); they are in neither list above.
+    undated: list[PostingRecord] = field(default_factory=list)
     fetched: int = 0  # items read from the API (before de-duplication and date filter)
     duplicates: int = 0  # items dropped because another query/page already returned them
     malformed: int = 0  # items the parser could not read (logged, not saved)

@@ -108,8 +108,11 @@ class EmbedderResource(dg.ConfigurableResource):
             try:
                 from ty_pipeline.clients.onnx_embedder import OnnxEncoder
 
+                # The Dagster logger: the export's one summary line lands in the run's log (a plain
+                # module logger's INFO goes nowhere in a step), its suppressed warnings at debug level.
                 onnx_encoder = OnnxEncoder(
-                    model, resolve_model_path(model), threads=self.threads, cache_dir=self.onnx_cache_path()
+                    model, resolve_model_path(model), threads=self.threads, cache_dir=self.onnx_cache_path(),
+                    logger=dg.get_dagster_logger("onnx_export"),
                 )
             except ImportError as exc:
                 raise dg.Failure(

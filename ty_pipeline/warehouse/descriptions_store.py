@@ -44,7 +44,9 @@ def pending_descriptions(engine: Engine, partition_date: date, limit: int | None
                 and_(jd.c.status == str(DescriptionStatus.FAILED), jd.c.attempts < MAX_DESCRIPTION_ATTEMPTS),
             ),
         )
-        .order_by(postings.c.published_date.desc(), postings.c.posting_id.desc())
+        # NULLS LAST spelt out: PostgreSQL sorts NULL first in DESC, SQLite last, and an undated
+        # Deutsche Bank posting (domain/undated.py) must be picked alike on both when a limit applies.
+        .order_by(postings.c.published_date.desc().nulls_last(), postings.c.posting_id.desc())
     )
     if limit:
         query = query.limit(limit)

@@ -244,6 +244,25 @@ def count_stored(engine: Engine, records: Sequence[PostingRecord], *, chunk_size
     return stored
 
 
+def stored_keys(
+    engine: Engine, keys: Iterable[tuple[str, str]], *, chunk_size: int = 500
+) -> set[tuple[str, str]]:
+    """Which of `keys` ((source, external_id)) have a row, valid or invalidated."""
+    by_source: dict[str, list[str]] = {}
+    for source, external_id in keys:
+        by_source.setdefault(source, []).append(external_id)
+    found: set[tuple[str, str]] = set()
+    with engine.connect() as conn:
+        for source, ids in by_source.items():
+            unique = sorted(set(ids))
+            for start in range(0, len(unique), chunk_size):
+                query = select(postings.c.external_id).where(
+                    postings.c.source == source, postings.c.external_id.in_(unique[start : start + chunk_size])
+                )
+                found.update((source, external_id) for (external_id,) in conn.execute(query))
+    return found
+
+
 def _held_reason() -> ColumnElement[bool]:
     """`invalidated_reason IN (held reasons)` spelt as `=` terms: an `IN` list is an expanding parameter,
     which the executemany of the bulk upsert cannot take."""
