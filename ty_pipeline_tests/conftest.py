@@ -66,6 +66,14 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
 
 
 @pytest.fixture
+def engine(warehouse_url: str) -> sa.Engine:
+    """The warehouse schema, empty, on each backend of `warehouse_url` (a module may define its own)."""
+    eng = get_engine(warehouse_url)
+    ensure_schema(eng)
+    return eng
+
+
+@pytest.fixture
 def sqlite_engine(tmp_path: Path) -> Iterator[sa.Engine]:
     """An empty warehouse (the schema, no rows) in a SQLite file, for tests that need no PostgreSQL run."""
     url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"

@@ -5,7 +5,6 @@ the `berufenet_catalog` asset with the API added to the seed catalog on SQLite a
 from __future__ import annotations
 
 import csv
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +47,7 @@ from ty_pipeline_tests.fakes.berufenet_server import (
     FakeBerufenet,
     numbered_professions,
 )
+from ty_pipeline_tests.frozen_clock import FrozenClock
 
 # No real waiting in the unit tests: retries record their back-off instead of sleeping it.
 FAST = RetryPolicy(max_retries=2, backoff_base_s=0.0)
@@ -73,23 +73,6 @@ def fetch(fake: FakeBerufenet, sleeps: Sleeps, **kw: Any) -> BerufenetFetch:
     # Unpaced unless a test is about the pace: `sleeps` then holds only the retries' back-off.
     options: dict[str, Any] = {"requests_per_s": None, "policy": FAST, "sleep": sleeps, **kw}
     return fetch_berufenet(fake.base_url, **options)
-
-
-class FrozenClock:
-    """Time stands still and `sleep` only records (thread-safe): each request's wait is then exactly the
-    offset the rate limiter reserved for it."""
-
-    def __init__(self) -> None:
-        self.now = 50.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
 
 
 def test_every_list_and_detail_request_is_paced_by_one_limiter(fake: FakeBerufenet) -> None:

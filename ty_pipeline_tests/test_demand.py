@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.assets.demand import SNAPSHOT_CHECK, demand_snapshots, snapshot_check
@@ -13,7 +12,6 @@ from ty_pipeline.domain.demand import SnapshotRow, consistency_problems, stronge
 from ty_pipeline.domain.posting_record import PostingRecord, Source
 from ty_pipeline.domain.states import STATES
 from ty_pipeline.resources.warehouse import WarehouseResource
-from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.postings_store import upsert_postings
 from ty_pipeline.warehouse.schema import berufenet_mappings, postings
 from ty_pipeline.warehouse.schema import demand_snapshots as snapshots_table
@@ -145,13 +143,6 @@ def test_consistency_check_accepts_correct_rows_and_names_each_violation() -> No
 
 
 # -- the asset on a real warehouse ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    eng = get_engine(warehouse_url)
-    ensure_schema(eng)
-    return eng
 
 
 def add(

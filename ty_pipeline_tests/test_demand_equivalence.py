@@ -16,7 +16,6 @@ from ty_pipeline.warehouse.demand_store import (
     load_snapshot,
     store_snapshot,
 )
-from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.schema import VIEWS, berufenet_mappings, postings
 from ty_pipeline_tests.demand_oracle import active_mapped_postings, compute_snapshot
 
@@ -90,13 +89,6 @@ def oracle_snapshot(engine: sa.Engine, day: date, min_postings: int) -> tuple[li
 
 def _key(row: SnapshotRow) -> tuple[str, str, str]:
     return (row.state, row.domain_code, row.berufenet_id or "")
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    eng = get_engine(warehouse_url)
-    ensure_schema(eng)
-    return eng
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

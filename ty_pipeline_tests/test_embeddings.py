@@ -42,7 +42,6 @@ from ty_pipeline.resources.setting_fields import InvalidSetting
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription, save_description
 from ty_pipeline.warehouse.embeddings_store import vector_from_bytes
-from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.postings_store import invalidate_posting, upsert_postings
 from ty_pipeline.warehouse.schema import embeddings, posting_summaries, postings
 from ty_pipeline.warehouse.schema import posting_embeddings as links_table
@@ -111,13 +110,6 @@ def encoded_texts() -> list[str]:
 
 
 # -- warehouse set-up through the real stores -------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    eng = get_engine(warehouse_url)
-    ensure_schema(eng)
-    return eng
 
 
 def add_posting(engine: sa.Engine, ext: str, *, day: date = DAY) -> int:

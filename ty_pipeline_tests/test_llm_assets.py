@@ -34,7 +34,6 @@ from ty_pipeline.resources.llm_scope import LlmScopeResource
 from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.descriptions_store import DescriptionOutcome, PendingDescription, save_description
-from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.llm_results_store import saved_rows
 from ty_pipeline.warehouse.postings_store import upsert_postings
 from ty_pipeline.warehouse.schema import ihl_scores as ihl_table
@@ -184,13 +183,6 @@ def llm() -> ScriptedLlm:
 def fake(llm: ScriptedLlm) -> Any:
     with FakeOllama(responder=llm, latency_s=0.02) as server:
         yield server
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    eng = get_engine(warehouse_url)
-    ensure_schema(eng)
-    return eng
 
 
 def fixture_posting(fixtures_dir: Path, name: str) -> dict[str, Any]:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-import pytest
 import sqlalchemy as sa
 
 from ty_pipeline.domain.posting_record import Origin, PostingRecord, Source
-from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 from ty_pipeline.warehouse.postings_store import upsert_postings
 from ty_pipeline.warehouse.schema import posting_payloads, postings
 from ty_pipeline.warehouse.upsert import bulk_upsert
@@ -17,13 +15,6 @@ DAY = date(2026, 11, 18)
 NOW = datetime(2026, 11, 18, 22, 0)
 # Everything COPY's text format treats specially, and what a careless encoder would break.
 AWKWARD = "Koch\tKöchin\nSpätschicht\r\\N C:\\Küche\\ \\t end"
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    eng = get_engine(warehouse_url)
-    ensure_schema(eng)
-    return eng
 
 
 def test_content_hash_is_the_one_stored_before_the_bulk_path() -> None:

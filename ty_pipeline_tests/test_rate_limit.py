@@ -19,23 +19,8 @@ from ty_pipeline.resources.jobsuche import JobsucheResource
 from ty_pipeline_tests.fakes.deutsche_bank_server import FakeDeutscheBank
 from ty_pipeline_tests.fakes.http_base import Request, Response
 from ty_pipeline_tests.fakes.jobsuche_server import DETAIL_PREFIX, FakeJobsuche
+from ty_pipeline_tests.frozen_clock import FrozenClock
 from ty_pipeline_tests.test_postings_assets import add_aa, mat_metadata, refnr, run
-
-
-class FrozenClock:
-    """Time stands still; `sleep` only records. Each caller's wait is then exactly its reserved offset."""
-
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
 
 
 def limiter(clock: FrozenClock, rate: float, burst: int, max_in_flight: int = 100) -> RateLimiter:

@@ -26,7 +26,7 @@ from ty_pipeline.resources.ollama import OllamaResource
 from ty_pipeline.resources.profession_catalog import ProfessionCatalogResource
 from ty_pipeline.resources.warehouse import WarehouseResource
 from ty_pipeline.warehouse.berufenet_store import aliases_for_keys
-from ty_pipeline.warehouse.engine import ensure_schema, get_engine
+from ty_pipeline.warehouse.engine import get_engine
 from ty_pipeline.warehouse.schema import berufenet_aliases, skill_keyword_items
 from ty_pipeline.warehouse.schema import berufenet_catalog as catalog_table
 from ty_pipeline_tests.berufenet_fakes import fake_embedder
@@ -78,13 +78,6 @@ def llm() -> ScriptedLlm:
 def fake(llm: ScriptedLlm) -> Iterator[FakeOllama]:
     with FakeOllama(responder=llm, latency_s=0.01) as server:
         yield server
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    eng = get_engine(warehouse_url)
-    ensure_schema(eng)
-    return eng
 
 
 # -- LLM answers ----------------------------------------------------------------------------------------

@@ -34,13 +34,6 @@ def rec(ext: str, source: Source = Source.ARBEITSAGENTUR, **kw) -> PostingRecord
     return PostingRecord(source=source, external_id=ext, **base)
 
 
-@pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    eng = get_engine(warehouse_url)
-    ensure_schema(eng)
-    return eng
-
-
 def rows(engine: sa.Engine) -> dict[str, dict]:
     with engine.connect() as conn:
         return {r.external_id: dict(r._mapping) for r in conn.execute(sa.select(postings))}
@@ -190,7 +183,6 @@ def test_ids_up_to_the_byte_limit_are_stored_and_longer_ones_are_refused_alike_o
 
 
 def _set_up_schema(url: str) -> None:
-    from ty_pipeline.warehouse.engine import ensure_schema, get_engine
 
     ensure_schema(get_engine(url))
 
