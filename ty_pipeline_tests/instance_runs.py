@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.events import EngineEventData
@@ -15,6 +17,16 @@ from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.domain.pool_names import JOB_APIS_POOL
+
+QUICKSTART_YAML = Path(__file__).resolve().parents[1] / "deploy" / "quickstart" / "dagster.yaml"
+
+
+def instance_home(parent: Path, config: Path = QUICKSTART_YAML) -> Path:
+    """A fresh DAGSTER_HOME under `parent` configured by `config` (default: the Quickstart's dagster.yaml)."""
+    home = parent / "dagster_home"
+    home.mkdir()
+    shutil.copy(config, home / "dagster.yaml")
+    return home
 
 
 def dead_pid() -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -25,19 +24,20 @@ from ty_pipeline import cli, defs
 from ty_pipeline.assets.descriptions import job_descriptions
 from ty_pipeline.assets.postings import postings
 from ty_pipeline.domain.pool_names import JOB_APIS_POOL, OLLAMA_POOL
-from ty_pipeline_tests.instance_runs import add_run, assert_api_steps_of_two_runs_take_turns, pool_of
+from ty_pipeline_tests.instance_runs import (
+    add_run,
+    assert_api_steps_of_two_runs_take_turns,
+    instance_home,
+    pool_of,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART_YAML = ROOT / "deploy" / "quickstart" / "dagster.yaml"
 JOB_API_RESOURCES = {"jobsuche", "deutsche_bank"}
 
 
 @pytest.fixture
 def quickstart_home(tmp_path: Path) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(QUICKSTART_YAML, home / "dagster.yaml")
-    return home
+    return instance_home(tmp_path)
 
 
 def test_the_job_api_assets_run_in_the_job_apis_pool() -> None:

@@ -28,24 +28,20 @@ from ty_pipeline.pool_slot_tables import (
     read_held_slots,
 )
 from ty_pipeline.pool_slots import held_slots
-from ty_pipeline_tests.instance_runs import add_run, claim, dead_pid
+from ty_pipeline_tests.instance_runs import add_run, claim, dead_pid, instance_home
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART_YAML = ROOT / "deploy" / "quickstart" / "dagster.yaml"
 PRODUCTION_YAML = ROOT / "dagster.yaml"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def home(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
     if request.param == "sqlite":
-        shutil.copy(QUICKSTART_YAML, home / "dagster.yaml")
+        yield instance_home(tmp_path)
     else:
         # The production dagster.yaml as shipped, its DAGSTER_PG_URL pointing at a throw-away schema.
-        shutil.copy(PRODUCTION_YAML, home / "dagster.yaml")
         monkeypatch.setenv("DAGSTER_PG_URL", request.getfixturevalue("pg_schema_url"))
-    yield home
+        yield instance_home(tmp_path, PRODUCTION_YAML)
 
 
 def both_readers(home: Path) -> tuple[list[tuple], list[tuple]]:
@@ -90,9 +86,7 @@ def test_the_reader_reports_what_dagsters_api_reports(home: Path) -> None:
 
 
 def test_an_instance_that_never_ran_anything_holds_no_slot_and_is_not_written(tmp_path: Path) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(QUICKSTART_YAML, home / "dagster.yaml")
+    home = instance_home(tmp_path)
     tables = locate_instance_tables(home)
     assert tables is not None and read_held_slots(tables) == []
     assert sorted(p.name for p in home.iterdir()) == ["dagster.yaml"]  # nothing created by reading
@@ -145,9 +139,7 @@ def test_the_pid_is_read_from_either_metadata_form() -> None:
 def test_status_with_an_instance_imports_neither_dagster_nor_the_clients(tmp_path: Path) -> None:
     """Importing Dagster alone costs the status command its one-second budget (issue 13); numpy, requests and
     pydantic (the HTTP and embedding clients) another 0.15 s, and the command needs none of them."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(QUICKSTART_YAML, home / "dagster.yaml")
+    home = instance_home(tmp_path)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.event_log_storage.set_concurrency_slots("ollama", 1)
         claim(instance, add_run(instance, DagsterRunStatus.STARTED, worker_pid=dead_pid()), "ihl_scores")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -21,18 +20,14 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from ty_pipeline import cli
 from ty_pipeline.automation.jobs import build_jobs
 from ty_pipeline.domain.slot_holders import judge_slot_holder
-from ty_pipeline_tests.instance_runs import add_run, claim, dead_pid
+from ty_pipeline_tests.instance_runs import add_run, claim, dead_pid, instance_home
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART_YAML = ROOT / "deploy" / "quickstart" / "dagster.yaml"
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(QUICKSTART_YAML, home / "dagster.yaml")
-    return home
+    return instance_home(tmp_path)
 
 
 def status_json(home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict:
